@@ -1,0 +1,25 @@
+# The two commands a newcomer needs (see README.md):
+#   make run    create the environment, install, migrate, seed a demo, serve
+#   make test   install and run the whole test suite
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+
+.PHONY: run test bench install
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) devserver.py
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m tests.bench $(BENCH_ARGS)

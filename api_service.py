@@ -1,0 +1,732 @@
+"""HTTP client for the vendor's scheduling API (see docs: external-api.md).
+
+This module knows HTTP and the vendor's contract, nothing about the database.
+
+Layout, top to bottom:
+
+* timestamps: ``parse_timestamp``, ``format_timestamp``, ``parse_object``
+* errors: ``VendorError`` and its tree, ``error_from_response`` (the one place
+  that maps a status and an ``error.code`` to an exception)
+* rate limit: ``TokenBucket`` and the process-wide registry ``shared_limiter``
+* retry policy: ``RetryPolicy`` (urllib3 ``Retry``), built by ``build_retry``,
+  and ``VendorAdapter``, which decides per request whether it may be retried
+* ``VendorClient``: the methods the sync engine calls.
+
+The retry policy lives in one place.  ``build_retry`` makes the only retrying
+``Retry``; ``RetryPolicy.get_backoff_time`` and ``RetryPolicy.jitter`` compute
+the delay (tests pin ``jitter``), ``RetryPolicy.pause`` is the only sleep
+between attempts (tests replace it), and ``is_retry_safe`` is the only rule
+for which requests may be repeated: GET/HEAD/OPTIONS, DELETE, PATCH with
+``If-Match`` and POST with ``Idempotency-Key``.  Everything else is sent once.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.util.retry import Retry
+
+log = logging.getLogger("api_service")
+
+TIMESTAMP_FIELDS = ("updated_at", "start_datetime", "due_datetime")
+RESOURCES = ("employees", "events", "schedules")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id", "X-Correlation-Id")
+
+
+# --------------------------------------------------------------------------
+# Timestamps
+# --------------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?$"
+)
+
+
+def parse_timestamp(value: str | datetime | None) -> datetime | None:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: an offset or Z is required")
+        return value.astimezone(timezone.utc)
+    if not isinstance(value, str):
+        raise TypeError(f"timestamp must be a string, not {type(value).__name__}")
+    match = _RFC3339.match(value.strip())
+    if not match:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = match.groups()
+    if not zulu and not sign:
+        raise ValueError(f"naive timestamp (no offset or Z): {value!r}")
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    offset = 0 if zulu else (int(off_h) * 60 + int(off_m)) * (1 if sign == "+" else -1)
+    tz = timezone.utc if offset == 0 else timezone(timedelta(minutes=offset))
+    parsed = datetime(int(year), int(month), int(day), int(hour), int(minute),
+                      int(second), micro, tzinfo=tz)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_timestamp(dt: datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC with Z (microseconds only if non-zero)."""
+    if not isinstance(dt, datetime):
+        raise TypeError(f"expected a datetime, not {type(dt).__name__}")
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError("naive datetime: attach a timezone before sending it to the vendor")
+    utc = dt.astimezone(timezone.utc)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}"
+    return text + "Z"
+
+
+def parse_object(obj: dict) -> dict:
+    """Return a copy of a vendor object with its timestamp fields parsed."""
+    out = dict(obj)
+    for field in TIMESTAMP_FIELDS:
+        if isinstance(out.get(field), str):
+            out[field] = parse_timestamp(out[field])
+    return out
+
+
+def _encode(value: Any) -> Any:
+    """Make a request body JSON-ready: datetimes become RFC 3339 with Z."""
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, Mapping):
+        return {key: _encode(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(item) for item in value]
+    return value
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+class VendorError(Exception):
+    """Any failure talking to the vendor; keeps status, code, message, details, request id."""
+
+    is_transient = False
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 details: dict | None = None, request_id: str | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.details = details
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        parts = [f"HTTP {self.status}" if self.status is not None else "no response"]
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        return f"{self.message} ({', '.join(parts)})"
+
+
+class AuthError(VendorError):
+    """401 or 403: the key is missing, wrong or not allowed."""
+
+
+class NotFound(VendorError):
+    """404: no such object (or it was deleted)."""
+
+
+class Conflict(VendorError):
+    """409 that is neither ``duplicate`` nor ``in_use``."""
+
+
+class Duplicate(Conflict):
+    """409 duplicate: ``existing_id`` names the object that already holds the slot."""
+
+    @property
+    def existing_id(self) -> str | None:
+        return (self.details or {}).get("existing_id")
+
+
+class InUse(Conflict):
+    """409 in_use: ``schedule_id`` names the live schedule blocking a delete."""
+
+    @property
+    def schedule_id(self) -> str | None:
+        return (self.details or {}).get("schedule_id")
+
+
+class VersionMismatch(VendorError):
+    """412: If-Match named an old version; ``current`` is the vendor's object (parsed)."""
+
+    def __init__(self, *args, current: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current = current
+
+
+class ValidationFailed(VendorError):
+    """422 (also ``idempotency_key_reused``); ``details`` maps fields to messages."""
+
+
+class BadRequest(VendorError):
+    """400 other than invalid_page_token."""
+
+
+class InvalidPageToken(BadRequest):
+    """400 invalid_page_token."""
+
+
+class SyncTokenExpired(VendorError):
+    """410: the sync token is unknown or too old; do a full listing."""
+
+
+class RateLimited(VendorError):
+    """429 once retries ran out (or Retry-After was too long to wait); see ``retry_after``."""
+
+    is_transient = True
+
+
+class TransientError(VendorError):
+    """5xx, timeout or dropped connection once retries ran out; status None without a response."""
+
+    is_transient = True
+
+
+_BY_STATUS: dict[int, type[VendorError]] = {
+    400: BadRequest, 401: AuthError, 403: AuthError, 404: NotFound, 408: TransientError,
+    409: Conflict, 410: SyncTokenExpired, 412: VersionMismatch, 422: ValidationFailed,
+    429: RateLimited,
+}
+_BY_CODE: dict[tuple[int, str], type[VendorError]] = {
+    (400, "invalid_page_token"): InvalidPageToken,
+    (409, "duplicate"): Duplicate,
+    (409, "in_use"): InUse,
+}
+
+
+def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
+    """Remove secrets and bearer tokens from text (recursively in dicts and lists)."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret:
+                value = value.replace(secret, "[REDACTED]")
+        return re.sub(r"(?i)(bearer\s+)\S+", r"\1[REDACTED]", value)
+    if isinstance(value, dict):
+        return {key: _redact(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact(item, secrets) for item in value]
+    return value
+
+
+def _request_id(response: requests.Response) -> str | None:
+    """The vendor's request id from the response headers, if any."""
+    for name in REQUEST_ID_HEADERS:
+        if response.headers.get(name):
+            return response.headers[name]
+    return None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Retry-After in seconds (number or HTTP date), or None when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return float(Retry(0).parse_retry_after(value))
+    except Exception:  # noqa: BLE001 - an unreadable header is just absent
+        return None
+
+
+def error_from_response(response: requests.Response, secrets: tuple[str, ...] = ()) -> VendorError:
+    """Map a non-2xx response to the exception for its status and ``error.code``."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    code = error.get("code") if isinstance(error.get("code"), str) else None
+    details = error.get("details") if isinstance(error.get("details"), dict) else None
+    message = error.get("message") if isinstance(error.get("message"), str) else None
+    if not message:
+        snippet = " ".join((response.text or "").split())[:200]
+        message = f"vendor answered {status} {response.reason or ''}".strip()
+        message += f": {snippet}" if snippet else ""
+    cls = _BY_CODE.get((status, code or "")) or _BY_STATUS.get(status)
+    if cls is None:
+        cls = TransientError if status >= 500 else VendorError
+    kwargs: dict[str, Any] = dict(
+        status=status, code=code, details=_redact(details, secrets),
+        request_id=_request_id(response), retry_after=_retry_after(response),
+    )
+    if cls is VersionMismatch:
+        current = body.get("current") if isinstance(body, dict) else None
+        kwargs["current"] = parse_object(current) if isinstance(current, dict) else None
+    return cls(_redact(message, secrets), **kwargs)
+
+
+def error_from_exception(exc: Exception, secrets: tuple[str, ...] = ()) -> VendorError:
+    """Wrap a requests/urllib3 exception so callers never see one."""
+    transient = (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError,
+                 requests.exceptions.ChunkedEncodingError,
+                 requests.exceptions.ContentDecodingError, Urllib3Error, OSError)
+    cls = TransientError if isinstance(exc, transient) else VendorError
+    text = _redact(f"{type(exc).__name__}: {exc}", secrets)
+    return cls(f"request to the vendor failed: {text}", code="network_error"
+               if cls is TransientError else "client_error")
+
+
+# --------------------------------------------------------------------------
+# Client-side rate limit (shared by every client and thread in the process)
+# --------------------------------------------------------------------------
+
+class TokenBucket:
+    """Token bucket: ``rate`` tokens/second, bursts of ``max(1, rate)``; thread-safe.
+
+    ``clock`` and ``sleep`` are attributes so tests can use a fake clock.
+    A caller reserves a token under the lock and sleeps outside it, so
+    waiting callers queue fairly without holding the lock.
+    """
+
+    def __init__(self, rate: float, clock=time.monotonic, sleep=time.sleep):
+        self.clock = clock
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self.rate = float(rate)
+        self._tokens = self.capacity
+        self._updated = clock()
+
+    @property
+    def capacity(self) -> float:
+        return max(1.0, self.rate)
+
+    def set_rate(self, rate: float) -> None:
+        """Change the rate (the most recent client configuration wins)."""
+        with self._lock:
+            self.rate = float(rate)
+            self._tokens = min(self._tokens, self.capacity)
+
+    def reserve(self) -> float:
+        """Take one token; return how long the caller must wait before using it."""
+        with self._lock:
+            now = self.clock()
+            elapsed = max(0.0, now - self._updated)
+            self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+            self._updated = now
+            self._tokens -= 1.0
+            return -self._tokens / self.rate if self._tokens < 0 else 0.0
+
+    def acquire(self) -> float:
+        """Block until a token is available; return the time waited."""
+        wait = self.reserve()
+        if wait > 0:
+            self.sleep(wait)
+        return wait
+
+
+_LIMITERS: dict[str, TokenBucket] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def shared_limiter(key: str, rate: float) -> TokenBucket | None:
+    """The process-wide bucket for ``key`` (a base URL); None when ``rate <= 0``."""
+    if not rate or rate <= 0:
+        return None
+    with _LIMITERS_LOCK:
+        bucket = _LIMITERS.get(key)
+        if bucket is None:
+            bucket = _LIMITERS[key] = TokenBucket(rate)
+        elif bucket.rate != rate:
+            bucket.set_rate(rate)
+        return bucket
+
+
+# --------------------------------------------------------------------------
+# Retry policy
+# --------------------------------------------------------------------------
+
+class RetryPolicy(Retry):
+    """urllib3 ``Retry`` with our backoff, Retry-After cap, logging and hooks.
+
+    * Delay before retry *n* (1-based): ``min(backoff_max, backoff_factor *
+      2**(n-1))`` plus ``jitter()`` (uniform in ``[0, backoff_jitter)``),
+      capped at ``backoff_max``.  Unlike plain urllib3, the first retry
+      waits too.
+    * ``Retry-After`` on 429/503 is honoured exactly instead of the backoff.
+      A ``Retry-After`` longer than ``backoff_max`` is *not* waited for: the
+      response is handed back at once and surfaces as ``RateLimited`` (or
+      ``TransientError`` for 503) with ``retry_after`` set, so a sync run is
+      never blocked for minutes; the caller decides when to come back.
+    * ``observer`` (the client) is told of every retry (``on_retry``: count
+      and INFO log) and asked to throttle before it is sent (``before_retry``).
+    """
+
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+
+    def __init__(self, *args, observer: Any = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.observer = observer
+
+    def new(self, **kw: Any) -> "RetryPolicy":
+        """Copy, carrying the observer along (urllib3 makes a new Retry per attempt)."""
+        retry = super().new(**kw)
+        retry.observer = self.observer
+        return retry
+
+    def jitter(self) -> float:
+        """Random extra delay in ``[0, backoff_jitter)``; tests pin this."""
+        return random.random() * self.backoff_jitter
+
+    def get_backoff_time(self) -> float:
+        """Exponential backoff with jitter and a cap, from the first retry on."""
+        failures = len(self.history)
+        if failures == 0:
+            return 0.0
+        delay = self.backoff_factor * (2 ** (failures - 1)) + self.jitter()
+        return float(max(0.0, min(self.backoff_max, delay)))
+
+    def retry_after_seconds(self, response: Any) -> float | None:
+        """Retry-After of a 429/503 response in seconds, None if absent or unreadable."""
+        if response is None or not self.respect_retry_after_header:
+            return None
+        if getattr(response, "status", None) not in self.RETRY_AFTER_STATUS_CODES:
+            return None
+        try:
+            return self.get_retry_after(response)
+        except Exception:  # noqa: BLE001 - unreadable header: fall back to backoff
+            return None
+
+    def pause(self, seconds: float) -> None:
+        """The only sleep between attempts; tests replace it."""
+        time.sleep(seconds)
+
+    def sleep(self, response: Any = None) -> None:
+        """Wait before the next attempt: Retry-After or backoff, then the rate limit."""
+        delay = self.retry_after_seconds(response)
+        if delay is None:
+            delay = self.get_backoff_time()
+        if delay > 0:
+            self.pause(delay)
+        if self.observer is not None:
+            self.observer.before_retry()
+
+    def increment(self, method=None, url=None, response=None, error=None,
+                  _pool=None, _stacktrace=None) -> "RetryPolicy":
+        """Count a failed attempt; refuse to wait for a Retry-After beyond backoff_max."""
+        wait = self.retry_after_seconds(response)
+        if wait is not None and wait > self.backoff_max:
+            raise MaxRetryError(_pool, url, ResponseError(  # type: ignore[arg-type]
+                f"Retry-After {wait:.0f}s exceeds backoff_max {self.backoff_max}s"))
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if self.observer is not None:
+            cause = f"HTTP {response.status}" if response is not None and error is None \
+                else type(error).__name__ if error is not None else "unknown"
+            self.observer.on_retry(method, url, cause, len(retry.history),
+                                   len(retry.history) + (retry.total or 0))
+        return retry
+
+
+def build_retry(max_retries: int, backoff_factor: float, backoff_max: float,
+                observer: Any = None) -> RetryPolicy:
+    """Build the retry policy for safe requests (the single place it is configured)."""
+    return RetryPolicy(
+        total=max(0, int(max_retries)),
+        connect=None, read=None, status=None, other=0,
+        redirect=False,
+        allowed_methods=None,  # the adapter already decided the request is safe
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=backoff_factor,
+        backoff_max=backoff_max,
+        backoff_jitter=backoff_factor,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        observer=observer,
+    )
+
+
+NO_RETRY = Retry(total=0, read=False, redirect=False, raise_on_status=False)
+
+
+def is_retry_safe(request: requests.PreparedRequest) -> bool:
+    """May this request be sent again after a lost answer? (GET, DELETE, keyed POST, If-Match PATCH)."""
+    method = (request.method or "").upper()
+    if method in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        return True
+    if method == "POST":
+        return bool(request.headers.get("Idempotency-Key"))
+    if method == "PATCH":
+        return bool(request.headers.get("If-Match"))
+    return False
+
+
+class VendorAdapter(HTTPAdapter):
+    """Pooled adapter that throttles every attempt and retries only safe requests.
+
+    Safe requests go through this adapter with the ``RetryPolicy``; unsafe
+    ones through a twin adapter with ``NO_RETRY`` that shares the same
+    connection pool.  Nothing is mutated per request, so one adapter serves
+    many threads.
+    """
+
+    def __init__(self, retry: RetryPolicy, observer: Any, pool_maxsize: int = 10):
+        super().__init__(pool_connections=pool_maxsize, pool_maxsize=pool_maxsize,
+                         max_retries=retry)
+        self.observer = observer
+        self.once = HTTPAdapter(pool_connections=pool_maxsize, pool_maxsize=pool_maxsize,
+                                max_retries=NO_RETRY)
+        self.once.poolmanager.clear()
+        self.once.poolmanager = self.poolmanager
+
+    def send(self, request, *args, **kwargs):
+        """Throttle and count the first attempt, then send with the fitting retry policy."""
+        self.observer.before_attempt()
+        if is_retry_safe(request):
+            return super().send(request, *args, **kwargs)
+        return self.once.send(request, *args, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------
+
+@dataclass
+class Page:
+    """One page of a listing; only the last page has ``next_sync_token``."""
+
+    items: list[dict]
+    next_page_token: str | None
+    next_sync_token: str | None
+
+
+class VendorClient:
+    """Client for the vendor API: one pooled session, retries, rate limit, typed errors."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 10.0,
+                 connect_timeout: float = 3.05, max_retries: int = 5, rate_limit: float = 10.0,
+                 backoff_factor: float = 0.5, backoff_max: float = 30.0, pool_maxsize: int = 10):
+        if not base_url:
+            raise ValueError("base_url is required (EXTERNAL_API_BASE_URL)")
+        if not api_key:
+            raise ValueError("api_key is required (EXTERNAL_API_KEY)")
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.timeout = (float(connect_timeout), float(timeout))
+        self.max_retries = int(max_retries)
+        self.limiter = shared_limiter(self.base_url.lower(), float(rate_limit or 0))
+        self.requests_sent = 0
+        self._count_lock = threading.Lock()
+        self._local = threading.local()
+        self.retry = build_retry(max_retries, backoff_factor, backoff_max, observer=self)
+        self.session = requests.Session()
+        self.session.headers.update({
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": "scheduler-sync/1 (+api_service.py)",
+        })
+        adapter = VendorAdapter(self.retry, observer=self, pool_maxsize=pool_maxsize)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "VendorClient":
+        """Build a client from EXTERNAL_API_* settings (e.g. a Flask ``app.config``)."""
+        timeout = float(config.get("EXTERNAL_API_TIMEOUT_SECONDS") or 10)
+        return cls(
+            config.get("EXTERNAL_API_BASE_URL") or "",
+            config.get("EXTERNAL_API_KEY") or "",
+            timeout=timeout,
+            connect_timeout=min(3.05, timeout),
+            max_retries=int(config.get("EXTERNAL_API_MAX_RETRIES", 5)),
+            rate_limit=float(config.get("EXTERNAL_API_RATE_LIMIT", 10)),
+        )
+
+    def __repr__(self) -> str:
+        return f"VendorClient({self.base_url!r})"
+
+    def __enter__(self) -> "VendorClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the session and its pooled connections."""
+        self.session.close()
+
+    # -- hooks called by VendorAdapter and RetryPolicy ----------------------
+
+    def _count_attempt(self) -> None:
+        with self._count_lock:
+            self.requests_sent += 1
+        self._local.attempts = getattr(self._local, "attempts", 0) + 1
+
+    def before_attempt(self) -> None:
+        """Called before the first attempt of every request: rate limit and count."""
+        if self.limiter is not None:
+            self.limiter.acquire()
+        self._count_attempt()
+
+    def on_retry(self, method, url, cause, number, limit) -> None:
+        """Called when a retry has been decided: count it and log one INFO line."""
+        self._count_attempt()
+        path = str(url or "").split("?", 1)[0]
+        log.info("retrying %s %s after %s (retry %d of %d)", method, path, cause, number, limit)
+
+    def before_retry(self) -> None:
+        """Called after the backoff, just before a retry is sent: rate limit it."""
+        if self.limiter is not None:
+            self.limiter.acquire()
+
+    # -- low level ----------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        """Absolute URL for a path relative to the base URL."""
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                headers: Mapping[str, str] | None = None,
+                params: Mapping[str, Any] | None = None) -> requests.Response:
+        """Send one request (retried only if safe); return the 2xx response or raise VendorError."""
+        method = method.upper()
+        send_headers = dict(headers or {})
+        body = None
+        if json is not None:
+            body = jsonlib.dumps(_encode(json), ensure_ascii=False).encode("utf-8")
+            send_headers.setdefault("Content-Type", "application/json")
+        self._local.attempts = 0
+        started = time.monotonic()
+        try:
+            response = self.session.request(method, self.url(path), data=body,
+                                            headers=send_headers, params=params,
+                                            timeout=self.timeout, allow_redirects=False)
+        except (requests.RequestException, Urllib3Error, OSError) as exc:
+            self._log_request(method, path, type(exc).__name__, started)
+            raise error_from_exception(exc, (self._api_key,)) from exc
+        self._log_request(method, path, response.status_code, started)
+        if not 200 <= response.status_code < 300:
+            raise error_from_response(response, (self._api_key,))
+        return response
+
+    def _log_request(self, method: str, path: str, outcome: Any, started: float) -> None:
+        """One DEBUG line per request: method, path, outcome, duration, attempts."""
+        log.debug("%s %s -> %s in %.1f ms (%d attempt(s))", method, "/" + path.lstrip("/"),
+                  outcome, (time.monotonic() - started) * 1000,
+                  getattr(self._local, "attempts", 0))
+
+    def _json(self, response: requests.Response) -> Any:
+        """The response body as JSON, or VendorError if it is not JSON."""
+        try:
+            return response.json()
+        except ValueError:
+            raise VendorError("vendor answered with a body that is not JSON",
+                              status=response.status_code, code="invalid_response",
+                              request_id=_request_id(response)) from None
+
+    def _object(self, response: requests.Response) -> dict:
+        """The response body as a parsed vendor object."""
+        body = self._json(response)
+        if not isinstance(body, dict):
+            raise VendorError("vendor answered with JSON that is not an object",
+                              status=response.status_code, code="invalid_response",
+                              request_id=_request_id(response))
+        return parse_object(body)
+
+    # -- the contract -------------------------------------------------------
+
+    def health(self) -> dict:
+        """GET /health: the vendor's status, its clock and our round-trip latency."""
+        started = time.monotonic()
+        body = self._json(self.request("GET", "/health"))
+        latency = (time.monotonic() - started) * 1000
+        body = body if isinstance(body, dict) else {}
+        return {"status": body.get("status"), "time": parse_timestamp(body.get("time")),
+                "latency_ms": round(latency, 1)}
+
+    def get(self, resource: str, id: str) -> dict:
+        """GET /{resource}/{id}; NotFound when missing or deleted."""
+        return self._object(self.request("GET", _item_path(resource, id)))
+
+    def create(self, resource: str, data: dict, idempotency_key: str | None = None) -> dict:
+        """POST /{resource} with an Idempotency-Key (a new uuid4 unless given)."""
+        key = idempotency_key or str(uuid.uuid4())
+        response = self.request("POST", _collection_path(resource), json=data,
+                                headers={"Idempotency-Key": key})
+        return self._object(response)
+
+    def update(self, resource: str, id: str, data: dict, if_match: int | None = None) -> dict:
+        """PATCH /{resource}/{id}; with ``if_match`` it is conditional (and retried)."""
+        headers = {"If-Match": f'"{int(if_match)}"'} if if_match is not None else None
+        return self._object(self.request("PATCH", _item_path(resource, id), json=data,
+                                         headers=headers))
+
+    def delete(self, resource: str, id: str, if_match: int | None = None) -> None:
+        """DELETE /{resource}/{id}; NotFound when already gone (callers decide what it means)."""
+        headers = {"If-Match": f'"{int(if_match)}"'} if if_match is not None else None
+        self.request("DELETE", _item_path(resource, id), headers=headers)
+
+    def iter_pages(self, resource: str, sync_token: str | None = None,
+                   limit: int = 100) -> Iterator[Page]:
+        """Yield every page of a listing, following next_page_token to the end.
+
+        The first request sends ``limit`` (and ``sync_token`` if given); later
+        ones send only ``page_token``, as the contract requires.
+        """
+        if not 1 <= int(limit) <= 500:
+            raise ValueError("limit must be between 1 and 500")
+        params: dict[str, Any] = {"limit": int(limit)}
+        if sync_token:
+            params["sync_token"] = sync_token
+        seen: set[str] = set()
+        while True:
+            body = self._json(self.request("GET", _collection_path(resource), params=params))
+            page = _page(body)
+            yield page
+            token = page.next_page_token
+            if not token:
+                return
+            if token in seen:
+                raise VendorError("vendor repeated a page token; stopping the listing",
+                                  code="page_token_loop")
+            seen.add(token)
+            params = {"page_token": token}
+
+
+def _collection_path(resource: str) -> str:
+    """'/events' for 'events'; ValueError for an unknown resource."""
+    if resource not in RESOURCES:
+        raise ValueError(f"unknown resource {resource!r}; expected one of {RESOURCES}")
+    return f"/{resource}"
+
+
+def _item_path(resource: str, id: str) -> str:
+    """'/events/<id>' with the opaque id percent-encoded."""
+    if id is None or str(id) == "":
+        raise ValueError("id is required")
+    return f"{_collection_path(resource)}/{quote(str(id), safe='')}"
+
+
+def _page(body: Any) -> Page:
+    """A listing response body as a Page (items parsed, tombstones kept)."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise VendorError("listing response has no 'data' list", code="invalid_response")
+    items = [parse_object(item) for item in body["data"] if isinstance(item, dict)]
+    return Page(items=items, next_page_token=body.get("next_page_token") or None,
+                next_sync_token=body.get("next_sync_token") or None)

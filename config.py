@@ -1,0 +1,168 @@
+"""Settings, read once from the environment or `.env` with python-decouple.
+
+Every setting of app-api.md is here; `.env.example` documents each one.
+`config_for(name)` picks the class; `ProductionConfig.validate()` refuses to
+start, with one message naming everything missing, when a secret is absent.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from decouple import Csv, config  # noqa: F401  (Csv kept for callers' convenience)
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+
+def _bool(name: str, default: bool) -> bool:
+    return config(name, default=default, cast=bool)
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for plain `postgresql://` URLs (psycopg2 is not installed)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up when the configuration cannot work."""
+
+
+class Config:
+    """Defaults shared by every environment."""
+
+    APP_CONFIG = "base"
+    TESTING = False
+    DEBUG = False
+
+    SECRET_KEY = config("SECRET_KEY", default=None)
+    DATABASE_URL = config("DATABASE_URL", default=None)
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(
+        DATABASE_URL or f"sqlite:///{INSTANCE_DIR / 'scheduler.sqlite'}"
+    )
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    APP_TIMEZONE = config("APP_TIMEZONE", default="UTC")
+    ADMIN_USERNAME = config("ADMIN_USERNAME", default=None)
+    ADMIN_PASSWORD = config("ADMIN_PASSWORD", default=None)
+
+    EXTERNAL_API_BASE_URL = config("EXTERNAL_API_BASE_URL", default=None)
+    EXTERNAL_API_KEY = config("EXTERNAL_API_KEY", default=None)
+    EXTERNAL_API_TIMEOUT_SECONDS = config("EXTERNAL_API_TIMEOUT_SECONDS", default=10.0, cast=float)
+    EXTERNAL_API_MAX_RETRIES = config("EXTERNAL_API_MAX_RETRIES", default=5, cast=int)
+    EXTERNAL_API_RATE_LIMIT = config("EXTERNAL_API_RATE_LIMIT", default=10.0, cast=float)
+
+    WEBHOOK_SECRET = config("WEBHOOK_SECRET", default=None)
+    SYNC_ENABLED = _bool("SYNC_ENABLED", False)
+    SYNC_INTERVAL_MINUTES = config("SYNC_INTERVAL_MINUTES", default=15.0, cast=float)
+    SYNC_CONFLICT_POLICY = config("SYNC_CONFLICT_POLICY", default="last_write_wins")
+    # Seconds to wait after a local change before pushing it (changes coalesce).
+    SYNC_PUSH_DELAY_SECONDS = config("SYNC_PUSH_DELAY_SECONDS", default=3.0, cast=float)
+    # Whether the in-process APScheduler starts (tests and CLI turn it off).
+    SCHEDULER_ENABLED = True
+    AUTO_MIGRATE = False
+
+    WTF_CSRF_TIME_LIMIT = None
+    WTF_CSRF_CHECK_DEFAULT = False  # checked in a before_request hook (see app.py)
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    PAGE_SIZE = 50
+
+    # Names of settings whose values are secrets: never logged or shown.
+    SECRET_SETTINGS = ("SECRET_KEY", "EXTERNAL_API_KEY", "WEBHOOK_SECRET", "ADMIN_PASSWORD")
+
+    @classmethod
+    def validate(cls, settings: dict) -> None:
+        """Check settings that every environment needs to be coherent."""
+        problems = []
+        if settings.get("SYNC_CONFLICT_POLICY") not in ("last_write_wins", "manual"):
+            problems.append("SYNC_CONFLICT_POLICY must be 'last_write_wins' or 'manual'")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(settings.get("APP_TIMEZONE") or "UTC")
+        except Exception:  # noqa: BLE001 - any failure means an unknown zone
+            problems.append(f"APP_TIMEZONE {settings.get('APP_TIMEZONE')!r} is not a known time zone")
+        if settings.get("SYNC_INTERVAL_MINUTES", 1) <= 0:
+            problems.append("SYNC_INTERVAL_MINUTES must be positive")
+        if problems:
+            raise ConfigError("Configuration error: " + "; ".join(problems) + ".")
+
+
+class DevelopmentConfig(Config):
+    """Local development: embedded SQLite, random secret key, auto-migrate."""
+
+    APP_CONFIG = "development"
+    DEBUG = False  # the reloader/debugger are chosen by `flask run --debug`
+    SECRET_KEY = Config.SECRET_KEY or secrets.token_hex(32)
+    AUTO_MIGRATE = True
+
+
+class TestingConfig(Config):
+    """The test suite: its own database, no scheduler, CSRF on."""
+
+    APP_CONFIG = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret-key"
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(
+        os.environ.get("TEST_DATABASE_URL") or "sqlite://"
+    )
+    SCHEDULER_ENABLED = False
+    AUTO_MIGRATE = True
+    SYNC_ENABLED = False
+    SYNC_PUSH_DELAY_SECONDS = 0.0
+    EXTERNAL_API_BASE_URL = None
+    EXTERNAL_API_KEY = None
+    WEBHOOK_SECRET = None
+    ADMIN_USERNAME = None
+    ADMIN_PASSWORD = None
+    APP_TIMEZONE = "UTC"
+    SYNC_CONFLICT_POLICY = "last_write_wins"
+
+
+class ProductionConfig(Config):
+    """Production: every secret must come from the environment."""
+
+    APP_CONFIG = "production"
+
+    @classmethod
+    def validate(cls, settings: dict) -> None:
+        """Refuse to start, naming every missing setting at once."""
+        missing = []
+        if not settings.get("SECRET_KEY"):
+            missing.append("SECRET_KEY")
+        if settings.get("SYNC_ENABLED") and not settings.get("WEBHOOK_SECRET"):
+            missing.append("WEBHOOK_SECRET (sync is on)")
+        url = settings.get("DATABASE_URL") or ""
+        if not url or url.startswith("sqlite"):
+            missing.append("DATABASE_URL (a non-SQLite database, e.g. postgresql+psycopg://...)")
+        if settings.get("SYNC_ENABLED") and not settings.get("EXTERNAL_API_BASE_URL"):
+            missing.append("EXTERNAL_API_BASE_URL (sync is on)")
+        if missing:
+            raise ConfigError(
+                "Production configuration is incomplete; set: " + ", ".join(missing) + "."
+            )
+        super().validate(settings)
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_for(name: str | None) -> type[Config]:
+    """The config class for `name` (or APP_CONFIG), failing clearly on a typo."""
+    name = (name or config("APP_CONFIG", default="development")).strip().lower()
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ConfigError(
+            f"APP_CONFIG {name!r} is unknown; use one of: {', '.join(CONFIGS)}."
+        ) from None

@@ -1,0 +1,175 @@
+"""One error path and one logging set-up for the whole app.
+
+`register_error_handlers(app)` answers JSON (`{"error": {"code", "message",
+"error_id"}}`) for `/api/` and an HTML page otherwise; every answer carries an
+error id that is also in the log line.  A 500 rolls the database session back.
+`configure_logging(app)` sets the format once and installs a filter that
+removes secrets (configured secret values, bearer tokens, Basic credentials,
+passwords) from every record.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any, Optional
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("app.errors")
+
+CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+    422: "validation_failed", 429: "rate_limited", 500: "internal_error", 503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer: status, machine code, human message, optional details."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None,
+                 extra: Optional[dict] = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.extra = extra or {}
+
+
+def wants_json() -> bool:
+    """JSON for the API (and for clients that ask only for JSON)."""
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_response(status: int, code: str, message: str, details: Any = None,
+                   extra: Optional[dict] = None, exc: Optional[BaseException] = None):
+    """Log the error with a fresh id and answer it as JSON or as a page."""
+    error_id = uuid.uuid4().hex[:12]
+    line = "error_id=%s status=%s code=%s method=%s path=%s message=%s"
+    args = (error_id, status, code, request.method, request.path, message)
+    if status >= 500:
+        log.error(line, *args, exc_info=exc)
+    else:
+        log.info(line, *args)
+    if wants_json():
+        body: dict = {"code": code, "message": message, "error_id": error_id}
+        if details is not None:
+            body["details"] = details
+        payload = {"error": body, **(extra or {})}
+        return jsonify(payload), status
+    template = f"errors/{status}.html"
+    context = {"status": status, "code": code, "message": message, "error_id": error_id,
+               "details": details}
+    try:
+        return render_template([template, "errors/error.html"], **context), status
+    except Exception:  # noqa: BLE001 - the error page itself must not fail
+        log.exception("error_id=%s could not render the error page", error_id)
+        return f"Error {status}: {message} (error id {error_id})", status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """The single error path for ApiError, HTTP errors and anything unexpected."""
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(exc: HTTPException):
+        status = exc.code or 500
+        code = CODES.get(status, "error")
+        if status == 400 and "CSRF" in (exc.description or ""):
+            code = "csrf_failed"
+        message = exc.description or exc.name
+        if status >= 500:
+            _rollback()
+        return error_response(status, code, message)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        _rollback()
+        return error_response(500, "internal_error",
+                              "Something went wrong on our side; nothing was saved.", exc=exc)
+
+
+def _rollback() -> None:
+    try:
+        from app import db
+
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - never mask the original error
+        log.exception("session rollback failed")
+
+
+# ---------------------------------------------------------------------------
+# Logging, with secrets filtered out
+# ---------------------------------------------------------------------------
+
+_PATTERNS = [
+    re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|basic)\s+[^\s'\",}]+"),
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"whsec_[A-Za-z0-9+/=]+"),
+    re.compile(r"(?i)((?:password|passwd|secret|api_key|apikey|token)['\"]?\s*[:=]\s*['\"]?)[^\s'\",&}]+"),
+]
+
+
+class SecretFilter(logging.Filter):
+    """Replace configured secret values and credential patterns with ***."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        text = _PATTERNS[0].sub(lambda m: m.group(1) + m.group(2) + " ***", text)
+        text = _PATTERNS[1].sub(lambda m: m.group(1) + " ***", text)
+        text = _PATTERNS[2].sub("whsec_***", text)
+        text = _PATTERNS[3].sub(lambda m: m.group(1) + "***", text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - leave broken records alone
+            return True
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        clean = self.redact(message)
+        record.msg, record.args = clean, ()
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+_installed: dict[int, SecretFilter] = {}
+
+
+def configure_logging(app: Flask) -> None:
+    """Format and level for the app's loggers, plus the secret filter."""
+    level = logging.DEBUG if app.debug else logging.INFO
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(min(root.level or logging.WARNING, level) if root.level else level)
+    for name in ("app", "api_service", "sync_engine", "werkzeug"):
+        logging.getLogger(name).setLevel(logging.DEBUG if name == "api_service" and app.debug else level)
+    secrets = [str(app.config.get(name) or "") for name in app.config.get("SECRET_SETTINGS", ())]
+    new = SecretFilter(secrets)
+    for handler in root.handlers:
+        old = _installed.get(id(handler))
+        if old is not None:
+            old.secrets = sorted(set(old.secrets) | set(new.secrets))
+        else:
+            handler.addFilter(new)
+            _installed[id(handler)] = new
