@@ -646,11 +646,387 @@ def logout():
 # Routes: pages
 # ---------------------------------------------------------------------------
 
+class FormErrors(Exception):
+    """Per-field messages for a page form, and the status the page answers with."""
+
+    def __init__(self, errors: dict, status: int = 422):
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+        self.status = status
+
+
+class PageOf:
+    """One page of a list: its rows, its number and the totals."""
+
+    def __init__(self, items: list, page: int, per_page: int, total: int):
+        self.items, self.page, self.per_page, self.total = items, page, per_page, total
+        self.pages = max(1, -(-total // per_page))
+        self.has_prev, self.has_next = page > 1, page < self.pages
+
+
+def page_number() -> int:
+    """The ?page= argument (1 when missing or not a positive number)."""
+    return max(1, request.args.get("page", 1, type=int) or 1)
+
+
+def paginate(model, conditions: list, order_by: list, page: int) -> PageOf:
+    """One COUNT and one LIMIT/OFFSET query over `model` rows matching `conditions`."""
+    per_page = int(current_app.config.get("PAGE_SIZE") or 50)
+    total = db.session.scalar(select(func.count(model.id)).where(*conditions)) or 0
+    query = select(model).where(*conditions).order_by(*order_by)
+    items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
+    return PageOf(items, page, per_page, total)
+
+
+def parse_local_date(text: Optional[str]) -> Optional[date]:
+    """A YYYY-MM-DD date from a form or query string, or None."""
+    try:
+        return date.fromisoformat((text or "").strip())
+    except ValueError:
+        return None
+
+
+def parse_local_time(text: Optional[str]) -> Optional[time]:
+    """An HH:MM (or HH:MM:SS) wall-clock time from a form, or None."""
+    text = (text or "").strip()
+    for fmt in ("%H:%M", "%H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).time()
+        except ValueError:
+            continue
+    return None
+
+
+def local_today() -> date:
+    """Today's date in APP_TIMEZONE."""
+    return utcnow().astimezone(app_tz()).date()
+
+
+def event_local_dates(event: Event) -> tuple[date, date]:
+    """The first and last local day of an event's window."""
+    return to_local(event.start_datetime).date(), to_local(event.due_datetime).date()
+
+
+def dashboard_filters() -> dict:
+    """The dashboard's ?type= and ?store= filters, cleaned."""
+    event_type = request.args.get("type", "")
+    return {"type": event_type if event_type in EVENT_TYPES else "",
+            "store": request.args.get("store", type=int)}
+
+
+def render_dashboard(import_errors: Optional[list] = None, status: int = 200):
+    """The dashboard: unscheduled live events, a page at a time, filtered."""
+    filters = dashboard_filters()
+    conditions = [Event.deleted_at.is_(None), ~Event.is_scheduled]
+    if filters["type"]:
+        conditions.append(Event.event_type == filters["type"])
+    if filters["store"] is not None:
+        conditions.append(Event.store_number == filters["store"])
+    order = [Event.start_datetime, Event.due_datetime, Event.id]
+    listing = paginate(Event, conditions, order, page_number())
+    args = {k: v for k, v in filters.items() if v not in ("", None)}
+    return render_template("index.html", listing=listing, filters=filters, filter_args=args,
+                           event_types=EVENT_TYPES, import_errors=import_errors), status
+
+
 @pages.route("/")
 @login_required
 def index():
-    """Dashboard (placeholder until the pages land)."""
-    return render_template("index.html")
+    """Dashboard: the events still waiting for a day and an employee."""
+    return render_dashboard()
+
+
+@pages.route("/import", methods=["POST"])
+@login_required
+def import_events():
+    """Import a WorkBankVisits CSV uploaded from the dashboard (all or nothing)."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        problem = {"line": None, "column": None, "message": "Choose a CSV file to import."}
+        return render_dashboard([problem], 422)
+    from csv_formats import CsvImportError, import_events_csv
+
+    try:
+        result = import_events_csv(upload.stream)
+    except CsvImportError as exc:
+        db.session.rollback()
+        return render_dashboard(list(exc.details or []), 422)
+    db.session.commit()
+    notify_local_change()
+    flash("Imported {created} new, {updated} updated, {unchanged} unchanged events.".format(
+        created=result.get("created", 0), updated=result.get("updated", 0),
+        unchanged=result.get("unchanged", 0)), "success")
+    return redirect(url_for("pages.index"))
+
+
+def read_schedule_form(form) -> tuple[date, time, Employee]:
+    """The date, time and employee a schedule form posts, or FormErrors."""
+    errors = {}
+    day = parse_local_date(form.get("date"))
+    if day is None:
+        errors["date"] = "Enter a date as YYYY-MM-DD."
+    at = parse_local_time(form.get("time"))
+    if at is None:
+        errors["time"] = "Enter a time as HH:MM."
+    raw_id = (form.get("employee_id") or "").strip()
+    employee = get_live(Employee, int(raw_id)) if raw_id.isdigit() else None
+    if employee is None:
+        errors["employee_id"] = "Choose an employee." if not raw_id else "That employee does not exist."
+    if errors:
+        raise FormErrors(errors)
+    return day, at, employee
+
+
+def schedule_from_form(event: Event, form, schedule: Optional[Schedule] = None):
+    """Validate a schedule form for `event`: (start in UTC, employee) or FormErrors."""
+    day, at, employee = read_schedule_form(form)
+    first, last = event_local_dates(event)
+    if not first <= day <= last:
+        raise FormErrors({"date": f"Pick a day between {first:%Y-%m-%d} and {last:%Y-%m-%d}."})
+    try:
+        start = local_to_utc(datetime.combine(day, at))
+    except LocalTimeError as exc:
+        raise FormErrors({"time": f"{exc}; pick another time."}) from None
+    try:
+        check_schedule(event, employee, start, schedule=schedule)
+    except DomainError as exc:
+        field = {"start_datetime": "time", "employee_id": "employee_id"}.get(exc.field, "form")
+        raise FormErrors({field: exc.message[:1].upper() + exc.message[1:] + "."}, exc.status) from None
+    return start, employee
+
+
+def default_schedule_date(event: Event) -> date:
+    """Today when it lies inside the event's window, else the window's first day."""
+    first, last = event_local_dates(event)
+    today = local_today()
+    return today if first <= today <= last else first
+
+
+def render_schedule_form(event: Event, values: dict, errors: dict, status: int = 200,
+                         schedule: Optional[Schedule] = None):
+    """The schedule (or reschedule) form, listing who is free on the chosen day."""
+    first, last = event_local_dates(event)
+    day = parse_local_date(values.get("date"))
+    employees = []
+    if day is not None and first <= day <= last:
+        employees = available_employees(day, schedule.id if schedule else None)
+    elif values.get("date") and "date" not in errors:
+        errors = {**errors, "date": f"Pick a day between {first:%Y-%m-%d} and {last:%Y-%m-%d}."}
+    return render_template("schedule.html", event=event, schedule=schedule, values=values,
+                           errors=errors, employees=employees, min_date=first, max_date=last,
+                           chosen_day=day), status
+
+
+def blocked_event_message(event: Event) -> Optional[tuple[str, int]]:
+    """Why an event cannot be scheduled (deleted or already scheduled), with a status."""
+    if event.deleted_at is not None:
+        return "This event was deleted; it can no longer be scheduled.", 410
+    current = db.session.scalar(live(Schedule).where(Schedule.event_id == event.id).limit(1))
+    if current is not None:
+        when = fmt_local(current.start_datetime)
+        return f"This event is already scheduled: {current.employee.name}, {when}.", 409
+    return None
+
+
+@pages.route("/schedule/<int:event_id>", methods=["GET", "POST"])
+@login_required
+def schedule_event(event_id: int):
+    """Schedule one event: a day in its window, a free employee, a time."""
+    event = db.session.get(Event, event_id) or abort(404)
+    blocked = blocked_event_message(event)
+    if blocked is not None:
+        status = blocked[1] if request.method == "POST" or blocked[1] == 410 else 200
+        return render_template("schedule.html", event=event, blocked=blocked[0]), status
+    if request.method == "GET":
+        values = {"date": request.args.get("date") or default_schedule_date(event).isoformat(),
+                  "time": request.args.get("time") or "09:00",
+                  "employee_id": request.args.get("employee_id", "")}
+        return render_schedule_form(event, values, {})
+    if request.form.get("action") == "refresh":
+        return redirect(url_for("pages.schedule_event", event_id=event.id,
+                                **refresh_args(request.form)))
+    try:
+        start, employee = schedule_from_form(event, request.form)
+    except FormErrors as exc:
+        return render_schedule_form(event, request.form.to_dict(), exc.errors, exc.status)
+    db.session.add(Schedule(event_id=event.id, employee_id=employee.id, start_datetime=start))
+    if not commit_or_conflict():
+        return render_schedule_form(event, request.form.to_dict(),
+                                    {"form": "The event was scheduled by someone else meanwhile."}, 409)
+    flash(f"Scheduled “{event.project_name}” for {employee.name} on {fmt_local(start)}.", "success")
+    return redirect(url_for("pages.index"))
+
+
+def refresh_args(form) -> dict:
+    """The query string that re-renders a schedule form for the posted day (no JS)."""
+    return {k: form.get(k) for k in ("date", "time", "employee_id") if form.get(k)}
+
+
+def commit_or_conflict() -> bool:
+    """Commit and ask for a push; False (rolled back) when a unique rule was broken."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    notify_local_change()
+    return True
+
+
+def week_bounds(day: date) -> tuple[date, datetime, datetime]:
+    """The Monday of `day`'s week and the week's [start, end) in UTC."""
+    monday = day - timedelta(days=day.weekday())
+    return monday, local_day_bounds(monday)[0], local_day_bounds(monday + timedelta(days=6))[1]
+
+
+@pages.route("/calendar")
+@login_required
+def calendar():
+    """Scheduled work for one week (Monday first, APP_TIMEZONE), day by day."""
+    monday, start, end = week_bounds(parse_local_date(request.args.get("week")) or local_today())
+    query = live(Schedule).where(
+        Schedule.start_datetime >= start, Schedule.start_datetime < end,
+        Schedule.event.has(Event.deleted_at.is_(None)),
+    ).order_by(Schedule.start_datetime, Schedule.id)
+    days = {monday + timedelta(days=i): [] for i in range(7)}
+    for schedule in db.session.scalars(query):
+        days.setdefault(to_local(schedule.start_datetime).date(), []).append(schedule)
+    return render_template("calendar.html", days=days, monday=monday, today=local_today(),
+                           prev_week=monday - timedelta(days=7), next_week=monday + timedelta(days=7))
+
+
+@pages.route("/calendar/<int:schedule_id>/unschedule", methods=["POST"])
+@login_required
+def unschedule(schedule_id: int):
+    """Take an event off the calendar; it goes back to the dashboard."""
+    schedule = get_live(Schedule, schedule_id) or abort(404)
+    week = to_local(schedule.start_datetime).date().isoformat()
+    schedule.soft_delete()
+    db.session.commit()
+    notify_local_change()
+    flash(f"Unscheduled “{schedule.event.project_name}”; it is back on the dashboard.", "success")
+    return redirect(url_for("pages.calendar", week=week))
+
+
+@pages.route("/calendar/<int:schedule_id>/reschedule", methods=["GET", "POST"])
+@login_required
+def reschedule(schedule_id: int):
+    """Change the day, time or employee of a scheduled event."""
+    schedule = get_live(Schedule, schedule_id) or abort(404)
+    if request.method == "GET":
+        local = to_local(schedule.start_datetime)
+        values = {"date": request.args.get("date") or local.date().isoformat(),
+                  "time": request.args.get("time") or local.strftime("%H:%M"),
+                  "employee_id": request.args.get("employee_id") or str(schedule.employee_id)}
+        return render_schedule_form(schedule.event, values, {}, schedule=schedule)
+    if request.form.get("action") == "refresh":
+        return redirect(url_for("pages.reschedule", schedule_id=schedule.id,
+                                **refresh_args(request.form)))
+    try:
+        start, employee = schedule_from_form(schedule.event, request.form, schedule)
+    except FormErrors as exc:
+        return render_schedule_form(schedule.event, request.form.to_dict(), exc.errors,
+                                    exc.status, schedule)
+    schedule.start_datetime, schedule.employee_id = start, employee.id
+    schedule.mark_changed()
+    db.session.commit()
+    notify_local_change()
+    flash(f"Rescheduled “{schedule.event.project_name}”: {employee.name}, {fmt_local(start)}.", "success")
+    return redirect(url_for("pages.calendar", week=to_local(start).date().isoformat()))
+
+
+def read_employee_form(form, employee: Optional[Employee] = None) -> dict:
+    """Name, code, email and active from an employee form, or FormErrors."""
+    import re
+
+    values = {"name": (form.get("name") or "").strip(), "code": (form.get("code") or "").strip() or None,
+              "email": (form.get("email") or "").strip() or None, "active": bool(form.get("active"))}
+    errors = {}
+    if not 1 <= len(values["name"]) <= 120:
+        errors["name"] = "Enter a name (1–120 characters)."
+    if values["code"] and len(values["code"]) > 64:
+        errors["code"] = "The employee ID is at most 64 characters."
+    elif values["code"] and employee_code_taken(values["code"], employee):
+        errors["code"] = f"Employee ID {values['code']} belongs to someone else."
+    if values["email"] and len(values["email"]) > 255:
+        errors["email"] = "The email address is at most 255 characters."
+    elif values["email"] and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", values["email"]):
+        errors["email"] = "Enter an email address like name@example.com."
+    if errors:
+        raise FormErrors(errors)
+    return values
+
+
+def employee_code_taken(code: str, employee: Optional[Employee]) -> bool:
+    """Whether another live employee already has this code."""
+    query = live(Employee).where(Employee.code == code)
+    if employee is not None:
+        query = query.where(Employee.id != employee.id)
+    return db.session.scalar(query.limit(1)) is not None
+
+
+def render_employees(values: dict, errors: dict, status: int = 200):
+    """The employee list (active first, then by name) with the add form."""
+    order = [Employee.active.desc(), Employee.name, Employee.id]
+    listing = paginate(Employee, [Employee.deleted_at.is_(None)], order, page_number())
+    return render_template("employees.html", listing=listing, values=values, errors=errors), status
+
+
+@pages.route("/employees", methods=["GET", "POST"])
+@login_required
+def employees():
+    """List employees and add one."""
+    if request.method == "GET":
+        return render_employees({"active": True}, {})
+    try:
+        values = read_employee_form(request.form)
+    except FormErrors as exc:
+        return render_employees(request.form.to_dict(), exc.errors, exc.status)
+    employee = Employee(**values)
+    db.session.add(employee)
+    if not commit_or_conflict():
+        return render_employees(request.form.to_dict(), {"code": "That employee ID is taken."}, 409)
+    flash(f"Added {employee.name}.", "success")
+    return redirect(url_for("pages.employees"))
+
+
+@pages.route("/employees/<int:employee_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_employee(employee_id: int):
+    """Change an employee's name, code, email or active flag."""
+    employee = get_live(Employee, employee_id) or abort(404)
+    if request.method == "GET":
+        values = {"name": employee.name, "code": employee.code or "",
+                  "email": employee.email or "", "active": employee.active}
+        return render_template("employee_edit.html", employee=employee, values=values, errors={})
+    try:
+        values = read_employee_form(request.form, employee)
+    except FormErrors as exc:
+        return render_template("employee_edit.html", employee=employee,
+                               values=request.form.to_dict(), errors=exc.errors), exc.status
+    for name, value in values.items():
+        setattr(employee, name, value)
+    employee.mark_changed()
+    if not commit_or_conflict():
+        return render_template("employee_edit.html", employee=employee, values=request.form.to_dict(),
+                               errors={"code": "That employee ID is taken."}), 409
+    flash(f"Saved {employee.name}.", "success")
+    return redirect(url_for("pages.employees"))
+
+
+@pages.route("/employees/<int:employee_id>/active", methods=["POST"])
+@login_required
+def set_employee_active(employee_id: int):
+    """Deactivate (active=0) or reactivate (active=1) an employee."""
+    employee = get_live(Employee, employee_id) or abort(404)
+    employee.active = request.form.get("active") == "1"
+    employee.mark_changed()
+    db.session.commit()
+    notify_local_change()
+    flash(f"{employee.name} is now {'active' if employee.active else 'inactive'}.", "success")
+    return redirect(url_for("pages.employees", page=request.form.get("page", type=int) or None))
 
 
 # ---------------------------------------------------------------------------
@@ -839,6 +1215,60 @@ def users_create(name: str, role: str, password_stdin: bool) -> None:
     click.echo(f"user {user.username!r} ({user.role}) is ready")
 
 
+demo_cli = AppGroup("demo", help="Demo data for a first run.")
+
+
+@demo_cli.command("seed")
+@click.option("--force", is_flag=True, help="Add the demo data even if events exist.")
+def demo_seed(force: bool) -> None:
+    """Add a few employees, events and schedules (only into an empty database)."""
+    if not force and db.session.scalar(select(func.count()).select_from(Event)):
+        click.echo("events exist already; demo data not added (use --force)")
+        return
+    employees = seed_demo_data()
+    click.echo(f"demo data added: {employees} employees, events in the next two weeks")
+
+
+def seed_demo_data() -> int:
+    """A small, realistic data set in APP_TIMEZONE, pending for the vendor."""
+    today = to_local(utcnow()).date()
+    people = [("US100001", "Ana Lopez", "ana.lopez@example.com"),
+              ("US100002", "Ben Okafor", "ben.okafor@example.com"),
+              ("US100003", "Chloe Martin", "chloe.martin@example.com"),
+              ("US100004", "Dev Patel", "dev.patel@example.com")]
+    staff = []
+    for code, name, email in people:
+        if db.session.scalar(live(Employee).where(Employee.code == code)) is None:
+            staff.append(Employee(code=code, name=name, email=email))
+    db.session.add_all(staff)
+    projects = ["CORE - Snack Reset", "Juicer Production", "DIGITAL - Shelf Tags",
+                "Supervisor Walkthrough", "FREEOSK - Sampling Kiosk", "Seasonal Endcap"]
+    stores = [(1234, "Springfield Supercenter"), (2210, "Shelbyville Market"), (3107, "Capital City Plaza")]
+    base_ref = 606100 + int(utcnow().timestamp()) % 1000 * 100
+    events = []
+    for n in range(12):
+        name = projects[n % len(projects)]
+        store_number, store_name = stores[n % len(stores)]
+        first = today + timedelta(days=n % 5)
+        events.append(Event(
+            project_ref_num=base_ref + n, project_name=name, event_type=event_type_for(name),
+            store_number=store_number, store_name=store_name, location_mvid=uuid.uuid4().hex[:8],
+            start_datetime=local_to_utc(datetime.combine(first, time(0, 0))),
+            due_datetime=local_to_utc(datetime.combine(first + timedelta(days=6), time(23, 59))),
+            estimated_minutes=60 * (1 + n % 4),
+        ))
+    db.session.add_all(events)
+    db.session.flush()
+    if len(staff) >= 2:
+        for event, person in ((events[0], staff[0]), (events[1], staff[1])):
+            db.session.add(Schedule(event_id=event.id, employee_id=person.id,
+                                    start_datetime=event.start_datetime + timedelta(hours=9)))
+    db.session.commit()
+    notify_local_change()
+    return len(staff)
+
+
 def register_commands(app: Flask) -> None:
     """`flask --app app users ...`, `sync ...`, `demo ...`."""
     app.cli.add_command(users_cli)
+    app.cli.add_command(demo_cli)
