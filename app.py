@@ -283,7 +283,8 @@ class Schedule(SyncMixin, db.Model):
 
 # An event is scheduled while it has a live schedule (derived, never stored).
 Event.is_scheduled = column_property(
-    exists().where(Schedule.event_id == Event.id, Schedule.deleted_at.is_(None)),
+    exists().where(Schedule.event_id == Event.id, Schedule.deleted_at.is_(None))
+    .correlate_except(Schedule),  # else a Schedule query joining Event has no FROM
     deferred=False,
 )
 
@@ -1034,6 +1035,463 @@ def set_employee_active(employee_id: int):
 # ---------------------------------------------------------------------------
 
 api = Blueprint("api", __name__, url_prefix="/api")
+
+# Bodies: read-only fields (`id`, the sync fields) and unknown fields are
+# ignored; every bad field is reported at once (422, details [{field, message}]).
+MAX_PER_PAGE = 500
+EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+INT_MAX = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
+
+
+def _json_object() -> dict:
+    """The request body as a JSON object, else 400."""
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    return data
+
+
+def _invalid(details: list[dict]) -> ApiError:
+    fields = ", ".join(dict.fromkeys(d["field"] for d in details))
+    return ApiError(422, "validation_failed", f"invalid: {fields}", details)
+
+
+class _Body:
+    """Checks the fields of a JSON body, collecting every problem."""
+
+    def __init__(self, data: dict, partial: bool):
+        self.data, self.partial = data, partial
+        self.values: dict[str, Any] = {}
+        self.errors: list[dict] = []
+
+    def take(self, name: str, parse, required: bool = False) -> None:
+        """Parse `name` if given; a missing required field is a problem on create."""
+        if name not in self.data:
+            if required and not self.partial:
+                self.fail(name, f"{name} is required")
+            return
+        try:
+            self.values[name] = parse(self.data[name], name)
+        except DomainError as exc:
+            self.fail(name, exc.message)
+
+    def fail(self, name: str, message: str) -> None:
+        self.errors.append({"field": name, "message": message})
+
+    def done(self) -> dict:
+        if self.errors:
+            raise _invalid(self.errors)
+        return self.values
+
+
+def _text(max_len: int, nullable: bool = False):
+    """A parser for a trimmed string of 1..max_len characters ("" is null when nullable)."""
+
+    def parse(value, name):
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str):
+            raise DomainError(f"{name} must be a string" + (" or null" if nullable else ""))
+        value = value.strip()
+        if not value:
+            if nullable:
+                return None
+            raise DomainError(f"{name} must not be empty")
+        if len(value) > max_len:
+            raise DomainError(f"{name} must be at most {max_len} characters")
+        return value
+
+    return parse
+
+
+def _integer(minimum: Optional[int] = None, nullable: bool = False):
+    """A parser for a JSON integer (booleans are not integers)."""
+
+    def parse(value, name):
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DomainError(f"{name} must be an integer" + (" or null" if nullable else ""))
+        if minimum is not None and value < minimum:
+            raise DomainError(f"{name} must be at least {minimum}")
+        if abs(value) > INT_MAX:
+            raise DomainError(f"{name} is too large")
+        return value
+
+    return parse
+
+
+def _boolean(value, name):
+    if not isinstance(value, bool):
+        raise DomainError(f"{name} must be true or false")
+    return value
+
+
+def _email(value, name):
+    import re
+
+    value = _text(255, nullable=True)(value, name)
+    if value is not None and not re.fullmatch(EMAIL_PATTERN, value):
+        raise DomainError(f"{name} is not an email address")
+    return value
+
+
+def _event_type(value, name):
+    if value not in EVENT_TYPES:
+        raise DomainError(f"{name} must be one of {', '.join(EVENT_TYPES)}")
+    return value
+
+
+def _page_args() -> tuple[int, int]:
+    """`?page=` (≥1, default 1) and `?per_page=` (1..500, default 50), else 422."""
+    problems, result = [], []
+    for name, default, high in (("page", 1, None), ("per_page", 50, MAX_PER_PAGE)):
+        raw = request.args.get(name, "").strip()
+        value = int(raw) if raw.isascii() and raw.isdigit() else (default if raw == "" else -1)
+        if value < 1 or (high is not None and value > high):
+            limit = f"1 to {high}" if high else "1 or more"
+            problems.append({"field": name, "message": f"{name} must be a whole number, {limit}"})
+        result.append(value)
+    if problems:
+        raise _invalid(problems)
+    return result[0], result[1]
+
+
+def _page_of(model, order_by: tuple, *conditions):
+    """One page of live records: one COUNT and one page query."""
+    page, per_page = _page_args()
+    where = (model.deleted_at.is_(None), *conditions)
+    total = db.session.scalar(select(func.count()).select_from(model).where(*where))
+    query = select(model).where(*where).order_by(*order_by).limit(per_page).offset((page - 1) * per_page)
+    rows = db.session.scalars(query).all()
+    return jsonify({"data": [row.to_dict() for row in rows], "page": page,
+                    "per_page": per_page, "total": total})
+
+
+def _get_or_404(model, record_id: int):
+    record = get_live(model, record_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no {model.__name__.lower()} with id {record_id}")
+    return record
+
+
+def _save(record, created: Optional[str] = None):
+    """Mark a change, commit, ask for a push, answer the record (201 + Location when created)."""
+    from sqlalchemy.exc import IntegrityError
+
+    record.mark_changed()
+    db.session.add(record)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ApiError(409, "conflict", "another change got there first; reload and try again") from None
+    notify_local_change()
+    response = jsonify(record.to_dict())
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = url_for(f"api.get_{created}", **{f"{created}_id": record.id})
+    return response
+
+
+def _delete(record):
+    """Soft-delete, commit, ask for a push: 204."""
+    record.soft_delete()
+    db.session.commit()
+    notify_local_change()
+    return "", 204
+
+
+def _refuse_if_scheduled(condition, what: str) -> None:
+    """409 in_use naming the live schedules that still use a record."""
+    ids = db.session.scalars(select(Schedule.id).where(Schedule.deleted_at.is_(None), condition)
+                             .order_by(Schedule.id)).all()
+    if ids:
+        raise ApiError(409, "in_use",
+                       f"{what} still has schedules ({', '.join(map(str, ids))}); delete them first",
+                       [{"resource": "schedule", "id": i} for i in ids])
+
+
+def _day_arg(value: str, name: str) -> date:
+    """A YYYY-MM-DD date, else 422 naming the parameter."""
+    import re
+
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _invalid([{"field": name, "message": f"{name} must be a date as YYYY-MM-DD, got {value!r}"}]) from None
+
+
+# -- employees ---------------------------------------------------------------
+
+@api.get("/employees")
+@login_required
+def list_employees():
+    """Employees by name, a page at a time."""
+    return _page_of(Employee, (Employee.name, Employee.id))
+
+
+@api.post("/employees")
+@login_required
+def create_employee():
+    """Add an employee: 201 with Location."""
+    employee = Employee(**_employee_fields(_json_object()))
+    return _save(employee, created="employee")
+
+
+@api.get("/employees/<int:employee_id>")
+@login_required
+def get_employee(employee_id: int):
+    """One employee."""
+    return jsonify(_get_or_404(Employee, employee_id).to_dict())
+
+
+@api.patch("/employees/<int:employee_id>")
+@login_required
+def update_employee(employee_id: int):
+    """Change some of an employee's fields."""
+    employee = _get_or_404(Employee, employee_id)
+    for name, value in _employee_fields(_json_object(), employee).items():
+        setattr(employee, name, value)
+    return _save(employee)
+
+
+@api.delete("/employees/<int:employee_id>")
+@login_required
+def delete_employee(employee_id: int):
+    """Delete an employee that has no live schedules (else 409 in_use)."""
+    employee = _get_or_404(Employee, employee_id)
+    _refuse_if_scheduled(Schedule.employee_id == employee.id, f"employee {employee.id}")
+    return _delete(employee)
+
+
+def _employee_fields(data: dict, employee: Optional[Employee] = None) -> dict:
+    """Checked employee fields (422), with a live-unique code (409)."""
+    body = _Body(data, partial=employee is not None)
+    body.take("name", _text(120), required=True)
+    body.take("code", _text(64, nullable=True))
+    body.take("email", _email)
+    body.take("active", _boolean)
+    values = body.done()
+    code = values.get("code")
+    if code is not None:
+        query = live(Employee).where(Employee.code == code)
+        if employee is not None:
+            query = query.where(Employee.id != employee.id)
+        if db.session.scalar(query.limit(1)) is not None:
+            raise ApiError(409, "duplicate", f"another employee has the code {code}",
+                           [{"field": "code", "message": "already used by another employee"}])
+    return values
+
+
+# -- events ------------------------------------------------------------------
+
+@api.get("/events")
+@login_required
+def list_events():
+    """Events by start, then due, a page at a time."""
+    return _page_of(Event, (Event.start_datetime, Event.due_datetime, Event.id))
+
+
+@api.post("/events")
+@login_required
+def create_event():
+    """Add an event: 201 with Location."""
+    values = _event_fields(_json_object())
+    values.setdefault("event_type", event_type_for(values["project_name"]))
+    event = Event(**values)
+    return _save(event, created="event")
+
+
+@api.get("/events/<int:event_id>")
+@login_required
+def get_event(event_id: int):
+    """One event."""
+    return jsonify(_get_or_404(Event, event_id).to_dict())
+
+
+@api.patch("/events/<int:event_id>")
+@login_required
+def update_event(event_id: int):
+    """Change some of an event's fields (a new project name re-derives the type)."""
+    event = _get_or_404(Event, event_id)
+    values = _event_fields(_json_object(), event)
+    if "event_type" not in values and values.get("project_name", event.project_name) != event.project_name:
+        values["event_type"] = event_type_for(values["project_name"])
+    for name, value in values.items():
+        setattr(event, name, value)
+    return _save(event)
+
+
+@api.delete("/events/<int:event_id>")
+@login_required
+def delete_event(event_id: int):
+    """Delete an event that is not scheduled (else 409 in_use)."""
+    event = _get_or_404(Event, event_id)
+    _refuse_if_scheduled(Schedule.event_id == event.id, f"event {event.id}")
+    return _delete(event)
+
+
+def _event_fields(data: dict, event: Optional[Event] = None) -> dict:
+    """Checked event fields (422; PATCH checks the merged window), unique ref (409)."""
+    body = _Body(data, partial=event is not None)
+    body.take("project_ref_num", _integer(minimum=1), required=True)
+    body.take("project_name", _text(200), required=True)
+    body.take("event_type", _event_type)
+    body.take("store_number", _integer(nullable=True))
+    body.take("store_name", _text(200, nullable=True))
+    body.take("location_mvid", _text(64, nullable=True))
+    body.take("estimated_minutes", _integer(minimum=0, nullable=True))
+    body.take("start_datetime", parse_api_datetime, required=True)
+    body.take("due_datetime", parse_api_datetime, required=True)
+    values = body.values
+    start = values.get("start_datetime", event.start_datetime if event else None)
+    due = values.get("due_datetime", event.due_datetime if event else None)
+    if start is not None and due is not None and due < start:
+        body.fail("due_datetime", "due_datetime must not be before start_datetime")
+    elif event is not None and start is not None and due is not None:
+        current = db.session.scalar(live(Schedule).where(Schedule.event_id == event.id))
+        if current is not None and not (start <= current.start_datetime <= due):
+            field = "start_datetime" if "start_datetime" in values else "due_datetime"
+            body.fail(field, f"the event is scheduled at {iso(current.start_datetime)}, "
+                             "which would fall outside the new window")
+    values = body.done()
+    ref = values.get("project_ref_num")
+    if ref is not None:
+        query = live(Event).where(Event.project_ref_num == ref)
+        if event is not None:
+            query = query.where(Event.id != event.id)
+        if db.session.scalar(query.limit(1)) is not None:
+            raise ApiError(409, "duplicate", f"another event has the reference number {ref}",
+                           [{"field": "project_ref_num", "message": "already used by another event"}])
+    return values
+
+
+# -- schedules ---------------------------------------------------------------
+
+@api.get("/schedules")
+@login_required
+def list_schedules():
+    """Schedules by time, a page at a time; `?from=&to=` (dates or RFC 3339) narrow them."""
+    conditions = []
+    low, high = request.args.get("from"), request.args.get("to")
+    if low:
+        conditions.append(Schedule.start_datetime >= _bound_arg(low, "from", end=False))
+    if high:
+        bound = _bound_arg(high, "to", end=True)
+        conditions.append(Schedule.start_datetime < bound if len(high.strip()) == 10
+                          else Schedule.start_datetime <= bound)
+    return _page_of(Schedule, (Schedule.start_datetime, Schedule.id), *conditions)
+
+
+@api.post("/schedules")
+@login_required
+def create_schedule():
+    """Give an event to an employee at a time: 201, 422 (window, inactive), 409 (taken)."""
+    values = _schedule_fields(_json_object())
+    return _save(Schedule(**values), created="schedule")
+
+
+@api.get("/schedules/<int:schedule_id>")
+@login_required
+def get_schedule(schedule_id: int):
+    """One schedule."""
+    return jsonify(_get_or_404(Schedule, schedule_id).to_dict())
+
+
+@api.patch("/schedules/<int:schedule_id>")
+@login_required
+def update_schedule(schedule_id: int):
+    """Reschedule: another time, employee or event, under the same rules."""
+    schedule = _get_or_404(Schedule, schedule_id)
+    for name, value in _schedule_fields(_json_object(), schedule).items():
+        setattr(schedule, name, value)
+    return _save(schedule)
+
+
+@api.delete("/schedules/<int:schedule_id>")
+@login_required
+def delete_schedule(schedule_id: int):
+    """Unschedule: the event becomes unscheduled."""
+    return _delete(_get_or_404(Schedule, schedule_id))
+
+
+def _schedule_fields(data: dict, schedule: Optional[Schedule] = None) -> dict:
+    """Checked schedule fields; the merged result must pass check_schedule."""
+    body = _Body(data, partial=schedule is not None)
+    body.take("event_id", _integer(minimum=1), required=True)
+    body.take("employee_id", _integer(minimum=1), required=True)
+    body.take("start_datetime", parse_api_datetime, required=True)
+    values = body.done()
+    event_id = values.get("event_id", schedule.event_id if schedule else None)
+    employee_id = values.get("employee_id", schedule.employee_id if schedule else None)
+    event, employee = get_live(Event, event_id), get_live(Employee, employee_id)
+    missing = [{"field": f"{name}_id", "message": f"no {name} with id {rid}"}
+               for name, rid, obj in (("event", event_id, event), ("employee", employee_id, employee))
+               if obj is None]
+    if missing:
+        raise _invalid(missing)
+    start = values.get("start_datetime", schedule.start_datetime if schedule else None)
+    try:
+        check_schedule(event, employee, start, schedule)
+    except DomainError as exc:
+        raise exc.to_api_error() from None
+    return values
+
+
+def _bound_arg(value: str, name: str, end: bool) -> datetime:
+    """A `from`/`to` bound: a local date (whole day) or an RFC 3339 instant."""
+    value = value.strip()
+    if len(value) == 10:
+        day = _day_arg(value, name)
+        return local_day_bounds(day)[1 if end else 0]
+    try:
+        return parse_api_datetime(value, name)
+    except DomainError as exc:
+        raise _invalid([{"field": name, "message": f"{name} must be YYYY-MM-DD or an RFC 3339 timestamp"
+                                                  f" ({exc.message})"}]) from None
+
+
+# -- scheduling helpers, CSV import and export -------------------------------
+
+@api.get("/available_employees/<day>")
+@login_required
+def available_employees_on(day: str):
+    """Active employees with no schedule that local day: [{id, name}]."""
+    return jsonify([{"id": e.id, "name": e.name} for e in available_employees(_day_arg(day, "date"))])
+
+
+@api.post("/import/events")
+@login_required
+def import_events():
+    """Import a WorkBankVisits.csv (multipart field `file`): counts, or 422 with every bad row."""
+    import csv_formats
+
+    upload = request.files.get("file")
+    if upload is None:
+        raise ApiError(400, "bad_request", "send the CSV file as the multipart form field 'file'")
+    try:
+        result = csv_formats.import_events_csv(upload.stream)
+    except csv_formats.CsvImportError as exc:
+        raise ApiError(422, "invalid_csv", exc.message, exc.details) from None
+    return jsonify(result)
+
+
+@api.get("/export/schedule")
+@login_required
+def export_schedule():
+    """CalendarSchedule.csv of live schedules (`?from=&to=` local dates, inclusive)."""
+    import csv_formats
+    from flask import Response, stream_with_context
+
+    low, high = request.args.get("from"), request.args.get("to")
+    from_date = _day_arg(low.strip(), "from") if low else None
+    to_date = _day_arg(high.strip(), "to") if high else None
+    body = stream_with_context(csv_formats.iter_schedule_csv(from_date, to_date))
+    return Response(body, mimetype="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="CalendarSchedule.csv"'})
 
 
 # ---------------------------------------------------------------------------

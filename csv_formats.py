@@ -1,0 +1,583 @@
+"""The CSV files schedulers already have (docs: /work/shared/csv-formats.md).
+
+`import_events_csv(stream)` reads a WorkBankVisits.csv: the whole file is
+checked first (`parse_work_bank`, no database), then checked against the
+database with bulk look-ups (`_plan`), then applied in one transaction.
+Any problem raises `CsvImportError` listing every bad row, and nothing is
+saved.  `export_schedule_csv()` / `iter_schedule_csv()` write a
+CalendarSchedule.csv that imports back without changing anything.
+
+Times in the files are wall-clock times in APP_TIMEZONE with second
+precision; storage is UTC.  Needs an app context (settings and database).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Iterable, Iterator, Optional
+
+from sqlalchemy import select
+
+DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+DATE_EXAMPLE = "09/27/2025 12:00:00 AM"
+CHUNK = 500  # ids per IN (...) look-up, well under every database's limit
+FLUSH_EVERY = 1000
+MAX_INT = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+# WorkBankVisits.csv: header → (attribute, required)
+IMPORT_COLUMNS = {
+    "Project Name": ("project_name", True),
+    "Project Reference Number": ("project_ref_num", True),
+    "Location MVID": ("location_mvid", False),
+    "Store Number": ("store_number", False),
+    "Store Name": ("store_name", False),
+    "Start Date/Time": ("start", True),
+    "Due Date/Time": ("due", True),
+    "Estimated Time": ("estimated_minutes", False),
+    "Employee ID": ("employee_code", False),
+    "Rep Name": ("rep_name", False),
+    "Schedule Date/Time": ("schedule_at", False),
+}
+
+# CalendarSchedule.csv, in this order
+EXPORT_COLUMNS = (
+    "Project Name", "Project Reference Number", "Location MVID", "Store Number", "Store Name",
+    "Start Date/Time", "Due Date/Time", "Estimated Time", "Rep Name", "Employee ID",
+    "Schedule Date/Time",
+)
+
+# Event fields a row may change, with the header that carries each one
+EVENT_FIELDS = {
+    "project_name": "Project Name", "location_mvid": "Location MVID",
+    "store_number": "Store Number", "store_name": "Store Name",
+    "start_datetime": "Start Date/Time", "due_datetime": "Due Date/Time",
+    "estimated_minutes": "Estimated Time",
+}
+
+TEXT_LIMITS = {"project_name": 200, "store_name": 200, "location_mvid": 64,
+               "employee_code": 64, "rep_name": 120}
+
+
+class CsvImportError(Exception):
+    """A file that cannot be imported; `details` lists every problem."""
+
+    def __init__(self, details: list[dict]):
+        self.details = details
+        count = len(details)
+        super().__init__(f"the file has {count} problem{'s' if count != 1 else ''}; nothing was imported")
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+@dataclass
+class LocalTime:
+    """A CSV time: the wall clock as written and the UTC instant it means."""
+
+    wall: datetime  # naive, APP_TIMEZONE, second precision
+    utc: datetime
+
+
+@dataclass
+class WorkBankRow:
+    """One checked row of a WorkBankVisits.csv."""
+
+    line: int
+    project_ref_num: int
+    project_name: str
+    start: LocalTime
+    due: LocalTime
+    location_mvid: Optional[str] = None
+    store_number: Optional[int] = None
+    store_name: Optional[str] = None
+    estimated_minutes: Optional[int] = None
+    employee_code: Optional[str] = None
+    rep_name: Optional[str] = None
+    schedule_at: Optional[LocalTime] = None
+
+    def event_values(self) -> dict:
+        return {"project_name": self.project_name, "location_mvid": self.location_mvid,
+                "store_number": self.store_number, "store_name": self.store_name,
+                "start_datetime": self.start, "due_datetime": self.due,
+                "estimated_minutes": self.estimated_minutes}
+
+
+# ---------------------------------------------------------------------------
+# Reading and checking a file (no database)
+# ---------------------------------------------------------------------------
+
+def decode_csv(data: bytes) -> str:
+    """UTF-8 text (a byte-order mark is dropped), or CsvImportError on line 1."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CsvImportError([_problem(
+            1, "", f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+                   "save it as 'CSV UTF-8' and try again")]) from None
+
+
+def parse_work_bank(text: str) -> tuple[list[WorkBankRow], list[dict]]:
+    """Check every row of a WorkBankVisits.csv: (good rows, problems)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return [], [_problem(1, "", "the file is empty: expected a header row and data rows")]
+    except csv.Error as exc:
+        return [], [_problem(1, "", f"the header row is not valid CSV: {exc}")]
+    positions, errors = _read_header(header)
+    if errors:
+        return [], errors
+    rows: list[WorkBankRow] = []
+    seen: dict[int, int] = {}
+    times: dict[str, Any] = {}
+    previous_end = reader.line_num
+    while True:
+        line = previous_end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(_problem(line, "", f"not valid CSV: {exc}"))
+            break
+        previous_end = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue  # blank lines and rows of bare commas
+        values = {attr: (cells[i].strip() if i < len(cells) else "") for attr, i in positions.items()}
+        row = _parse_row(line, values, times, errors)
+        if row is None:
+            continue
+        if row.project_ref_num in seen:
+            errors.append(_problem(line, "Project Reference Number",
+                                   f"{row.project_ref_num} is also on line {seen[row.project_ref_num]}; "
+                                   "each reference number may appear once"))
+            continue
+        seen[row.project_ref_num] = line
+        rows.append(row)
+    return rows, errors
+
+
+def _read_header(header: list[str]) -> tuple[dict[str, int], list[dict]]:
+    """Column positions by attribute; problems for missing or repeated columns."""
+    wanted = {name.casefold(): (name, attr) for name, (attr, _) in IMPORT_COLUMNS.items()}
+    positions: dict[str, int] = {}
+    errors = []
+    for index, raw in enumerate(header):
+        key = raw.strip().lstrip("\ufeff").strip().casefold()
+        if key not in wanted:
+            continue  # extra columns are ignored
+        name, attr = wanted[key]
+        if attr in positions:
+            errors.append(_problem(1, name, "this column appears twice"))
+        positions[attr] = index
+    for name, (attr, required) in IMPORT_COLUMNS.items():
+        if required and attr not in positions:
+            errors.append(_problem(1, name, f"the required column '{name}' is missing"))
+    return positions, errors
+
+
+def _parse_row(line: int, values: dict, times: dict, errors: list) -> Optional[WorkBankRow]:
+    """One row's values checked and converted, or None (problems appended)."""
+    before = len(errors)
+
+    def fail(attr: str, message: str) -> None:
+        errors.append(_problem(line, _header_of(attr), message))
+
+    parsed: dict[str, Any] = {}
+    for attr, text in values.items():
+        required = IMPORT_COLUMNS[_header_of(attr)][1]
+        if not text:
+            if required:
+                fail(attr, "a value is required")
+            parsed[attr] = None
+            continue
+        try:
+            parsed[attr] = _convert(attr, text, times)
+        except ValueError as exc:
+            fail(attr, str(exc))
+    if len(errors) > before:
+        return None
+    row = WorkBankRow(line=line, **parsed)
+    if row.due.utc < row.start.utc:
+        fail("due", "the due date/time is before the start date/time")
+    if row.schedule_at is not None and not (row.start.utc <= row.schedule_at.utc <= row.due.utc):
+        fail("schedule_at", f"the scheduled time is outside the event's window "
+                            f"({values['start']} – {values['due']})")
+    return row if len(errors) == before else None
+
+
+def _convert(attr: str, text: str, times: dict) -> Any:
+    """A cell's text as the attribute's type; ValueError says why not."""
+    if attr in ("start", "due", "schedule_at"):
+        if text not in times:
+            times[text] = _parse_time(text)
+        result = times[text]
+        if isinstance(result, ValueError):
+            raise result
+        return result
+    if attr in ("project_ref_num", "store_number", "estimated_minutes"):
+        number = _parse_int(text)
+        if attr == "project_ref_num" and number < 1:
+            raise ValueError(f"must be a positive whole number, got {text!r}")
+        if attr == "estimated_minutes" and number < 0:
+            raise ValueError(f"must be zero or more minutes, got {text!r}")
+        return number
+    limit = TEXT_LIMITS[attr]
+    if len(text) > limit:
+        raise ValueError(f"must be at most {limit} characters ({len(text)} given)")
+    return text
+
+
+def _parse_int(text: str) -> int:
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(f"must be a whole number, got {text!r}")
+    number = int(text)
+    if abs(number) > MAX_INT:
+        raise ValueError(f"{text} is too large")
+    return number
+
+
+def _parse_time(text: str):
+    """A LocalTime, or the ValueError to report (cached per distinct text)."""
+    from app import LocalTimeError, local_to_utc
+
+    try:
+        wall = datetime.strptime(text, DATE_FORMAT)
+    except ValueError:
+        return ValueError(f"{text!r} is not a date/time like {DATE_EXAMPLE} (MM/DD/YYYY hh:mm:ss AM/PM)")
+    try:
+        return LocalTime(wall=wall, utc=local_to_utc(wall))
+    except LocalTimeError as exc:
+        return ValueError(str(exc))
+
+
+def _header_of(attr: str) -> str:
+    return _HEADERS[attr]
+
+
+_HEADERS = {attr: name for name, (attr, _) in IMPORT_COLUMNS.items()}
+
+
+def _problem(line: int, column: str, message: str) -> dict:
+    return {"line": line, "column": column, "message": message}
+
+
+# ---------------------------------------------------------------------------
+# Importing: check against the database, then apply in one transaction
+# ---------------------------------------------------------------------------
+
+@dataclass
+class _Plan:
+    """What an import will do, worked out before anything is written."""
+
+    rows: list[WorkBankRow]
+    present: set[str]  # event attributes whose column is in the file
+    events: dict[int, Any] = field(default_factory=dict)  # ref → live Event
+    employees: dict[str, Any] = field(default_factory=dict)  # code → live Employee
+    new_employees: dict[str, str] = field(default_factory=dict)  # code → name
+    schedules: dict[int, Any] = field(default_factory=dict)  # event id → live Schedule
+    moves: list[WorkBankRow] = field(default_factory=list)  # rows that (re)schedule
+    errors: list[dict] = field(default_factory=list)
+
+
+def import_events_csv(source: Any) -> dict:
+    """Import a WorkBankVisits.csv (bytes, text or a file object).
+
+    Returns `{"created", "updated", "unchanged", "scheduled",
+    "employees_created"}`; raises CsvImportError (nothing saved) when any row
+    is wrong.
+    """
+    from app import db, notify_local_change
+
+    text = _read_source(source)
+    rows, errors = parse_work_bank(text)
+    if errors:
+        raise CsvImportError(errors)
+    present = _present_fields(text)
+    try:
+        plan = _plan(rows, present)
+        if plan.errors:
+            raise CsvImportError(sorted(plan.errors, key=lambda p: p["line"]))
+        result = _apply(plan)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    if result["created"] or result["updated"] or result["scheduled"] or result["employees_created"]:
+        notify_local_change()
+    return result
+
+
+def _read_source(source: Any) -> str:
+    if hasattr(source, "read"):
+        source = source.read()
+    if isinstance(source, str):
+        return source.lstrip("\ufeff")
+    return decode_csv(bytes(source or b""))
+
+
+def _present_fields(text: str) -> set[str]:
+    """The event attributes whose column the file has (others are left alone)."""
+    header = next(csv.reader(io.StringIO(text, newline="")))
+    names = {cell.strip().lstrip("\ufeff").strip().casefold() for cell in header}
+    return {attr for attr, name in EVENT_FIELDS.items() if name.casefold() in names}
+
+
+def _chunks(values: Iterable, size: int = CHUNK) -> Iterator[list]:
+    items = list(values)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _plan(rows: list[WorkBankRow], present: set[str]) -> _Plan:
+    """Load what the rows touch (bulk, no query per row) and check the rules."""
+    from app import Employee, Event, Schedule, db
+
+    plan = _Plan(rows=rows, present=present)
+    for refs in _chunks({row.project_ref_num for row in rows}):
+        query = select(Event).where(Event.deleted_at.is_(None), Event.project_ref_num.in_(refs))
+        plan.events.update((e.project_ref_num, e) for e in db.session.scalars(query))
+    for codes in _chunks({row.employee_code for row in rows if row.employee_code}):
+        query = select(Employee).where(Employee.deleted_at.is_(None), Employee.code.in_(codes))
+        plan.employees.update((e.code, e) for e in db.session.scalars(query))
+    for ids in _chunks(e.id for e in plan.events.values()):
+        query = select(Schedule).where(Schedule.deleted_at.is_(None), Schedule.event_id.in_(ids))
+        plan.schedules.update((s.event_id, s) for s in db.session.scalars(query))
+    for row in rows:
+        _check_employee(plan, row)
+        _check_existing_schedule(plan, row)
+    _check_busy(plan)
+    return plan
+
+
+def _check_employee(plan: _Plan, row: WorkBankRow) -> None:
+    """Employee ID + Rep Name: known, or new and creatable."""
+    code = row.employee_code
+    if code is None or code in plan.employees:
+        return
+    if code in plan.new_employees:
+        return
+    if not row.rep_name:
+        plan.errors.append(_problem(row.line, "Rep Name",
+                                    f"employee {code} is new: a Rep Name is needed to create it"))
+        return
+    plan.new_employees[code] = row.rep_name
+
+
+def _check_existing_schedule(plan: _Plan, row: WorkBankRow) -> None:
+    """Decide whether the row (re)schedules its event; check what stays."""
+    event = plan.events.get(row.project_ref_num)
+    current = plan.schedules.get(event.id) if event is not None else None
+    if row.schedule_at is None:
+        if current is not None and not (row.start.utc <= current.start_datetime <= row.due.utc):
+            plan.errors.append(_problem(row.line, "Start Date/Time",
+                                        "the event is scheduled at " + _fmt(current.start_datetime)
+                                        + ", which would fall outside the new window"))
+        return
+    if row.employee_code is None:
+        # A code-less employee exported by us: fine when it is the current schedule.
+        if (current is not None and _same_time(current.start_datetime, row.schedule_at)
+                and current.employee.name == row.rep_name):
+            return
+        plan.errors.append(_problem(row.line, "Employee ID",
+                                    "a Schedule Date/Time needs the Employee ID of who does the work"))
+        return
+    employee = plan.employees.get(row.employee_code)
+    if (current is not None and employee is not None and current.employee_id == employee.id
+            and _same_time(current.start_datetime, row.schedule_at)):
+        return  # scheduled like this already
+    if employee is not None and not employee.active:
+        plan.errors.append(_problem(row.line, "Employee ID",
+                                    f"{employee.name} ({row.employee_code}) is inactive"))
+        return
+    plan.moves.append(row)
+
+
+def _check_busy(plan: _Plan) -> None:
+    """One schedule per employee per local day, counting the file's own rows."""
+    from app import Event, Schedule, db, local_day_bounds, to_local
+
+    if not plan.moves:
+        return
+    moving_refs = {row.project_ref_num for row in plan.moves}
+    days = [row.schedule_at.wall.date() for row in plan.moves]
+    low, high = local_day_bounds(min(days))[0], local_day_bounds(max(days))[1]
+    taken: dict[tuple, int] = {}  # (employee key, day) → project ref num
+    employee_ids = {e.id: code for code, e in plan.employees.items()}
+    for ids in _chunks(employee_ids):
+        query = (select(Schedule.employee_id, Schedule.start_datetime, Event.project_ref_num)
+                 .join(Event, Event.id == Schedule.event_id)
+                 .where(Schedule.deleted_at.is_(None), Schedule.employee_id.in_(ids),
+                        Schedule.start_datetime >= low, Schedule.start_datetime < high))
+        for employee_id, start, ref in db.session.execute(query):
+            if ref not in moving_refs:
+                taken[(employee_ids[employee_id], to_local(start).date())] = ref
+    for row in plan.moves:
+        key = (row.employee_code, row.schedule_at.wall.date())
+        other = taken.get(key)
+        if other is not None and other != row.project_ref_num:
+            plan.errors.append(_problem(
+                row.line, "Schedule Date/Time",
+                f"employee {row.employee_code} already has work on {key[1].isoformat()} "
+                f"(project {other})"))
+            continue
+        taken[key] = row.project_ref_num
+
+
+def _apply(plan: _Plan) -> dict:
+    """Write the plan: events, new employees, schedules (flushed in batches)."""
+    from app import Employee, Event, db, event_type_for
+
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "scheduled": 0,
+              "employees_created": len(plan.new_employees)}
+    pending = 0
+    for row in plan.rows:
+        event = plan.events.get(row.project_ref_num)
+        if event is None:
+            event = Event(project_ref_num=row.project_ref_num, event_type=event_type_for(row.project_name),
+                          **_plain(row.event_values()))
+            db.session.add(event)
+            plan.events[row.project_ref_num] = event
+            counts["created"] += 1
+            pending += 1
+        elif _update_event(event, row, plan.present):
+            event.mark_changed()
+            counts["updated"] += 1
+        else:
+            counts["unchanged"] += 1
+        if pending >= FLUSH_EVERY:
+            db.session.flush()
+            pending = 0
+    for code, name in plan.new_employees.items():
+        employee = Employee(code=code, name=name, active=True)
+        db.session.add(employee)
+        plan.employees[code] = employee
+    db.session.flush()
+    counts["scheduled"] = _apply_schedules(plan)
+    return counts
+
+
+def _update_event(event, row: WorkBankRow, present: set[str]) -> bool:
+    """Set the fields that differ; True when something changed."""
+    from app import event_type_for
+
+    changed = False
+    for attr, new in row.event_values().items():
+        if attr not in present:
+            continue
+        old = getattr(event, attr)
+        if isinstance(new, LocalTime):
+            if _same_time(old, new):
+                continue
+            new = new.utc
+        elif (None if old == "" else old) == new:
+            continue
+        setattr(event, attr, new)
+        changed = True
+        if attr == "project_name":
+            event.event_type = event_type_for(new)
+    return changed
+
+
+def _apply_schedules(plan: _Plan) -> int:
+    """Schedule or reschedule the events of the rows that say so."""
+    from app import Schedule, db
+
+    done = 0
+    for row in plan.moves:
+        event = plan.events[row.project_ref_num]
+        employee = plan.employees[row.employee_code]
+        current = plan.schedules.get(event.id) if event.id is not None else None
+        if current is None:
+            db.session.add(Schedule(event_id=event.id, employee_id=employee.id,
+                                    start_datetime=row.schedule_at.utc))
+        else:
+            current.employee_id = employee.id
+            current.start_datetime = row.schedule_at.utc
+            current.mark_changed()
+        done += 1
+        if done % FLUSH_EVERY == 0:
+            db.session.flush()
+    return done
+
+
+def _plain(values: dict) -> dict:
+    return {k: (v.utc if isinstance(v, LocalTime) else v) for k, v in values.items()}
+
+
+def _same_time(stored: Optional[datetime], new: LocalTime) -> bool:
+    """Equal at the file's precision: the same wall-clock second in APP_TIMEZONE."""
+    from app import to_local
+
+    if stored is None:
+        return False
+    if stored.replace(microsecond=0) == new.utc:
+        return True
+    return to_local(stored).replace(tzinfo=None, microsecond=0) == new.wall
+
+
+def _fmt(dt: Optional[datetime]) -> str:
+    from app import to_local
+
+    return to_local(dt).strftime(DATE_FORMAT) if dt is not None else ""
+
+
+# ---------------------------------------------------------------------------
+# Exporting CalendarSchedule.csv
+# ---------------------------------------------------------------------------
+
+def iter_schedule_csv(from_date: Optional[date] = None, to_date: Optional[date] = None,
+                      batch: int = 1000) -> Iterator[str]:
+    """The CalendarSchedule.csv text in pieces: the header, then `batch` rows at a time."""
+    from app import Employee, Event, Schedule, db, local_day_bounds
+
+    query = (select(Event.project_name, Event.project_ref_num, Event.location_mvid,
+                    Event.store_number, Event.store_name, Event.start_datetime,
+                    Event.due_datetime, Event.estimated_minutes, Employee.name,
+                    Employee.code, Schedule.start_datetime)
+             .join(Event, Event.id == Schedule.event_id)
+             .join(Employee, Employee.id == Schedule.employee_id)
+             .where(Schedule.deleted_at.is_(None), Event.deleted_at.is_(None))
+             .order_by(Schedule.start_datetime, Schedule.id))
+    if from_date is not None:
+        query = query.where(Schedule.start_datetime >= local_day_bounds(from_date)[0])
+    if to_date is not None:
+        query = query.where(Schedule.start_datetime < local_day_bounds(to_date)[1])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    result = db.session.execute(query.execution_options(yield_per=batch))
+    for rows in result.partitions():
+        yield _take(buffer)
+        writer.writerows(_export_row(row) for row in rows)
+    yield _take(buffer)
+
+
+def export_schedule_csv(from_date: Optional[date] = None, to_date: Optional[date] = None) -> str:
+    """The CalendarSchedule.csv of live schedules (optionally local dates from..to, inclusive)."""
+    return "".join(iter_schedule_csv(from_date, to_date))
+
+
+def _export_row(row) -> list:
+    (name, ref, mvid, store_number, store_name, start, due, minutes,
+     rep_name, code, scheduled) = row
+    return [name, ref, mvid or "", _blank(store_number), store_name or "", _fmt(start), _fmt(due),
+            _blank(minutes), rep_name, code or "", _fmt(scheduled)]
+
+
+def _blank(value: Optional[int]) -> Any:
+    return "" if value is None else value
+
+
+def _take(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text
