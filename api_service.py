@@ -162,6 +162,7 @@ class Duplicate(Conflict):
 
     @property
     def existing_id(self) -> str | None:
+        """The id of the live object that already holds the unique slot."""
         return (self.details or {}).get("existing_id")
 
 
@@ -170,6 +171,7 @@ class InUse(Conflict):
 
     @property
     def schedule_id(self) -> str | None:
+        """The id of the live schedule that must be deleted first."""
         return (self.details or {}).get("schedule_id")
 
 
@@ -289,9 +291,9 @@ def error_from_exception(exc: Exception, secrets: tuple[str, ...] = ()) -> Vendo
                  requests.exceptions.ChunkedEncodingError,
                  requests.exceptions.ContentDecodingError, Urllib3Error, OSError)
     cls = TransientError if isinstance(exc, transient) else VendorError
+    code = "network_error" if cls is TransientError else "client_error"
     text = _redact(f"{type(exc).__name__}: {exc}", secrets)
-    return cls(f"request to the vendor failed: {text}", code="network_error"
-               if cls is TransientError else "client_error")
+    return cls(f"request to the vendor failed: {text}", code=code)
 
 
 # --------------------------------------------------------------------------
@@ -316,6 +318,7 @@ class TokenBucket:
 
     @property
     def capacity(self) -> float:
+        """Largest burst: one second's worth of tokens, at least one."""
         return max(1.0, self.rate)
 
     def set_rate(self, rate: float) -> None:
@@ -437,16 +440,27 @@ class RetryPolicy(Retry):
                 f"Retry-After {wait:.0f}s exceeds backoff_max {self.backoff_max}s"))
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if self.observer is not None:
-            cause = f"HTTP {response.status}" if response is not None and error is None \
-                else type(error).__name__ if error is not None else "unknown"
-            self.observer.on_retry(method, url, cause, len(retry.history),
+            self.observer.on_retry(method, url, _cause(response, error), len(retry.history),
                                    len(retry.history) + (retry.total or 0))
         return retry
 
 
+def _cause(response: Any, error: Exception | None) -> str:
+    """Why an attempt failed, for the retry log line: 'HTTP 503' or the error's class."""
+    if error is not None:
+        return type(error).__name__
+    return f"HTTP {getattr(response, 'status', '?')}"
+
+
 def build_retry(max_retries: int, backoff_factor: float, backoff_max: float,
                 observer: Any = None) -> RetryPolicy:
-    """Build the retry policy for safe requests (the single place it is configured)."""
+    """Build the retry policy for safe requests (the single place it is configured).
+
+    ``max_retries`` retries in all, for 429/500/502/503/504, refused or timed-out
+    connections, read timeouts and dropped connections.  Other errors (TLS
+    failures) are not retried.  Redirects are not followed.  The final response
+    is returned (``raise_on_status=False``) so ``error_from_response`` maps it.
+    """
     return RetryPolicy(
         total=max(0, int(max_retries)),
         connect=None, read=None, status=None, other=0,
@@ -548,14 +562,14 @@ class VendorClient:
     @classmethod
     def from_config(cls, config: Mapping) -> "VendorClient":
         """Build a client from EXTERNAL_API_* settings (e.g. a Flask ``app.config``)."""
-        timeout = float(config.get("EXTERNAL_API_TIMEOUT_SECONDS") or 10)
+        timeout = _setting(config, "EXTERNAL_API_TIMEOUT_SECONDS", 10.0, float)
         return cls(
             config.get("EXTERNAL_API_BASE_URL") or "",
             config.get("EXTERNAL_API_KEY") or "",
             timeout=timeout,
             connect_timeout=min(3.05, timeout),
-            max_retries=int(config.get("EXTERNAL_API_MAX_RETRIES", 5)),
-            rate_limit=float(config.get("EXTERNAL_API_RATE_LIMIT", 10)),
+            max_retries=_setting(config, "EXTERNAL_API_MAX_RETRIES", 5, int),
+            rate_limit=_setting(config, "EXTERNAL_API_RATE_LIMIT", 10.0, float),
         )
 
     def __repr__(self) -> str:
@@ -574,6 +588,7 @@ class VendorClient:
     # -- hooks called by VendorAdapter and RetryPolicy ----------------------
 
     def _count_attempt(self) -> None:
+        """Count one attempt, process-wide for this client and per request for the log."""
         with self._count_lock:
             self.requests_sent += 1
         self._local.attempts = getattr(self._local, "attempts", 0) + 1
@@ -707,6 +722,17 @@ class VendorClient:
                                   code="page_token_loop")
             seen.add(token)
             params = {"page_token": token}
+
+
+def _setting(config: Mapping, name: str, default: Any, kind: type) -> Any:
+    """A typed setting; unset or empty means the default, a bad value names the setting."""
+    value = config.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
 
 
 def _collection_path(resource: str) -> str:

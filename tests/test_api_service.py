@@ -107,7 +107,10 @@ class FakeVendor:
 
             do_GET = do_POST = do_PATCH = do_DELETE = handle_any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # many concurrent connects must not overflow the backlog
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -456,6 +459,15 @@ def test_from_config_without_base_url_fails_clearly():
         VendorClient.from_config({"EXTERNAL_API_KEY": KEY})
 
 
+def test_from_config_defaults_and_bad_values():
+    client = VendorClient.from_config({"EXTERNAL_API_BASE_URL": BASE, "EXTERNAL_API_KEY": KEY,
+                                       "EXTERNAL_API_MAX_RETRIES": None})
+    assert client.timeout == (3.05, 10.0) and client.retry.total == 5
+    with pytest.raises(ValueError, match="EXTERNAL_API_TIMEOUT_SECONDS"):
+        VendorClient.from_config({"EXTERNAL_API_BASE_URL": BASE, "EXTERNAL_API_KEY": KEY,
+                                  "EXTERNAL_API_TIMEOUT_SECONDS": "ten"})
+
+
 # --------------------------------------------------------------------------
 # Paging
 # --------------------------------------------------------------------------
@@ -666,13 +678,18 @@ def test_status_retries_also_run_under_responses(sleeps):
 
 
 def test_requests_sent_counts_concurrent_requests(client, vendor):
-    vendor.answer(*[(200, make_event())] * 20)
-    threads = [threading.Thread(target=client.get, args=("events", "ev_1")) for _ in range(20)]
+    vendor.answer(*[(200, make_event())] * 40)
+
+    def fetch():
+        for _ in range(5):
+            client.get("events", "ev_1")
+
+    threads = [threading.Thread(target=fetch) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert client.requests_sent == 20 == len(vendor.requests)
+    assert client.requests_sent == 40 == len(vendor.requests)
 
 
 # --------------------------------------------------------------------------
@@ -771,3 +788,4 @@ def test_every_attempt_including_retries_is_throttled(vendor, sleeps, monkeypatc
     # 4 attempts at 2/s with a burst of 2: the 3rd and 4th wait half a second each
     assert clock.slept == pytest.approx([0.5, 0.5])
     assert len(vendor.requests) == 4
+
