@@ -115,7 +115,7 @@ _PATTERNS = [
     re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|basic)\s+[^\s'\",}]+"),
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"whsec_[A-Za-z0-9+/=]+"),
-    re.compile(r"(?i)((?:password|passwd|secret|api_key|apikey|token)['\"]?\s*[:=]\s*['\"]?)[^\s'\",&}]+"),
+    re.compile(r"(?i)((?:password|passwd|secret|api_key|apikey|key|token)['\"]?\s*[:=]\s*['\"]?)[^\s'\",&}]+"),
 ]
 
 

@@ -1,0 +1,40 @@
+"""gunicorn settings for production: `gunicorn "app:create_app()"`.
+
+Every worker builds its own app and its own interval job; the sync itself
+runs once at a time across workers and hosts because it holds a lease row in
+the database (see sync_engine.py).  Override with the environment variables
+named below.
+"""
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() * 2 + 1)))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+# Pages never wait for the vendor, so requests are short; a webhook must be
+# answered within 15 s by contract.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = 50
+
+# Access log to stdout without query strings or headers: `%(U)s` is the path
+# only, so nothing a client put in a query (or an Authorization header) is logged.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms "%(a)s"'
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+
+def worker_exit(server, worker):
+    """Stop this worker's interval job cleanly; a run in progress finishes its page."""
+    try:
+        import sync_engine
+
+        shutdown = getattr(sync_engine, "shutdown_scheduler", None)
+        if shutdown is not None:
+            shutdown()
+    except Exception:  # noqa: BLE001 - never block a worker's exit
+        server.log.exception("scheduler shutdown failed")

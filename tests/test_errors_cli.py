@@ -1,0 +1,132 @@
+"""The one error path (JSON for /api/, pages otherwise), logging without secrets, and CLI commands."""
+import logging
+
+import pytest
+
+from app import Employee, User, db
+from error_handlers import SecretFilter
+
+
+@pytest.fixture
+def boom_app(app):
+    """The app with a route that writes, then fails."""
+
+    def boom():
+        db.session.add(Employee(name="half written"))
+        db.session.flush()
+        raise RuntimeError("kaboom with Bearer sk_live_abcdef123456 inside")
+
+    app.add_url_rule("/api/boom", "api_boom", boom)
+    app.add_url_rule("/boom", "page_boom", boom)
+    return app
+
+
+def test_api_500_is_json_with_error_id_in_the_log(boom_app, client, admin_headers, caplog):
+    caplog.set_level(logging.INFO, logger="app.errors")
+    response = client.get("/api/boom", headers=admin_headers)
+    assert response.status_code == 500
+    error = response.get_json()["error"]
+    assert error["code"] == "internal_error"
+    assert error["error_id"] in caplog.text
+    with boom_app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(Employee)) == 0
+
+
+def test_page_500_is_html_with_error_id(boom_app, client, auth):
+    auth.login()
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.mimetype == "text/html"
+    assert "error id" in response.get_data(as_text=True)
+
+
+def test_unknown_api_route_is_json_404(client, admin_headers):
+    response = client.get("/api/nothing-here", headers=admin_headers)
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+    assert response.get_json()["error"]["error_id"]
+
+
+def test_unknown_page_is_html_404(client, auth):
+    auth.login()
+    response = client.get("/nothing-here")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+
+
+def test_api_without_credentials_is_401_json(client):
+    response = client.get("/api/employees")
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_wrong_basic_password_is_401(client):
+    from tests.conftest import AuthActions
+
+    response = client.get("/api/employees", headers=AuthActions.basic("admin", "wrong-password"))
+    assert response.status_code == 401
+
+
+def test_page_without_login_redirects_to_login(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert "/login" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("Authorization: Bearer abcdefgh12345678", "abcdefgh12345678"),
+    ("calling with key=supersecretvalue", "supersecretvalue"),
+    ("secret whsec_QUJDREVGR0hJSktMTU5PUA== used", "QUJDREVGR0hJSktMTU5PUA=="),
+    ("password=hunter2hunter2 in form", "hunter2hunter2"),
+    ("the configured value my-configured-key appears", "my-configured-key"),
+])
+def test_secret_filter_redacts(text, secret):
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, text, (), None)
+    SecretFilter(["my-configured-key"]).filter(record)
+    assert secret not in record.getMessage()
+
+
+def test_configured_secrets_never_reach_the_log_output(database_url, capfd):
+    from tests.conftest import make_app
+
+    application = make_app(database_url, EXTERNAL_API_KEY="vendor-key-0123456789")
+    logging.getLogger("app").warning("about to call with vendor-key-0123456789")
+    err = capfd.readouterr().err
+    assert "vendor-key-0123456789" not in err
+    assert application is not None
+
+
+def test_cli_users_create_with_password_stdin(app, runner):
+    result = runner.invoke(args=["users", "create", "carol", "--role", "admin", "--password-stdin"],
+                           input="carol-pass-123\n")
+    assert result.exit_code == 0, result.output
+    assert "carol" in result.output
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username == "carol"))
+        assert user.role == "admin" and user.check_password("carol-pass-123")
+
+
+def test_cli_users_create_prompts_for_the_password(app, runner):
+    result = runner.invoke(args=["users", "create", "dave"], input="dave-pass-123\ndave-pass-123\n")
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username == "dave"))
+        assert user.role == "scheduler" and user.check_password("dave-pass-123")
+
+
+def test_cli_users_create_refuses_a_short_password(app, runner):
+    result = runner.invoke(args=["users", "create", "erin", "--password-stdin"], input="short\n")
+    assert result.exit_code != 0
+    assert "at least 8 characters" in result.output
+
+
+def test_cli_demo_seed_fills_an_empty_database_once(app, runner):
+    from app import Event
+
+    first = runner.invoke(args=["demo", "seed"])
+    assert first.exit_code == 0, first.output
+    with app.app_context():
+        count = db.session.scalar(db.select(db.func.count()).select_from(Event))
+        assert count == 12
+    again = runner.invoke(args=["demo", "seed"])
+    assert "not added" in again.output
