@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -604,7 +605,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/api/webhook/schedule_update"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
 
     def wait_for(self, count, timeout=5.0) -> list:
         with self.cond:
@@ -692,9 +694,9 @@ def test_gives_up_after_max_attempts(sb, receiver):
 
 
 def test_connection_errors_are_retried(sb):
-    dead = Receiver()
-    url = dead.url
-    dead.server.server_close()
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
     sb.configure_webhooks(url=url, secret=SECRET, max_attempts=2)
     make_employee(sb)
     assert sb.wait_webhooks_idle(5)

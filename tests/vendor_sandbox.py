@@ -856,6 +856,7 @@ class VendorSandbox:
                                    request_handler=QuietHandler)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
                                         name="vendor-sandbox", daemon=True)
         self._thread.start()
         return self
