@@ -752,11 +752,11 @@ def import_events():
     except CsvImportError as exc:
         db.session.rollback()
         return render_dashboard(list(exc.details or []), 422)
-    db.session.commit()
-    notify_local_change()
-    flash("Imported {created} new, {updated} updated, {unchanged} unchanged events.".format(
-        created=result.get("created", 0), updated=result.get("updated", 0),
-        unchanged=result.get("unchanged", 0)), "success")
+    # import_events_csv commits and asks for a push itself.
+    flash("Imported: {created} new, {updated} updated, {unchanged} unchanged events, "
+          "{scheduled} scheduled.".format(**{k: result.get(k, 0) for k in
+                                             ("created", "updated", "unchanged", "scheduled")}),
+          "success")
     return redirect(url_for("pages.index"))
 
 
@@ -1506,6 +1506,434 @@ sync_api = Blueprint("sync_api", __name__, url_prefix="/api/sync")
 # ---------------------------------------------------------------------------
 
 webhook = Blueprint("webhook", __name__, url_prefix="/api/webhook")
+
+
+# ---------------------------------------------------------------------------
+# Routes: sync admin pages (/sync/admin and the dashboard's sync section)
+# ---------------------------------------------------------------------------
+# Server-rendered first: every figure comes from the models (one GROUP BY per
+# model for the counts, one query per resource for a page of records), and the
+# vendor is never called inside a page request.  static/js/sync.js then adds
+# live refresh and in-page actions through the /api/sync/* routes; every
+# action also works as a plain form POST here (flash, redirect back).
+
+SYNC_RESOURCE_LABELS = {"employees": "Employee", "events": "Event", "schedules": "Schedule"}
+SYNC_COMPARED_FIELDS = {
+    "employees": ("name", "email", "active"),
+    "events": ("project_ref_num", "project_name", "event_type", "store_number", "store_name",
+               "location_mvid", "start_datetime", "due_datetime", "estimated_minutes"),
+    "schedules": ("event_id", "employee_id", "start_datetime"),
+}
+SYNC_TIME_FIELDS = ("start_datetime", "due_datetime")
+HEALTH_LABELS = {"ok": "OK", "degraded": "Degraded", "down": "Down", "disabled": "Sync off",
+                 "unknown": "Not checked yet"}
+WEBHOOK_OUTCOMES = {"applied": "applied", "duplicate": "duplicate, already seen",
+                    "stale": "older version ignored", "conflict": "conflict, waiting for an admin",
+                    "deferred": "deferred, will be applied later", "rejected": "rejected"}
+
+
+def sync_engine_module():
+    """The sync engine, imported late (it imports this module)."""
+    import sync_engine
+
+    return sync_engine
+
+
+def _engine_call(name: str, *args, default=None, **kwargs):
+    """Call sync_engine.<name> when the engine has it, else give `default`."""
+    try:
+        engine = sync_engine_module()
+    except ModuleNotFoundError as exc:
+        if exc.name != "sync_engine":
+            raise
+        return default
+    func_ = getattr(engine, name, None)
+    return default if func_ is None else func_(*args, **kwargs)
+
+
+def sync_counts() -> dict:
+    """{resource: {synced, pending, failed, conflict}}: one GROUP BY query per model."""
+    from sqlalchemy import or_
+
+    counts = {}
+    for name, model in SYNCED_MODELS.items():
+        row = dict.fromkeys(SYNC_STATUSES, 0)
+        query = (select(model.sync_status, func.count(model.id))
+                 .where(or_(model.deleted_at.is_(None), model.sync_status != "synced"))
+                 .group_by(model.sync_status))
+        for status, number in db.session.execute(query):
+            row[status] = number
+        counts[name] = row
+    return counts
+
+
+def latest_sync_run() -> Optional[SyncRun]:
+    """The newest run (running or finished), or None."""
+    return db.session.scalar(select(SyncRun).order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+                             .limit(1))
+
+
+def run_summary(run: Optional[SyncRun]) -> str:
+    """'pushed 3, pulled 2, failed 0, conflicts 0' for a run."""
+    if run is None:
+        return ""
+    return (f"pushed {run.pushed}, pulled {run.pulled}, failed {run.failed}, "
+            f"conflicts {run.conflicts}")
+
+
+def health_from_run(run: Optional[SyncRun]) -> str:
+    """What the last run says about the vendor: ok, degraded, down or unknown."""
+    if run is None or run.status == "running":
+        return "unknown"
+    return {"succeeded": "ok", "partial": "degraded", "failed": "down"}.get(run.status, "unknown")
+
+
+def sync_health_view(last_run: Optional[SyncRun]) -> dict:
+    """Health for a page without calling the vendor: the engine's cached check, else the last run's."""
+    if not current_app.config.get("SYNC_ENABLED"):
+        return {"status": "disabled", "label": HEALTH_LABELS["disabled"], "derived": False}
+    cached = _engine_call("cached_health", current_app._get_current_object())
+    if cached:
+        status = cached.get("status", "unknown")
+        api = cached.get("api") or {}
+        return {"status": status, "label": HEALTH_LABELS.get(status, status), "derived": False,
+                "latency_ms": api.get("latency_ms"), "error": api.get("error"),
+                "checked_at": cached.get("checked_at")}
+    status = health_from_run(last_run)
+    return {"status": status, "label": HEALTH_LABELS[status], "derived": True}
+
+
+def sync_next_run_at() -> Optional[datetime]:
+    """When the scheduler runs next (None when it is not running)."""
+    value = _engine_call("next_run_at", current_app._get_current_object())
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
+
+
+def sync_overview() -> dict:
+    """Everything the dashboard's sync section shows, from the database only."""
+    last_run = latest_sync_run()
+    return {
+        "enabled": bool(current_app.config.get("SYNC_ENABLED")),
+        "policy": current_app.config.get("SYNC_CONFLICT_POLICY"),
+        "last_run": last_run,
+        "running": last_run is not None and last_run.status == "running",
+        "next_run_at": sync_next_run_at(),
+        "health": sync_health_view(last_run),
+        "counts": sync_counts(),
+    }
+
+
+pages.add_app_template_global(sync_overview, "sync_overview")
+
+
+def sync_record_label(resource: str, record) -> str:
+    """A name a person recognises: employee name, event project + ref, schedule's event + employee."""
+    if resource == "employees":
+        return record.name
+    if resource == "events":
+        return f"{record.project_name} #{record.project_ref_num}"
+    return (f"{record.event.project_name} #{record.event.project_ref_num} → "
+            f"{record.employee.name}")
+
+
+class SpanningPage(PageOf):
+    """A page of (resource, record) rows in one sync status, across the three models."""
+
+
+def records_in_status(status: str, counts: dict, page: int, per_page: int) -> SpanningPage:
+    """Employees, then events, then schedules in `status`, one query per model on the page.
+
+    The totals come from `counts` (the GROUP BY already run), so a page costs
+    at most one query per resource however many records there are.
+    """
+    total = sum(counts[name][status] for name in SYNCED_MODELS)
+    first, last = (page - 1) * per_page, page * per_page
+    items, offset = [], 0
+    for name, model in SYNCED_MODELS.items():
+        size = counts[name][status]
+        low, high = max(first, offset), min(last, offset + size)
+        if low < high:
+            query = (select(model).where(model.sync_status == status).order_by(model.id)
+                     .offset(low - offset).limit(high - low))
+            items += [(name, record) for record in db.session.scalars(query)]
+        offset += size
+    return SpanningPage(items, page, per_page, total)
+
+
+def _same_value(field: str, local, remote) -> bool:
+    """Compare a local and a vendor value (timestamps by instant)."""
+    if field in SYNC_TIME_FIELDS and local and remote:
+        try:
+            parse = lambda text: datetime.fromisoformat(str(text).replace("Z", "+00:00"))  # noqa: E731
+            return parse(local) == parse(remote)
+        except ValueError:
+            return False
+    return local == remote
+
+
+def _vendor_names(conflicts: list) -> dict:
+    """{vendor id: readable name} for the events and employees the page's schedule conflicts name."""
+    ids = {"events": set(), "employees": set()}
+    for resource, record in conflicts:
+        remote = record.conflict_remote or {}
+        if resource == "schedules":
+            ids["events"].add(remote.get("event_id"))
+            ids["employees"].add(remote.get("employee_id"))
+    names = {}
+    for resource, wanted in ids.items():
+        wanted.discard(None)
+        if wanted:
+            model = SYNCED_MODELS[resource]
+            for record in db.session.scalars(select(model).where(model.external_id.in_(wanted))):
+                names[record.external_id] = sync_record_label(resource, record)
+    return names
+
+
+def conflict_rows(resource: str, record, names: dict) -> list[dict]:
+    """Field by field, the local and the vendor version of a record in conflict."""
+    remote = record.conflict_remote or {}
+    local = record.to_dict()
+    if resource == "schedules":
+        local["event_id"] = record.event.external_id
+        local["employee_id"] = record.employee.external_id
+    rows = []
+    for field in SYNC_COMPARED_FIELDS[resource]:
+        mine, theirs = local.get(field), remote.get(field)
+        shown_mine, shown_theirs = mine, theirs
+        if resource == "schedules" and field != "start_datetime":
+            owner = record.event if field == "event_id" else record.employee
+            shown_mine = sync_record_label(field[:-3] + "s", owner)
+            shown_theirs = names.get(theirs, theirs)
+        rows.append({"field": field, "local": shown_mine, "remote": shown_theirs,
+                     "differs": bool(remote) and not _same_value(field, mine, theirs)})
+    return rows
+
+
+def _page_arg(name: str) -> int:
+    """A positive ?<name>= page number (1 when missing or bad)."""
+    return max(1, request.args.get(name, 1, type=int) or 1)
+
+
+def _model_page(query, count_query, page: int, per_page: int) -> PageOf:
+    """One COUNT and one LIMIT/OFFSET query."""
+    total = db.session.scalar(count_query) or 0
+    items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
+    return PageOf(items, page, per_page, total)
+
+
+def sync_chart(limit: int = 30) -> dict:
+    """Coordinates for the server-drawn SVG chart of the last `limit` runs' counts."""
+    runs = list(db.session.scalars(select(SyncRun).where(SyncRun.status != "running")
+                                   .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+                                   .limit(limit)))[::-1]
+    width, height, left, bottom, top = 640, 200, 40, 24, 12
+    series_names = ("pushed", "pulled", "failed", "conflicts")
+    peak = max([1] + [getattr(run, name) or 0 for run in runs for name in series_names])
+    step = (width - left - 10) / max(1, len(runs) - 1)
+    plot_h = height - bottom - top
+
+    def point(i, value):
+        return round(left + i * step, 1), round(top + plot_h - plot_h * (value or 0) / peak, 1)
+
+    series = []
+    for name in series_names:
+        points = [point(i, getattr(run, name)) for i, run in enumerate(runs)]
+        series.append({"name": name, "points": points,
+                       "path": " ".join(f"{x},{y}" for x, y in points),
+                       "values": [getattr(run, name) or 0 for run in runs]})
+    return {"runs": runs, "series": series, "width": width, "height": height, "left": left,
+            "top": top, "bottom": height - bottom, "peak": peak,
+            "ticks": sorted({0, peak // 2, peak})}
+
+
+def sync_config_view() -> dict:
+    """The configuration in force, secrets reduced to set / not set."""
+    cfg = current_app.config
+    url = cfg.get("EXTERNAL_API_BASE_URL") or ""
+    if "@" in url.split("//", 1)[-1].split("/", 1)[0]:  # never show credentials in a URL
+        scheme, rest = url.split("//", 1) if "//" in url else ("", url)
+        url = scheme + "//" + rest.split("@", 1)[1]
+    return {
+        "enabled": bool(cfg.get("SYNC_ENABLED")), "base_url": url or None,
+        "interval": cfg.get("SYNC_INTERVAL_MINUTES"), "policy": cfg.get("SYNC_CONFLICT_POLICY"),
+        "key_set": bool(cfg.get("EXTERNAL_API_KEY")), "webhook_secret_set": bool(cfg.get("WEBHOOK_SECRET")),
+        "timeout": cfg.get("EXTERNAL_API_TIMEOUT_SECONDS"), "max_retries": cfg.get("EXTERNAL_API_MAX_RETRIES"),
+        "rate_limit": cfg.get("EXTERNAL_API_RATE_LIMIT"),
+        "scheduler_enabled": bool(cfg.get("SCHEDULER_ENABLED")),
+    }
+
+
+@pages.route("/sync/admin")
+@admin_required
+def sync_admin():
+    """The sync admin page: config, health, actions, runs, failed records, conflicts, webhooks."""
+    overview = sync_overview()
+    counts, per_page = overview["counts"], 25
+    failed = records_in_status("failed", counts, _page_arg("failed_page"), per_page)
+    conflicts = records_in_status("conflict", counts, _page_arg("conflicts_page"), 10)
+    names = _vendor_names(conflicts.items)
+    conflict_views = [(resource, record, conflict_rows(resource, record, names))
+                      for resource, record in conflicts.items]
+    runs = _model_page(select(SyncRun).order_by(SyncRun.started_at.desc(), SyncRun.id.desc()),
+                       select(func.count(SyncRun.id)), _page_arg("runs_page"), 20)
+    webhooks = _model_page(select(WebhookMessage).order_by(WebhookMessage.received_at.desc(),
+                                                           WebhookMessage.id.desc()),
+                           select(func.count(WebhookMessage.id)), _page_arg("webhooks_page"), 20)
+    return render_template("sync_admin.html", sync=overview, sync_config=sync_config_view(),
+                           failed=failed, conflicts=conflicts, conflict_views=conflict_views,
+                           runs=runs, webhooks=webhooks, chart=sync_chart(),
+                           resources=SYNCED_MODELS, labels=SYNC_RESOURCE_LABELS,
+                           record_label=sync_record_label, outcomes=WEBHOOK_OUTCOMES,
+                           page_args=_admin_page_args())
+
+
+def _admin_page_args() -> dict:
+    """The admin page's current ?*_page= arguments, so one pager keeps the others."""
+    names = ("runs_page", "failed_page", "conflicts_page", "webhooks_page")
+    return {name: request.args.get(name, type=int) for name in names
+            if request.args.get(name, type=int)}
+
+
+@pages.route("/sync/admin/runs/<int:run_id>")
+@admin_required
+def sync_admin_run_detail(run_id: int):
+    """One run: what it moved and every per-record error."""
+    run = db.session.get(SyncRun, run_id) or abort(404)
+    errors, page, per_page = run.errors or [], page_number(), 50
+    listing = PageOf(errors[(page - 1) * per_page:page * per_page], page, per_page, len(errors))
+    return render_template("sync_run.html", run=run, errors=listing, labels=SYNC_RESOURCE_LABELS)
+
+
+def _back(default_endpoint: str = "pages.sync_admin"):
+    """Redirect to the form's `next` (a local path) or to the admin page."""
+    target = request.form.get("next")
+    return redirect(target if _is_safe_next(target) else url_for(default_endpoint))
+
+
+def _run_request(form) -> tuple[list, str, bool]:
+    """Resources, direction and full flag from an action form."""
+    resource = form.get("resource", "all")
+    resources = [resource] if resource in SYNCED_MODELS else list(SYNCED_MODELS)
+    direction = form.get("direction", "both")
+    if direction not in ("both", "push", "pull"):
+        direction = "both"
+    return resources, direction, form.get("full") in ("1", "true", "on")
+
+
+@pages.route("/sync/admin/run", methods=["POST"])
+@admin_required
+def sync_admin_start_run():
+    """No-JS fallback of Sync now and the admin actions: start a run, flash, go back."""
+    engine = sync_engine_module()
+    resources, direction, full = _run_request(request.form)
+    try:
+        run = engine.start_run(current_app._get_current_object(), "manual", resources, direction,
+                               wait=False, full=full)
+    except engine.SyncDisabled:
+        flash("Sync is off (SYNC_ENABLED is false): no run was started.", "warning")
+    except engine.SyncInProgress as exc:
+        flash(f"A sync is already running ({exc}); wait for it to finish.", "warning")
+    else:
+        run_id = run.get("id") if isinstance(run, dict) else getattr(run, "id", None)
+        what = "everything" if len(resources) == len(SYNCED_MODELS) else ", ".join(resources)
+        flash(f"Sync run #{run_id} started ({what}, {direction}{', full resync' if full else ''}). "
+              "Its result appears under Recent runs.", "success")
+    return _back()
+
+
+def _retry(record) -> bool:
+    """Put one failed record back to pending, to be pushed at once (False if it was not failed)."""
+    if record.sync_status != "failed":
+        return False
+    record.sync_status = "pending"
+    record.sync_attempts = 0
+    record.next_attempt_at = None
+    db.session.commit()
+    return True
+
+
+def _retry_all() -> int:
+    """Every failed record back to pending; how many."""
+    count = _engine_call("retry_failed", current_app._get_current_object())
+    if count is None:
+        count = 0
+        for model in SYNCED_MODELS.values():
+            count += db.session.execute(
+                db.update(model).where(model.sync_status == "failed")
+                .values(sync_status="pending", sync_attempts=0, next_attempt_at=None)
+            ).rowcount or 0
+        db.session.commit()
+    return count if isinstance(count, int) else len(count or [])
+
+
+def _synced_record(resource: str, record_id: int):
+    """A synced model's row, or 404."""
+    model = SYNCED_MODELS.get(resource) or abort(404)
+    return db.session.get(model, record_id) or abort(404)
+
+
+@pages.route("/sync/admin/retry/<resource>/<int:record_id>", methods=["POST"])
+@admin_required
+def sync_admin_retry(resource: str, record_id: int):
+    """Retry one failed record (no-JS form)."""
+    record = _synced_record(resource, record_id)
+    label = sync_record_label(resource, record)
+    if _retry(record):
+        notify_local_change()
+        flash(f"{SYNC_RESOURCE_LABELS[resource]} {label} will be sent again.", "success")
+    else:
+        flash(f"{SYNC_RESOURCE_LABELS[resource]} {label} is not failed ({record.sync_status}).", "info")
+    return _back()
+
+
+@pages.route("/sync/admin/retry_failed", methods=["POST"])
+@admin_required
+def sync_admin_retry_failed():
+    """Retry every failed record (no-JS form)."""
+    count = _retry_all()
+    if count:
+        notify_local_change()
+    flash(f"{count} failed record{'s' if count != 1 else ''} will be sent again.", "success")
+    return _back()
+
+
+@pages.route("/sync/admin/conflicts/<resource>/<int:record_id>/resolve", methods=["POST"])
+@admin_required
+def sync_admin_resolve(resource: str, record_id: int):
+    """Keep the local or the vendor version of a record in conflict (no-JS form)."""
+    record = _synced_record(resource, record_id)
+    keep = request.form.get("keep")
+    if keep not in ("local", "remote"):
+        flash("Choose Keep local or Keep vendor.", "error")
+        return _back()
+    label = sync_record_label(resource, record)
+    engine = sync_engine_module()
+    try:
+        engine.resolve_conflict(resource, record_id, keep)
+    except Exception as exc:  # noqa: BLE001 - shown to the admin, logged
+        db.session.rollback()
+        log.warning("resolve %s/%s failed: %s", resource, record_id, exc)
+        flash(f"Could not resolve {label}: {exc}", "error")
+        return _back()
+    kept = "local" if keep == "local" else "vendor"
+    flash(f"{SYNC_RESOURCE_LABELS[resource]} {label}: kept the {kept} version.", "success")
+    return _back()
+
+
+@sync_api.route("/records/<resource>/<int:record_id>/retry", methods=["POST"])
+@admin_required
+def api_retry_record(resource: str, record_id: int):
+    """Retry one failed record: {"retried": bool, "record": {...}}."""
+    model = SYNCED_MODELS.get(resource)
+    record = db.session.get(model, record_id) if model is not None else None
+    if record is None:
+        raise ApiError(404, "not_found", f"no {resource} record {record_id}")
+    retried = _retry(record)
+    if retried:
+        notify_local_change()
+    return jsonify({"retried": retried, "record": record.to_dict()})
 
 
 # ---------------------------------------------------------------------------
