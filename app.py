@@ -1501,11 +1501,153 @@ def export_schedule():
 sync_api = Blueprint("sync_api", __name__, url_prefix="/api/sync")
 
 
+def _sync_error(exc: Exception) -> ApiError:
+    """SyncDisabled / SyncInProgress as the API's 409 answers."""
+    import sync_engine
+
+    if isinstance(exc, sync_engine.SyncInProgress):
+        run = db.session.get(SyncRun, exc.run_id) if exc.run_id else None
+        return ApiError(409, "sync_in_progress", "a sync run is already in progress",
+                        {"run_id": exc.run_id}, {"run": run.to_dict() if run else None})
+    return ApiError(409, "sync_disabled", "sync is disabled (SYNC_ENABLED is false)")
+
+
+def _sync_body() -> dict:
+    """The optional JSON object body of a sync POST."""
+    if not request.get_data():
+        return {}
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    return data
+
+
+@sync_api.get("/health")
+def sync_health():
+    """Sync health: status for everyone, details for signed-in users."""
+    import sync_engine
+
+    status, body = sync_engine.health(current_app._get_current_object(),
+                                      detailed=current_user.is_authenticated)
+    return jsonify(body), status
+
+
+@sync_api.get("/status")
+@login_required
+def sync_status():
+    """Enabled, running, policy, last run, next run, counts per resource."""
+    import sync_engine
+
+    return jsonify(sync_engine.sync_status(current_app._get_current_object()))
+
+
+@sync_api.post("/trigger")
+@admin_required
+def sync_trigger():
+    """Start a run (202), or run it and answer when done (200 with wait)."""
+    import sync_engine
+
+    body = _sync_body()
+    resources, direction = body.get("resources"), body.get("direction", "both")
+    if resources is not None and (not isinstance(resources, list)
+                                  or not all(isinstance(r, str) for r in resources)):
+        raise ApiError(422, "validation_failed", "resources must be a list of resource names",
+                       [{"field": "resources", "message": "must be a list of names"}])
+    try:
+        sync_engine.check_request(resources, direction)
+    except ValueError as exc:
+        field = "direction" if "direction" in str(exc) else "resources"
+        raise ApiError(422, "validation_failed", str(exc), [{"field": field, "message": str(exc)}])
+    wait, full = bool(body.get("wait", False)), bool(body.get("full", False))
+    try:
+        run = sync_engine.start_run(current_app._get_current_object(), trigger="manual",
+                                    resources=resources, direction=direction, full=full,
+                                    wait=wait)
+    except (sync_engine.SyncDisabled, sync_engine.SyncInProgress) as exc:
+        raise _sync_error(exc) from None
+    return jsonify({"run": run.to_dict()}), (200 if wait else 202)
+
+
+@sync_api.get("/runs")
+@login_required
+def sync_runs():
+    """Run history, newest first, paged."""
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    per_page = min(500, max(1, request.args.get("per_page", 50, type=int) or 50))
+    total = db.session.scalar(select(func.count()).select_from(SyncRun))
+    runs = db.session.scalars(select(SyncRun).order_by(SyncRun.id.desc())
+                              .offset((page - 1) * per_page).limit(per_page))
+    return jsonify({"data": [r.to_dict() for r in runs], "page": page, "per_page": per_page,
+                    "total": total})
+
+
+@sync_api.get("/runs/<int:run_id>")
+@login_required
+def sync_run(run_id: int):
+    """One run."""
+    run = db.session.get(SyncRun, run_id)
+    if run is None:
+        raise ApiError(404, "not_found", f"no sync run {run_id}")
+    return jsonify(run.to_dict())
+
+
+@sync_api.get("/conflicts")
+@login_required
+def sync_conflicts():
+    """Records in conflict, local and vendor versions side by side."""
+    import sync_engine
+
+    data = sync_engine.list_conflicts(current_app._get_current_object())
+    return jsonify({"data": data, "total": len(data)})
+
+
+@sync_api.post("/conflicts/<resource>/<int:record_id>/resolve")
+@admin_required
+def sync_resolve(resource: str, record_id: int):
+    """Resolve a conflict: {"keep": "local" | "remote"}."""
+    import sync_engine
+
+    keep = _sync_body().get("keep")
+    if keep not in ("local", "remote"):
+        raise ApiError(422, "validation_failed", "keep must be 'local' or 'remote'",
+                       [{"field": "keep", "message": "must be 'local' or 'remote'"}])
+    try:
+        row = sync_engine.resolve_conflict(current_app._get_current_object(), resource,
+                                           record_id, keep)
+    except LookupError as exc:
+        raise ApiError(404, "not_found", str(exc).strip("'\"")) from None
+    except RuntimeError as exc:
+        raise ApiError(409, "not_in_conflict", str(exc)) from None
+    return jsonify({"resource": resource, "keep": keep, "record": row.to_dict()})
+
+
+@sync_api.post("/retry_failed")
+@admin_required
+def sync_retry_failed():
+    """Every failed record back to pending (and a push soon)."""
+    import sync_engine
+
+    return jsonify({"retried": sync_engine.retry_failed(current_app._get_current_object())})
+
+
 # ---------------------------------------------------------------------------
 # Routes: webhook (/api/webhook/schedule_update)
 # ---------------------------------------------------------------------------
 
 webhook = Blueprint("webhook", __name__, url_prefix="/api/webhook")
+
+
+@webhook.post("/schedule_update")
+def webhook_schedule_update():
+    """The vendor's signed change message: verified, recorded once, applied."""
+    import sync_engine
+
+    try:
+        result = sync_engine.handle_webhook(current_app._get_current_object(),
+                                            request.get_data(cache=False), dict(request.headers))
+    except sync_engine.WebhookRejected as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return jsonify({"ok": True, **result}), 200
 
 
 # ---------------------------------------------------------------------------
