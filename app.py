@@ -1052,8 +1052,11 @@ def _json_object() -> dict:
 
 
 def _invalid(details: list[dict]) -> ApiError:
+    """422 validation_failed naming every bad field."""
+    if len(details) == 1:
+        return ApiError(422, "validation_failed", details[0]["message"], details)
     fields = ", ".join(dict.fromkeys(d["field"] for d in details))
-    return ApiError(422, "validation_failed", f"invalid: {fields}", details)
+    return ApiError(422, "validation_failed", f"{len(details)} fields are invalid: {fields}", details)
 
 
 class _Body:
@@ -1723,14 +1726,17 @@ def run_summary(run: Optional[SyncRun]) -> str:
             f"conflicts {run.conflicts}")
 
 
-def health_from_run(run: Optional[SyncRun]) -> str:
-    """What the last run says about the vendor: ok, degraded, down or unknown."""
+def health_from_run(run: Optional[SyncRun], counts: dict) -> str:
+    """What the last run and the records say: ok, degraded, down or unknown (no vendor call)."""
     if run is None or run.status == "running":
         return "unknown"
-    return {"succeeded": "ok", "partial": "degraded", "failed": "down"}.get(run.status, "unknown")
+    if run.status == "failed":
+        return "down"
+    trouble = any(row["failed"] or row["conflict"] for row in counts.values())
+    return "degraded" if run.status == "partial" or trouble else "ok"
 
 
-def sync_health_view(last_run: Optional[SyncRun]) -> dict:
+def sync_health_view(last_run: Optional[SyncRun], counts: dict) -> dict:
     """Health for a page without calling the vendor: the engine's cached check, else the last run's."""
     if not current_app.config.get("SYNC_ENABLED"):
         return {"status": "disabled", "label": HEALTH_LABELS["disabled"], "derived": False}
@@ -1741,7 +1747,7 @@ def sync_health_view(last_run: Optional[SyncRun]) -> dict:
         return {"status": status, "label": HEALTH_LABELS.get(status, status), "derived": False,
                 "latency_ms": api.get("latency_ms"), "error": api.get("error"),
                 "checked_at": cached.get("checked_at")}
-    status = health_from_run(last_run)
+    status = health_from_run(last_run, counts)
     return {"status": status, "label": HEALTH_LABELS[status], "derived": True}
 
 
@@ -1755,15 +1761,16 @@ def sync_next_run_at() -> Optional[datetime]:
 
 def sync_overview() -> dict:
     """Everything the dashboard's sync section shows, from the database only."""
-    last_run = latest_sync_run()
+    last_run, counts = latest_sync_run(), sync_counts()
     return {
         "enabled": bool(current_app.config.get("SYNC_ENABLED")),
         "policy": current_app.config.get("SYNC_CONFLICT_POLICY"),
         "last_run": last_run,
         "running": last_run is not None and last_run.status == "running",
         "next_run_at": sync_next_run_at(),
-        "health": sync_health_view(last_run),
-        "counts": sync_counts(),
+        "scheduler_running": bool(_engine_call("scheduler_running", current_app._get_current_object())),
+        "health": sync_health_view(last_run, counts),
+        "counts": counts,
     }
 
 
@@ -1945,7 +1952,22 @@ def sync_admin_run_detail(run_id: int):
     run = db.session.get(SyncRun, run_id) or abort(404)
     errors, page, per_page = run.errors or [], page_number(), 50
     listing = PageOf(errors[(page - 1) * per_page:page * per_page], page, per_page, len(errors))
-    return render_template("sync_run.html", run=run, errors=listing, labels=SYNC_RESOURCE_LABELS)
+    return render_template("sync_run.html", run=run, errors=listing, labels=SYNC_RESOURCE_LABELS,
+                           names=_record_names(listing.items))
+
+
+def _record_names(errors: list) -> dict:
+    """{(resource, id): readable name} for a page of run errors, one query per resource."""
+    wanted: dict = {}
+    for error in errors:
+        if error.get("resource") in SYNCED_MODELS and isinstance(error.get("id"), int):
+            wanted.setdefault(error["resource"], set()).add(error["id"])
+    names = {}
+    for resource, ids in wanted.items():
+        model = SYNCED_MODELS[resource]
+        for record in db.session.scalars(select(model).where(model.id.in_(ids))):
+            names[(resource, record.id)] = sync_record_label(resource, record)
+    return names
 
 
 def _back(default_endpoint: str = "pages.sync_admin"):
@@ -1976,9 +1998,11 @@ def sync_admin_start_run():
     except engine.SyncDisabled:
         flash("Sync is off (SYNC_ENABLED is false): no run was started.", "warning")
     except engine.SyncInProgress as exc:
-        flash(f"A sync is already running ({exc}); wait for it to finish.", "warning")
+        flash(f"Run #{exc.run_id} is already running; wait for it to finish.", "warning")
+    except ValueError as exc:
+        flash(f"No run started: {exc}", "error")
     else:
-        run_id = run.get("id") if isinstance(run, dict) else getattr(run, "id", None)
+        run_id = getattr(run, "id", None)
         what = "everything" if len(resources) == len(SYNCED_MODELS) else ", ".join(resources)
         flash(f"Sync run #{run_id} started ({what}, {direction}{', full resync' if full else ''}). "
               "Its result appears under Recent runs.", "success")
@@ -1989,25 +2013,18 @@ def _retry(record) -> bool:
     """Put one failed record back to pending, to be pushed at once (False if it was not failed)."""
     if record.sync_status != "failed":
         return False
-    record.sync_status = "pending"
+    record.sync_status = "pending"  # as sync_engine.retry_failed does for every failed row
     record.sync_attempts = 0
     record.next_attempt_at = None
+    record.sync_error = None
+    record.idempotency_key = None
     db.session.commit()
     return True
 
 
 def _retry_all() -> int:
     """Every failed record back to pending; how many."""
-    count = _engine_call("retry_failed", current_app._get_current_object())
-    if count is None:
-        count = 0
-        for model in SYNCED_MODELS.values():
-            count += db.session.execute(
-                db.update(model).where(model.sync_status == "failed")
-                .values(sync_status="pending", sync_attempts=0, next_attempt_at=None)
-            ).rowcount or 0
-        db.session.commit()
-    return count if isinstance(count, int) else len(count or [])
+    return sync_engine_module().retry_failed(current_app._get_current_object())
 
 
 def _synced_record(resource: str, record_id: int):
@@ -2035,8 +2052,6 @@ def sync_admin_retry(resource: str, record_id: int):
 def sync_admin_retry_failed():
     """Retry every failed record (no-JS form)."""
     count = _retry_all()
-    if count:
-        notify_local_change()
     flash(f"{count} failed record{'s' if count != 1 else ''} will be sent again.", "success")
     return _back()
 
@@ -2051,10 +2066,10 @@ def sync_admin_resolve(resource: str, record_id: int):
         flash("Choose Keep local or Keep vendor.", "error")
         return _back()
     label = sync_record_label(resource, record)
-    engine = sync_engine_module()
     try:
-        engine.resolve_conflict(resource, record_id, keep)
-    except Exception as exc:  # noqa: BLE001 - shown to the admin, logged
+        sync_engine_module().resolve_conflict(current_app._get_current_object(), resource,
+                                              record_id, keep)
+    except (LookupError, RuntimeError, ValueError) as exc:
         db.session.rollback()
         log.warning("resolve %s/%s failed: %s", resource, record_id, exc)
         flash(f"Could not resolve {label}: {exc}", "error")
@@ -2296,7 +2311,39 @@ def seed_demo_data() -> int:
     return len(staff)
 
 
+sync_cli = AppGroup("sync", help="Two-way sync with the vendor.")
+
+
+@sync_cli.command("run")
+@click.option("--resources", default="", help="Comma-separated: employees,events,schedules.")
+@click.option("--direction", type=click.Choice(("both", "push", "pull")), default="both",
+              show_default=True)
+@click.option("--full", is_flag=True, help="List everything instead of the changes since last time.")
+def sync_run_command(resources: str, direction: str, full: bool) -> None:
+    """Run one sync now and print its summary (exit 1 if it failed)."""
+    import sync_engine
+
+    chosen = [r.strip() for r in resources.split(",") if r.strip()] or None
+    try:
+        run = sync_engine.run_sync(current_app._get_current_object(), trigger="cli",
+                                   resources=chosen, direction=direction, full=full)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (sync_engine.SyncDisabled, sync_engine.SyncInProgress) as exc:
+        click.echo(f"sync not run: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"run {run.id}: {run.status} — pushed {run.pushed}, pulled {run.pulled}, "
+               f"failed {run.failed}, conflicts {run.conflicts}")
+    if run.message:
+        click.echo(run.message)
+    for error in run.errors or []:
+        click.echo(f"  {error['resource']} {error['id']}: {error['message']}")
+    if run.status == "failed":
+        raise SystemExit(1)
+
+
 def register_commands(app: Flask) -> None:
     """`flask --app app users ...`, `sync ...`, `demo ...`."""
     app.cli.add_command(users_cli)
+    app.cli.add_command(sync_cli)
     app.cli.add_command(demo_cli)
