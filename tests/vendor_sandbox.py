@@ -20,8 +20,29 @@ From tests::
     sb.stop()
 
 The control API under ``/_control`` (no auth, JSON, never faulted) mirrors
-the Python helpers: reset, seed, faults, expire_tokens, webhooks,
-webhooks/wait_idle, webhooks/log, objects, stats. See ``create_app``.
+the Python helpers for other processes (demo runner, benchmarks, browser tests):
+
+    POST   /_control/reset                      -> {"ok": true}
+    POST   /_control/seed       {"kind": "demo"|"bulk", "employees", "events",
+                                 "schedules"}   -> live counts
+    GET|POST|DELETE /_control/faults            POST body = set_faults kwargs,
+                                 "rate_limit": [rps, burst] or null
+    POST   /_control/expire_tokens              every sync token issued so far -> 410
+    GET|POST /_control/webhooks {"url", "secret", "mode", "delay_seconds",
+                                 "retry_backoff", "max_attempts", "reorder_window",
+                                 "timeout"} (only the keys given change)
+    POST   /_control/webhooks/wait_idle {"timeout": 10} -> {"idle": bool}
+    GET    /_control/webhooks/log               -> {"data": [attempt, ...]}
+    GET    /_control/objects/<resource>[?include_deleted=1] -> {"data": [...]}
+    POST   /_control/objects/<resource>         vendor-user create -> 201 object
+    PATCH  /_control/objects/<resource>/<id>    vendor-user change -> 200 object
+    DELETE /_control/objects/<resource>/<id>    vendor-user delete -> 200 tombstone
+    GET    /_control/stats                      counters
+    GET    /_control                            this list
+
+Seeding sends no webhooks; every other change (API or vendor user) does.
+Werkzeug's server closes the connection after every answer (no keep-alive);
+it serves roughly 700 requests a second on a laptop.
 """
 
 from __future__ import annotations
@@ -1249,9 +1270,10 @@ def error_response(exc: SandboxError) -> Response:
     return json_response(exc.body(), exc.status, exc.headers)
 
 
-def drop_connection() -> None:
+def drop_connection(sb: VendorSandbox) -> None:
     """Close the client's connection without any HTTP answer."""
     request.get_data()  # read the body first so the client sees a clean EOF
+    sb.count_request(request.method, "dropped")  # before the client can notice
     sock = request.environ.get("werkzeug.socket")
     if sock is not None:
         try:
@@ -1325,7 +1347,7 @@ def register_pipeline(app: Flask, sb: VendorSandbox) -> None:
         if decision.latency:
             time.sleep(decision.latency)
         if decision.drop:
-            drop_connection()
+            drop_connection(sb)
             return Response(b"", 500)
         if decision.error:
             status, code, message, after = decision.error
@@ -1342,12 +1364,13 @@ def register_pipeline(app: Flask, sb: VendorSandbox) -> None:
         if g.after_apply and 200 <= resp.status_code < 300:
             sb.count(f"fault_apply_then_{g.after_apply}")
             if g.after_apply == "drop":
-                drop_connection()
+                drop_connection(sb)
             else:
                 resp = error_response(SandboxError(500, "internal_error",
                                                    "The vendor had an internal error."))
                 resp.headers["X-Request-Id"] = g.request_id
-        sb.count_request(request.method, "dropped" if g.dropped else resp.status_code)
+        if not g.dropped:
+            sb.count_request(request.method, resp.status_code)
         return resp
 
 
