@@ -1,0 +1,1659 @@
+"""Two-way sync between the app's database and the vendor's scheduling API.
+
+This module knows both sides' data and the rules of sync, nothing about Flask
+requests: `app.py`'s routes, the CLI, the scheduler and the webhook call the
+functions below; `api_service.py` does the HTTP.
+
+Layout, top to bottom:
+
+* errors and settings (`SyncDisabled`, `SyncInProgress`, `settings`)
+* the vendor ⇄ local mapping (`local_payload`, `remote_values`, `differing_fields`)
+* the lease (`acquire_lease`, `renew_lease`, `release_lease`): one run at a
+  time across processes and hosts
+* runs (`start_run`, `run_sync`, `RunStats`)
+* applying vendor objects (`apply_items`: one function for pull pages and
+  webhooks, with the version and conflict rules)
+* pull (`pull_resource`) and push (`push_resource`)
+* admin actions (`retry_failed`, `list_conflicts`, `resolve_conflict`)
+* webhooks (`handle_webhook`)
+* soon-runs (`request_push`, `request_pull`), the scheduler
+  (`start_scheduler`, `next_run_at`), status and health.
+
+Rules in one place (see the docstrings): a pulled change never makes a
+record pending; a version not newer than `remote_version` is skipped; both
+sides changed → `SYNC_CONFLICT_POLICY` (last_write_wins by `updated_at`, or
+manual); nothing is ever hard-deleted; bookmarks (sync tokens) move only when
+a listing has been fully applied.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Optional
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+import api_service
+from api_service import (
+    AuthError,
+    Duplicate,
+    InUse,
+    InvalidPageToken,
+    NotFound,
+    RateLimited,
+    SyncTokenExpired,
+    TransientError,
+    VendorClient,
+    VendorError,
+    VersionMismatch,
+    format_timestamp,
+    parse_object,
+    parse_timestamp,
+)
+
+log = logging.getLogger("sync_engine")
+
+RESOURCES = ("employees", "events", "schedules")
+SINGULAR = {"employees": "employee", "events": "event", "schedules": "schedule"}
+PLURAL = {v: k for k, v in SINGULAR.items()}
+DIRECTIONS = ("both", "push", "pull")
+TRIGGERS = ("manual", "schedule", "webhook", "cli", "change")
+ACTIONS = ("created", "updated", "deleted")
+FIELDS = {
+    "employees": ("name", "email", "active"),
+    "events": ("project_ref_num", "project_name", "event_type", "store_number", "store_name",
+               "location_mvid", "start_datetime", "due_datetime", "estimated_minutes"),
+    "schedules": ("event_id", "employee_id", "start_datetime"),
+}
+DATETIME_FIELDS = ("start_datetime", "due_datetime")
+LEASE_NAME = "sync"
+MAX_STORED_ERRORS = 200
+JOB_ID = "vendor-sync"
+
+# One writer at a time inside this process for the "read a row, decide, write
+# it" steps (pull pages, webhooks, push results).  Across processes the
+# database does it: SELECT ... FOR UPDATE on PostgreSQL, conditional UPDATEs.
+_apply_lock = threading.RLock()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---------------------------------------------------------------------------
+# Errors and settings
+# ---------------------------------------------------------------------------
+
+class SyncError(Exception):
+    """Base of the engine's own errors."""
+
+
+class SyncDisabled(SyncError):
+    """SYNC_ENABLED is false (or the vendor is not configured)."""
+
+
+class SyncInProgress(SyncError):
+    """Another run holds the lease; `run_id` names it (None if unknown)."""
+
+    def __init__(self, run_id: Optional[int]):
+        super().__init__(f"a sync run is already in progress (run {run_id})")
+        self.run_id = run_id
+
+
+class LeaseLost(SyncError):
+    """The lease expired or was taken over while this run was working."""
+
+
+def settings(app) -> dict:
+    """The sync settings with their defaults (config.py holds the documented ones)."""
+    c = app.config
+    return {
+        "enabled": bool(c.get("SYNC_ENABLED")),
+        "policy": c.get("SYNC_CONFLICT_POLICY") or "last_write_wins",
+        "interval": float(c.get("SYNC_INTERVAL_MINUTES") or 15),
+        "push_delay": float(c.get("SYNC_PUSH_DELAY_SECONDS") or 0),
+        "push_on_change": bool(c.get("SYNC_PUSH_ON_CHANGE", True)),
+        "page_size": int(c.get("SYNC_PAGE_SIZE") or 200),
+        "batch_size": int(c.get("SYNC_PUSH_BATCH_SIZE") or 200),
+        "lease_ttl": float(c.get("SYNC_LEASE_TTL_SECONDS") or 120),
+        "lease_renew": float(c.get("SYNC_LEASE_RENEW_SECONDS") or 30),
+        "backoff_base": float(c.get("SYNC_BACKOFF_BASE_SECONDS") or 30),
+        "backoff_max": float(c.get("SYNC_BACKOFF_MAX_SECONDS") or 3600),
+        "busy_retry": float(c.get("SYNC_BUSY_RETRY_SECONDS") or 2),
+        "first_run_delay": float(c.get("SYNC_FIRST_RUN_DELAY_SECONDS") or 10),
+        "health_cache": float(c.get("SYNC_HEALTH_CACHE_SECONDS") or 10),
+    }
+
+
+def is_enabled(app) -> bool:
+    return bool(app.config.get("SYNC_ENABLED"))
+
+
+def make_client(app) -> VendorClient:
+    """The vendor client for this app's EXTERNAL_API_* settings (backoff settable for tests)."""
+    c = app.config
+    if not c.get("EXTERNAL_API_BASE_URL") or not c.get("EXTERNAL_API_KEY"):
+        raise SyncDisabled("EXTERNAL_API_BASE_URL and EXTERNAL_API_KEY must be set to sync")
+    timeout = float(c.get("EXTERNAL_API_TIMEOUT_SECONDS") or 10)
+    return VendorClient(
+        c["EXTERNAL_API_BASE_URL"], c["EXTERNAL_API_KEY"], timeout=timeout,
+        connect_timeout=min(3.05, timeout),
+        max_retries=int(c.get("EXTERNAL_API_MAX_RETRIES", 5)),
+        rate_limit=float(c.get("EXTERNAL_API_RATE_LIMIT", 10)),
+        backoff_factor=float(c.get("EXTERNAL_API_BACKOFF_FACTOR", 0.5)),
+        backoff_max=float(c.get("EXTERNAL_API_BACKOFF_MAX", 30)),
+    )
+
+
+def backoff_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds before the next push attempt: min(base·2^attempts, cap), jittered 50–100 %."""
+    delay = min(cap, base * (2 ** max(0, attempts)))
+    return delay * (0.5 + random.random() / 2)
+
+
+def _models():
+    import app as app_module
+
+    return app_module
+
+
+@contextmanager
+def _context(app):
+    """The app context: reuse the caller's when it is this app's, else push one."""
+    from flask import current_app, has_app_context
+
+    if has_app_context() and current_app._get_current_object() is app:
+        yield
+    else:
+        with app.app_context():
+            yield
+
+
+# ---------------------------------------------------------------------------
+# Mapping between local rows and vendor objects
+# ---------------------------------------------------------------------------
+
+def local_payload(resource: str, row) -> dict:
+    """The vendor fields of a local row (schedules name their event/employee by vendor id)."""
+    if resource == "schedules":
+        return {"event_id": row.event.external_id, "employee_id": row.employee.external_id,
+                "start_datetime": row.start_datetime}
+    return {name: getattr(row, name) for name in FIELDS[resource]}
+
+
+def _norm(name: str, value: Any) -> Any:
+    if name in DATETIME_FIELDS and isinstance(value, str):
+        value = parse_timestamp(value)
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(microsecond=value.microsecond)
+    return value
+
+
+def _remote_field(resource: str, obj: dict, name: str) -> Any:
+    """A vendor field with the contract's defaults for absent optional fields."""
+    if name == "active":
+        return obj.get("active", True)
+    if name == "event_type":
+        return obj.get("event_type") or "Other"
+    return _norm(name, obj.get(name))
+
+
+def differing_fields(resource: str, row, obj: dict) -> list[str]:
+    """Names of the vendor fields whose values differ between `row` and `obj`."""
+    if obj.get("deleted"):
+        return ["deleted"]
+    mine = local_payload(resource, row)
+    return [name for name in FIELDS[resource]
+            if _norm(name, mine[name]) != _remote_field(resource, obj, name)]
+
+
+def remote_values(resource: str, obj: dict, refs: "Refs") -> dict:
+    """The local column values for a vendor object (refs map schedule links to local ids)."""
+    if resource == "schedules":
+        return {"event_id": refs.events[obj["event_id"]],
+                "employee_id": refs.employees[obj["employee_id"]],
+                "start_datetime": _norm("start_datetime", obj.get("start_datetime"))}
+    return {name: _remote_field(resource, obj, name) for name in FIELDS[resource]}
+
+
+def jsonable(obj: dict) -> dict:
+    """A vendor object with datetimes as RFC 3339 text (for JSON columns and answers)."""
+    return {k: (format_timestamp(v) if isinstance(v, datetime) else v) for k, v in obj.items()}
+
+
+def _version(obj: dict) -> Optional[int]:
+    try:
+        return int(obj.get("version"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _remote_updated(obj: dict) -> Optional[datetime]:
+    value = obj.get("updated_at")
+    if isinstance(value, str):
+        try:
+            value = parse_timestamp(value)
+        except ValueError:
+            return None
+    return value
+
+
+def _newer(obj: dict, known: Optional[int]) -> bool:
+    """Is the vendor object's version newer than the version we last saw?"""
+    version = _version(obj)
+    return known is None or version is None or version > known
+
+
+# ---------------------------------------------------------------------------
+# The lease: one run at a time across processes and hosts
+# ---------------------------------------------------------------------------
+
+def new_owner() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def acquire_lease(owner: str, ttl: float, run_id: Optional[int] = None) -> bool:
+    """Take the lease with one conditional UPDATE (inserting the row the first time)."""
+    m = _models()
+    db, Lease = m.db, m.SyncLease
+    now = utcnow()
+    values = {"owner": owner, "expires_at": now + timedelta(seconds=ttl), "run_id": run_id}
+    stmt = (update(Lease).where(Lease.name == LEASE_NAME,
+                                or_(Lease.owner.is_(None), Lease.expires_at < now))
+            .values(**values).execution_options(synchronize_session=False))
+    if db.session.execute(stmt).rowcount == 1:
+        db.session.commit()
+        return True
+    db.session.rollback()
+    if db.session.get(Lease, LEASE_NAME) is not None:
+        return False
+    try:
+        db.session.add(Lease(name=LEASE_NAME, **values))
+        db.session.commit()
+        return True
+    except IntegrityError:  # another process inserted it first
+        db.session.rollback()
+        return False
+
+
+def renew_lease(owner: str, ttl: float, run_id: Optional[int] = None) -> None:
+    """Push the expiry forward; LeaseLost if another owner holds it now."""
+    m = _models()
+    values: dict = {"expires_at": utcnow() + timedelta(seconds=ttl)}
+    if run_id is not None:
+        values["run_id"] = run_id
+    stmt = (update(m.SyncLease).where(m.SyncLease.name == LEASE_NAME, m.SyncLease.owner == owner)
+            .values(**values).execution_options(synchronize_session=False))
+    if m.db.session.execute(stmt).rowcount != 1:
+        m.db.session.rollback()
+        raise LeaseLost("the sync lease was lost (expired and taken by another run)")
+    m.db.session.commit()
+
+
+def release_lease(owner: str) -> None:
+    """Give the lease back (only if still ours)."""
+    m = _models()
+    stmt = (update(m.SyncLease).where(m.SyncLease.name == LEASE_NAME, m.SyncLease.owner == owner)
+            .values(owner=None, expires_at=None, run_id=None)
+            .execution_options(synchronize_session=False))
+    m.db.session.execute(stmt)
+    m.db.session.commit()
+
+
+def _lease_held() -> bool:
+    m = _models()
+    lease = m.db.session.get(m.SyncLease, LEASE_NAME)
+    return bool(lease is not None and lease.owner and lease.expires_at
+                and lease.expires_at >= utcnow())
+
+
+def lease_holder_run_id() -> Optional[int]:
+    """The run id of the live lease, if any."""
+    m = _models()
+    lease = m.db.session.get(m.SyncLease, LEASE_NAME)
+    if lease is None or lease.owner is None or lease.expires_at is None \
+            or lease.expires_at < utcnow():
+        return None
+    return lease.run_id
+
+
+# ---------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------
+
+@dataclass
+class RunStats:
+    """A run's counters and errors, written to its SyncRun row at checkpoints."""
+
+    run_id: Optional[int] = None
+    pushed: int = 0
+    pulled: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    deferred: int = 0
+    errors: list = field(default_factory=list)
+    errors_total: int = 0
+
+    def error(self, resource: str, record_id: Any, message: str) -> None:
+        self.errors_total += 1
+        if len(self.errors) < MAX_STORED_ERRORS:
+            self.errors.append({"resource": resource, "id": record_id, "message": message})
+
+
+@dataclass
+class RunContext:
+    """What one run needs while it works: app, client, lease owner, counters."""
+
+    app: Any
+    client: Optional[VendorClient]
+    owner: Optional[str]
+    stats: RunStats
+    conf: dict
+    last_renew: float = 0.0
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Renew the lease (at most every few seconds) and publish the counters."""
+        if self.owner is None:
+            return
+        if not force and time.monotonic() - self.last_renew < min(0.5, self.conf["lease_renew"]):
+            return
+        renew_lease(self.owner, self.conf["lease_ttl"], self.stats.run_id)
+        _write_counts(self.stats)
+        self.last_renew = time.monotonic()
+
+
+def _write_counts(stats: RunStats, **extra) -> None:
+    m = _models()
+    values = dict(pushed=stats.pushed, pulled=stats.pulled, failed=stats.failed,
+                  conflicts=stats.conflicts, errors=list(stats.errors), **extra)
+    m.db.session.execute(update(m.SyncRun).where(m.SyncRun.id == stats.run_id).values(**values)
+                         .execution_options(synchronize_session=False))
+    m.db.session.commit()
+
+
+def check_request(resources: Optional[Iterable[str]], direction: str) -> list[str]:
+    """Validate a run request; ValueError names the bad value."""
+    chosen = list(resources) if resources else list(RESOURCES)
+    unknown = [r for r in chosen if r not in RESOURCES]
+    if unknown:
+        raise ValueError(f"unknown resource(s) {', '.join(map(str, unknown))}; "
+                         f"use {', '.join(RESOURCES)}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+    return [r for r in RESOURCES if r in chosen]
+
+
+def start_run(app, trigger: str = "manual", resources=None, direction: str = "both",
+              full: bool = False, wait: bool = False):
+    """Take the lease, record a running SyncRun and run it (inline, or in a thread).
+
+    Raises SyncDisabled, SyncInProgress(run_id) or ValueError (bad request).
+    Returns the SyncRun (finished when `wait`, else still running).
+    """
+    if not is_enabled(app):
+        raise SyncDisabled("sync is disabled (SYNC_ENABLED is false)")
+    chosen = check_request(resources, direction)
+    m = _models()
+    with _context(app):
+        conf = settings(app)
+        owner = new_owner()
+        if not acquire_lease(owner, conf["lease_ttl"]):
+            raise SyncInProgress(lease_holder_run_id())
+        try:
+            run = m.SyncRun(status="running", trigger=trigger, direction=direction,
+                            resources=chosen, started_at=utcnow(), errors=[])
+            m.db.session.add(run)
+            m.db.session.commit()
+            renew_lease(owner, conf["lease_ttl"], run.id)
+        except Exception:
+            m.db.session.rollback()
+            release_lease(owner)
+            raise
+        run_id = run.id
+        if wait:
+            _execute(app, run_id, owner, chosen, direction, full)
+            m.db.session.expire_all()
+            return m.db.session.get(m.SyncRun, run_id)
+    thread = threading.Thread(target=_execute_in_context, name=f"sync-run-{run_id}", daemon=True,
+                              args=(app, run_id, owner, chosen, direction, full))
+    thread.start()
+    with _context(app):
+        return m.db.session.get(m.SyncRun, run_id)
+
+
+def run_sync(app, trigger: str = "manual", resources=None, direction: str = "both",
+             full: bool = False):
+    """Run one sync now, inline, and return its finished SyncRun (the one entry point)."""
+    return start_run(app, trigger=trigger, resources=resources, direction=direction,
+                     full=full, wait=True)
+
+
+def _execute_in_context(app, run_id, owner, resources, direction, full) -> None:
+    with app.app_context():
+        _execute(app, run_id, owner, resources, direction, full)
+        _models().db.session.remove()
+
+
+def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
+             full: bool) -> None:
+    """Pull, then push, resource by resource; record how it ended; release the lease."""
+    m = _models()
+    stats = RunStats(run_id=run_id)
+    status, message, client = "failed", None, None
+    started = time.monotonic()
+    try:
+        client = make_client(app)
+        ctx = RunContext(app, client, owner, stats, settings(app))
+        if direction in ("both", "pull"):
+            for resource in resources:
+                pull_resource(ctx, resource, full=full)
+        if direction in ("both", "push"):
+            push_all(ctx, resources)
+        status = "partial" if (stats.failed or stats.conflicts or stats.deferred) else "succeeded"
+    except AuthError as exc:
+        message = ("the vendor refused the API key (401): check EXTERNAL_API_KEY; "
+                   f"vendor said: {exc.message}")
+        stats.error("*", None, message)
+    except LeaseLost as exc:
+        message = str(exc)
+    except SyncDisabled as exc:
+        message = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a run records why it stopped
+        log.exception("sync run %s aborted", run_id)
+        message = f"the run stopped: {type(exc).__name__}: {exc}"
+        stats.error("*", None, message)
+    finally:
+        m.db.session.rollback()
+        if stats.errors_total > len(stats.errors):
+            extra = f"{stats.errors_total} errors, the first {len(stats.errors)} listed"
+            message = f"{message}; {extra}" if message else extra
+        try:
+            _write_counts(stats, status=status, message=message, finished_at=utcnow(),
+                          requests_sent=client.requests_sent if client else 0)
+        finally:
+            release_lease(owner)
+            if client is not None:
+                client.close()
+    log.info("sync run %s %s in %.2fs: pulled=%d pushed=%d failed=%d conflicts=%d",
+             run_id, status, time.monotonic() - started, stats.pulled, stats.pushed,
+             stats.failed, stats.conflicts)
+
+
+# ---------------------------------------------------------------------------
+# Applying vendor objects (pull pages and webhooks share this)
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Refs:
+    """Vendor id → local id for the events and employees a batch of schedules names."""
+
+    events: dict = field(default_factory=dict)
+    employees: dict = field(default_factory=dict)
+
+
+@dataclass
+class Applied:
+    """What happened to one vendor object."""
+
+    outcome: str  # applied | stale | conflict | deferred | skipped
+    detail: Optional[str] = None
+    row: Any = None
+
+
+def _load_refs(items: list[dict], ctx: Optional[RunContext]) -> Refs:
+    """One query per referenced resource; missing ones fetched from the vendor when we can."""
+    m = _models()
+    live = [o for o in items if not o.get("deleted")]
+    refs = Refs()
+    for name, model, key in (("events", m.Event, "event_id"),
+                             ("employees", m.Employee, "employee_id")):
+        wanted = {o.get(key) for o in live if o.get(key)}
+        if not wanted:
+            continue
+        rows = m.db.session.execute(select(model.external_id, model.id)
+                                    .where(model.external_id.in_(wanted))).all()
+        found = getattr(refs, name)
+        found.update({ext: local for ext, local in rows})
+        missing = wanted - set(found)
+        if missing and ctx is not None and ctx.client is not None:
+            for ext in sorted(missing):  # rare path: a link we have never seen
+                try:
+                    obj = ctx.client.get(name, ext)
+                except NotFound:
+                    continue
+                result = apply_items(name, [obj], ctx, source="pull")
+                row = result[0].row
+                if row is not None and row.external_id == ext:
+                    found[ext] = row.id
+    return refs
+
+
+def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
+                source: str = "pull", seen_at: Optional[datetime] = None) -> list[Applied]:
+    """Apply vendor objects (live or tombstones) to local rows, in the caller's transaction.
+
+    Bulk look-ups: the local rows by external_id IN (...), locked FOR UPDATE
+    on PostgreSQL; link candidates in one query; schedule links in one query
+    per resource.  The caller commits.
+    """
+    m = _models()
+    model = m.SYNCED_MODELS[resource]
+    items = [parse_object(o) if isinstance(o.get("updated_at"), str) else o for o in items]
+    ids = [o["id"] for o in items if o.get("id")]
+    rows = {r.external_id: r for r in m.db.session.scalars(
+        select(model).where(model.external_id.in_(ids)).with_for_update())} if ids else {}
+    refs = _load_refs(items, ctx) if resource == "schedules" else Refs()
+    candidates = _link_candidates(resource, [o for o in items
+                                             if not o.get("deleted") and o["id"] not in rows], refs)
+    out = []
+    for obj in items:
+        out.append(_apply_one(resource, model, obj, rows, refs, candidates, ctx, source))
+    return out
+
+
+def _link_candidates(resource: str, unknown: list[dict], refs: Refs) -> list:
+    """Live local rows an unknown vendor object may be, or may clash with (one query).
+
+    Events: live events with the same project_ref_num; schedules: live
+    schedules of the same event; employees: creates already sent whose answer
+    may not be stored yet (matched on equal fields).
+    """
+    if not unknown:
+        return []
+    m = _models()
+    model = m.SYNCED_MODELS[resource]
+    query = select(model).where(model.deleted_at.is_(None))
+    if resource == "events":
+        query = query.where(model.project_ref_num.in_({o.get("project_ref_num") for o in unknown}))
+    elif resource == "schedules":
+        events = {refs.events.get(o.get("event_id")) for o in unknown} - {None}
+        if not events:
+            return []
+        query = query.where(model.event_id.in_(events))
+    else:
+        query = query.where(model.external_id.is_(None), model.idempotency_key.is_not(None))
+    return list(m.db.session.scalars(query.with_for_update()))
+
+
+def _same_slot(resource: str, row, obj: dict, refs: Refs) -> bool:
+    if resource == "events":
+        return row.project_ref_num == obj.get("project_ref_num")
+    if resource == "schedules":
+        return row.event_id == refs.events.get(obj.get("event_id"))
+    return not differing_fields(resource, row, obj)
+
+
+def _find_candidate(resource: str, obj: dict, candidates: list, refs: Refs):
+    """A live local row never pushed that holds the same slot (ref num, event, fields)."""
+    for row in candidates:
+        if row.external_id is None and row.deleted_at is None \
+                and _same_slot(resource, row, obj, refs):
+            return row
+    return None
+
+
+def _find_clash(resource: str, obj: dict, candidates: list, refs: Refs):
+    """A live local row linked to another vendor object that holds the same unique slot."""
+    if resource == "employees":
+        return None
+    for row in candidates:
+        if row.external_id not in (None, obj["id"]) and row.deleted_at is None \
+                and _same_slot(resource, row, obj, refs):
+            return row
+    return None
+
+
+def _apply_one(resource, model, obj, rows, refs, candidates, ctx, source) -> Applied:
+    """The version and conflict rules for one vendor object."""
+    row = rows.get(obj["id"])
+    if obj.get("deleted"):
+        if row is None:
+            return Applied("skipped", "unknown here")
+        return _apply_tombstone(resource, row, obj, ctx)
+    if row is None:
+        row = _find_candidate(resource, obj, candidates, refs)
+        if row is not None:
+            row.external_id = obj["id"]
+            rows[obj["id"]] = row
+            if resource == "employees" or not differing_fields(resource, row, obj):
+                _adopt(row, obj, synced=True)
+                return Applied("applied", "linked to a local create", row)
+            return _reconcile(resource, row, obj, ctx)
+        return _insert(resource, model, obj, rows, refs, candidates)
+    if row.sync_status == "conflict":
+        stored = _version(row.conflict_remote or {}) or 0
+        if _newer(obj, stored):
+            row.conflict_remote = jsonable(obj)
+        return Applied("conflict", "in conflict: the vendor version was refreshed", row)
+    if not _newer(obj, row.remote_version):
+        return Applied("stale", f"version {obj.get('version')} is not newer than "
+                                f"{row.remote_version}", row)
+    if resource == "schedules" and not _refs_known(obj, refs):
+        return Applied("deferred", "its event or employee is not known here yet", row)
+    if row.sync_status == "synced":
+        if row.deleted_at is not None:
+            # deleted here because the vendor deleted it, yet the vendor shows it live
+            # and newer: the vendor's word wins (nothing is lost).
+            row.deleted_at = None
+        _apply_remote(resource, row, obj, refs)
+        return Applied("applied", None, row)
+    # pending or failed: a local change not yet at the vendor
+    if not differing_fields(resource, row, obj) and row.deleted_at is None:
+        _adopt(row, obj, synced=True)
+        return Applied("applied", "same values on both sides", row)
+    return _reconcile(resource, row, obj, ctx, refs)
+
+
+def _refs_known(obj: dict, refs: Refs) -> bool:
+    return obj.get("event_id") in refs.events and obj.get("employee_id") in refs.employees
+
+
+def _insert(resource, model, obj, rows, refs, candidates) -> Applied:
+    """A vendor object new here: insert it (unless a live local row holds its slot)."""
+    m = _models()
+    if resource == "schedules" and not _refs_known(obj, refs):
+        return Applied("deferred", "its event or employee is not known here yet")
+    clash = _find_clash(resource, obj, candidates, refs)
+    if clash is not None:
+        newer = (_remote_updated(obj) or utcnow()) >= (clash.updated_at or utcnow())
+        if not (resource == "schedules" and clash.sync_status == "synced" and newer):
+            what = "schedule" if resource == "schedules" else "project_ref_num"
+            return Applied("deferred", f"a live local {SINGULAR[resource]} #{clash.id} "
+                                       f"holds the same {what}")
+        clash.deleted_at = utcnow()  # the vendor replaced it; its tombstone follows
+        clash.last_synced = utcnow()
+    row = model(**remote_values(resource, obj, refs))
+    _adopt(row, obj, synced=True)
+    row.external_id = obj["id"]
+    row.created_at = utcnow()
+    m.db.session.add(row)
+    rows[obj["id"]] = row
+    candidates.append(row)
+    return Applied("applied", "created here", row)
+
+
+def _adopt(row, obj: dict, synced: bool) -> None:
+    """Record the vendor's version (and mark synced) without touching local fields."""
+    row.remote_version = _version(obj)
+    row.last_synced = utcnow()
+    if synced:
+        row.updated_at = _remote_updated(obj) or utcnow()
+        row.sync_status = "synced"
+        row.sync_error = None
+        row.sync_attempts = 0
+        row.next_attempt_at = None
+        row.idempotency_key = None
+        row.conflict_remote = None
+
+
+def _apply_remote(resource: str, row, obj: dict, refs: Optional[Refs] = None) -> None:
+    """Make the local row equal to the vendor's object (a pulled change: never pending)."""
+    if resource == "schedules" and refs is None:
+        refs = _load_refs([obj], None)
+    for name, value in remote_values(resource, obj, refs or Refs()).items():
+        setattr(row, name, value)
+    _adopt(row, obj, synced=True)
+
+
+def _soft_delete_from_vendor(resource: str, row, obj: Optional[dict]) -> None:
+    """The vendor deleted it: hide it here (never hard-deleted), synced."""
+    m = _models()
+    now = utcnow()
+    if row.deleted_at is None:
+        row.deleted_at = now
+    row.sync_status = "synced"
+    row.sync_error = None
+    row.last_synced = now
+    row.conflict_remote = None
+    row.idempotency_key = None
+    if obj is not None and _version(obj) is not None:
+        row.remote_version = _version(obj)
+    if resource in ("events", "employees"):
+        column = m.Schedule.event_id if resource == "events" else m.Schedule.employee_id
+        for sched in m.db.session.scalars(select(m.Schedule).where(
+                column == row.id, m.Schedule.deleted_at.is_(None))):
+            if sched.sync_status == "synced":
+                sched.deleted_at = now  # the vendor refused to delete it while scheduled
+                sched.last_synced = now
+            elif sched.sync_status != "conflict":
+                sched.sync_status = "failed"
+                sched.sync_error = (f"its {SINGULAR[resource]} was deleted at the vendor; "
+                                    "choose another or delete this schedule")
+
+
+def _apply_tombstone(resource: str, row, obj: dict, ctx) -> Applied:
+    """A deletion at the vendor: soft delete here, unless a local change competes."""
+    if row.sync_status == "conflict":
+        row.conflict_remote = jsonable(obj)
+        return Applied("conflict", "in conflict: the vendor deleted it", row)
+    if obj.get("version") is not None and not _newer(obj, row.remote_version):
+        return Applied("stale", "tombstone older than the version seen", row)
+    if row.sync_status == "synced" or row.deleted_at is not None:
+        _soft_delete_from_vendor(resource, row, obj)
+        return Applied("applied", "deleted here", row)
+    return _reconcile(resource, row, obj, ctx)
+
+
+def _reconcile(resource: str, row, obj: dict, ctx, refs: Optional[Refs] = None) -> Applied:
+    """Both sides changed: SYNC_CONFLICT_POLICY decides (LWW by updated_at, or manual).
+
+    Returns outcome "applied" (remote won), "conflict" (manual) or "local_wins"
+    (the row stays pending with remote_version = the vendor's version, so the
+    next PATCH carries If-Match of the vendor's current version).
+    """
+    policy = settings(ctx.app)["policy"] if ctx is not None else _policy_now()
+    fields = differing_fields(resource, row, obj)
+    summary = (f"local #{row.id} changed {_ts(row.updated_at)}; vendor v{obj.get('version')} "
+               f"changed {_ts(_remote_updated(obj))}; fields: {', '.join(fields)}")
+    if policy == "manual":
+        row.sync_status = "conflict"
+        row.conflict_remote = jsonable(obj)
+        row.sync_error = "conflict: " + summary
+        _count_conflict(ctx, resource, row, "conflict (waiting for an admin): " + summary)
+        return Applied("conflict", summary, row)
+    remote_ts = _remote_updated(obj)
+    local_ts = row.updated_at
+    remote_wins = remote_ts is not None and local_ts is not None and remote_ts > local_ts
+    if obj.get("deleted"):
+        if remote_wins:
+            _soft_delete_from_vendor(resource, row, obj)
+            _count_conflict(ctx, resource, row, "conflict, vendor delete won: " + summary)
+            return Applied("applied", "vendor delete won: " + summary, row)
+        _recreate(row)
+        _count_conflict(ctx, resource, row, "conflict, local change won over a vendor "
+                                            "delete (re-created): " + summary)
+        return Applied("local_wins", summary, row)
+    if remote_wins and (resource != "schedules" or refs is None or _refs_known(obj, refs)):
+        restored = row.deleted_at is not None
+        row.deleted_at = None
+        _apply_remote(resource, row, obj, refs)
+        _count_conflict(ctx, resource, row, ("conflict, vendor change won"
+                                             + (" (local delete undone)" if restored else "")
+                                             + ": " + summary))
+        return Applied("applied", "vendor change won: " + summary, row)
+    row.remote_version = _version(obj)
+    _count_conflict(ctx, resource, row, "conflict, local change won: " + summary)
+    return Applied("local_wins", summary, row)
+
+
+def _recreate(row) -> None:
+    """The vendor deleted it but the local change wins: create it again."""
+    row.external_id = None
+    row.remote_version = None
+    row.idempotency_key = None
+    row.sync_status = "pending"
+    row.sync_attempts = 0
+    row.next_attempt_at = None
+
+
+def _count_conflict(ctx, resource, row, message) -> None:
+    if ctx is not None:
+        ctx.stats.conflicts += 1
+        ctx.stats.error(resource, row.id, message)
+
+
+def _policy_now() -> str:
+    from flask import current_app
+
+    return settings(current_app)["policy"]
+
+
+def _ts(dt: Optional[datetime]) -> str:
+    return format_timestamp(dt) if dt else "?"
+
+
+# ---------------------------------------------------------------------------
+# Pull
+# ---------------------------------------------------------------------------
+
+def _state(resource: str):
+    m = _models()
+    state = m.db.session.get(m.SyncState, resource)
+    if state is None:
+        state = m.SyncState(resource=resource)
+        m.db.session.add(state)
+    return state
+
+
+def pull_resource(ctx: RunContext, resource: str, full: bool = False) -> None:
+    """Incremental (or full) listing, each page applied and committed as one transaction.
+
+    The new sync token is saved only with the last page.  A 410 discards the
+    token and lists everything; after a full listing, linked local records the
+    listing did not return (and last synced before it started) are deleted.
+    """
+    m = _models()
+    state = m.db.session.get(m.SyncState, resource)
+    token = None if full or state is None else state.sync_token
+    m.db.session.rollback()
+    for attempt in range(3):
+        try:
+            _listing(ctx, resource, token)
+            return
+        except SyncTokenExpired:
+            log.info("sync token for %s expired: full listing", resource)
+            token = None
+        except InvalidPageToken:
+            log.warning("vendor refused its own page token for %s; listing again", resource)
+        except (TransientError, RateLimited) as exc:
+            m.db.session.rollback()
+            ctx.stats.deferred += 1
+            ctx.stats.error(resource, None, f"pull stopped, will resume next run: {exc}")
+            return
+        except VendorError as exc:
+            if isinstance(exc, AuthError):
+                raise
+            m.db.session.rollback()
+            ctx.stats.failed += 1
+            ctx.stats.error(resource, None, f"pull failed: {exc}")
+            return
+    ctx.stats.error(resource, None, "pull gave up after repeated listing restarts")
+    ctx.stats.deferred += 1
+
+
+def _listing(ctx: RunContext, resource: str, token: Optional[str]) -> None:
+    m = _models()
+    full = token is None
+    started = utcnow()
+    seen: set[str] = set()
+    postponed: list[dict] = []
+    for page in ctx.client.iter_pages(resource, sync_token=token, limit=ctx.conf["page_size"]):
+        with _apply_lock:
+            try:
+                results = apply_items(resource, page.items, ctx, source="pull")
+                for obj, res in zip(page.items, results):
+                    _tally(ctx, resource, obj, res, postponed)
+                if full:
+                    seen.update(o["id"] for o in page.items if o.get("id"))
+                if page.next_sync_token:
+                    complete = _retry_postponed(ctx, resource, postponed)
+                    if full:
+                        _deletions_after_full_listing(ctx, resource, seen, started)
+                    state = _state(resource)
+                    state.last_pull_at = utcnow()
+                    if full:
+                        state.last_full_pull_at = started
+                    if complete:
+                        state.sync_token = page.next_sync_token
+                    state.updated_at = utcnow()
+                m.db.session.commit()
+            except Exception:
+                m.db.session.rollback()
+                raise
+        ctx.checkpoint()
+
+
+def _tally(ctx, resource, obj, res: Applied, postponed: list) -> None:
+    if res.outcome in ("applied", "local_wins"):
+        ctx.stats.pulled += 1
+    elif res.outcome == "deferred":
+        postponed.append(obj)
+
+
+def _retry_postponed(ctx, resource, postponed: list) -> bool:
+    """Objects that could not be applied in their page get one more try at the end."""
+    m = _models()
+    complete = True
+    for obj in postponed:
+        with m.db.session.begin_nested():
+            res = apply_items(resource, [obj], ctx, source="pull")[0]
+        if res.outcome == "deferred":
+            complete = False
+            ctx.stats.deferred += 1
+            ctx.stats.error(resource, obj.get("id"), f"not applied yet: {res.detail} "
+                                                     "(the listing will be read again)")
+        elif res.outcome in ("applied", "local_wins"):
+            ctx.stats.pulled += 1
+    return complete
+
+
+def _deletions_after_full_listing(ctx, resource: str, seen: set, started: datetime) -> None:
+    """Linked live rows the full listing did not return were deleted at the vendor."""
+    m = _models()
+    model = m.SYNCED_MODELS[resource]
+    last_id = 0
+    while True:
+        batch = m.db.session.execute(
+            select(model.id, model.external_id, model.last_synced)
+            .where(model.external_id.is_not(None), model.deleted_at.is_(None), model.id > last_id)
+            .order_by(model.id).limit(ctx.conf["batch_size"])).all()
+        if not batch:
+            return
+        last_id = batch[-1][0]
+        gone = [ext for _id, ext, synced in batch
+                if ext not in seen and (synced is None or synced < started)]
+        if gone:
+            # the deletion time is unknown: a competing local change wins (loses nothing)
+            tombs = [{"id": ext, "deleted": True, "version": None, "updated_at": None}
+                     for ext in gone]
+            for res in apply_items(resource, tombs, ctx, source="pull"):
+                if res.outcome in ("applied", "local_wins"):
+                    ctx.stats.pulled += 1
+
+
+# ---------------------------------------------------------------------------
+# Push
+# ---------------------------------------------------------------------------
+
+def push_all(ctx: RunContext, resources: list[str]) -> None:
+    """Schedule deletes first, then creates/changes by dependency, then other deletes."""
+    order = [("schedules", "delete")]
+    order += [(r, "upsert") for r in RESOURCES]
+    order += [("events", "delete"), ("employees", "delete")]
+    for resource, phase in order:
+        if resource in resources:
+            push_resource(ctx, resource, phase)
+
+
+def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
+    """Send due pending records in batches (keyset by id), one commit per record."""
+    m = _models()
+    model = m.SYNCED_MODELS[resource]
+    last_id = 0
+    while True:
+        now = utcnow()
+        query = (select(model.id).where(
+            model.sync_status == "pending", model.id > last_id,
+            or_(model.next_attempt_at.is_(None), model.next_attempt_at <= now))
+            .order_by(model.id).limit(ctx.conf["batch_size"]))
+        query = query.where(model.deleted_at.is_not(None) if phase == "delete"
+                            else model.deleted_at.is_(None))
+        ids = list(m.db.session.scalars(query))
+        m.db.session.rollback()
+        if not ids:
+            return
+        for row_id in ids:
+            _push_one(ctx, resource, model, row_id, phase)
+            ctx.checkpoint()
+        last_id = ids[-1]
+
+
+def _push_one(ctx, resource, model, row_id, phase) -> None:
+    m = _models()
+    row = m.db.session.get(model, row_id)
+    if row is None or row.sync_status != "pending":
+        return
+    try:
+        if phase == "delete":
+            _push_delete(ctx, resource, model, row)
+        else:
+            _push_upsert(ctx, resource, model, row)
+    except AuthError:
+        m.db.session.rollback()
+        raise
+    except (TransientError, RateLimited) as exc:
+        m.db.session.rollback()
+        _transient(ctx, resource, model, row_id, exc)
+    except VendorError as exc:
+        m.db.session.rollback()
+        _permanent(ctx, resource, model, row_id, exc)
+    except (LeaseLost, SyncDisabled):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one bad record never stops the others
+        # unknown outcome (the request may have been applied): retry later with the same key
+        log.exception("push of %s #%s failed", resource, row_id)
+        m.db.session.rollback()
+        _transient(ctx, resource, model, row_id, exc)
+
+
+def _transient(ctx, resource, model, row_id, exc) -> None:
+    """Stay pending; try again after a growing backoff (same idempotency key)."""
+    m = _models()
+    row = m.db.session.get(model, row_id)
+    row.sync_attempts = (row.sync_attempts or 0) + 1
+    delay = backoff_delay(row.sync_attempts, ctx.conf["backoff_base"], ctx.conf["backoff_max"])
+    if getattr(exc, "retry_after", None):
+        delay = max(delay, float(exc.retry_after))
+    row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+    row.sync_error = f"will retry: {exc}"
+    m.db.session.commit()
+    ctx.stats.deferred += 1
+    ctx.stats.error(resource, row_id, f"temporary failure, retry in {delay:.0f}s: {exc}")
+
+
+def _permanent(ctx, resource, model, row_id, exc) -> None:
+    """The vendor refused it: failed, with its message and details."""
+    m = _models()
+    row = m.db.session.get(model, row_id)
+    message = getattr(exc, "message", None) or str(exc)
+    details = getattr(exc, "details", None)
+    if details:
+        message += " — " + "; ".join(f"{k}: {v}" for k, v in details.items())
+    status = getattr(exc, "status", None)
+    row.sync_status = "failed"
+    row.sync_error = f"the vendor refused it ({status}): {message}" if status else message
+    row.sync_attempts = (row.sync_attempts or 0) + 1
+    if row.external_id is None:
+        row.idempotency_key = None  # a refused create made nothing; a retry needs a new key
+    m.db.session.commit()
+    ctx.stats.failed += 1
+    ctx.stats.error(resource, row_id, row.sync_error)
+
+
+def _push_upsert(ctx, resource, model, row) -> None:
+    m = _models()
+    if resource == "schedules":
+        if row.event.deleted_at is not None or row.employee.deleted_at is not None:
+            raise VendorError("its event or employee was deleted; choose another or delete it",
+                              code="dangling")
+        if row.event.external_id is None or row.employee.external_id is None:
+            ctx.stats.deferred += 1  # waits, no attempt counted
+            return
+    payload = local_payload(resource, row)
+    sent = row.updated_at
+    if row.external_id is None:
+        if row.idempotency_key is None:
+            row.idempotency_key = str(uuid.uuid4())
+        m.db.session.commit()  # the key is stored BEFORE the request
+        try:
+            obj = ctx.client.create(resource, payload, idempotency_key=row.idempotency_key)
+        except Duplicate as exc:
+            if resource == "schedules" or resource == "events":
+                _link_duplicate(ctx, resource, model, row, exc)
+                return
+            raise
+        _store_result(ctx, resource, model, row.id, obj, sent)
+        return
+    try:
+        obj = ctx.client.update(resource, row.external_id, payload, if_match=row.remote_version)
+    except VersionMismatch as exc:
+        current = exc.current or ctx.client.get(resource, row.external_id)
+        _resolve_push_conflict(ctx, resource, model, row, current, payload, sent)
+        return
+    except NotFound:
+        _vendor_lost_it(ctx, resource, model, row)
+        return
+    _store_result(ctx, resource, model, row.id, obj, sent)
+
+
+def _store_result(ctx, resource, model, row_id, obj, sent) -> None:
+    """Record a successful write; stays pending if the user changed it meanwhile."""
+    m = _models()
+    now = utcnow()
+    version = _version(obj)
+    with _apply_lock:
+        owner = m.db.session.scalar(select(model).where(model.external_id == obj["id"],
+                                                        model.id != row_id))
+        if owner is not None:
+            _merge_duplicate(resource, model, owner, row_id)
+        newer = or_(model.remote_version.is_(None), model.remote_version <= version)
+        done = m.db.session.execute(
+            update(model).where(model.id == row_id, model.updated_at == sent, newer)
+            .values(external_id=obj["id"], remote_version=version, last_synced=now,
+                    sync_status="synced", sync_error=None, sync_attempts=0,
+                    next_attempt_at=None, idempotency_key=None, conflict_remote=None)
+            .execution_options(synchronize_session=False)).rowcount
+        if not done:  # changed here while the request was in flight: push again later
+            m.db.session.execute(
+                update(model).where(model.id == row_id, newer)
+                .values(external_id=obj["id"], remote_version=version, idempotency_key=None)
+                .execution_options(synchronize_session=False))
+            m.db.session.execute(
+                update(model).where(model.id == row_id, model.external_id.is_(None))
+                .values(external_id=obj["id"]).execution_options(synchronize_session=False))
+        m.db.session.commit()
+    ctx.stats.pushed += 1
+
+
+def _merge_duplicate(resource, model, other, row_id) -> None:
+    """A pull/webhook inserted the object our create made before we stored the answer:
+    move its links to our row and retire it (never hard-deleted)."""
+    m = _models()
+    if resource in ("events", "employees"):
+        column = m.Schedule.event_id if resource == "events" else m.Schedule.employee_id
+        m.db.session.execute(update(m.Schedule).where(column == other.id)
+                             .values({column.key: row_id})
+                             .execution_options(synchronize_session=False))
+    other.external_id = None
+    other.deleted_at = other.deleted_at or utcnow()
+    other.sync_status = "synced"
+    other.sync_error = f"merged into #{row_id} (the same vendor object)"
+    m.db.session.flush()
+
+
+def _link_duplicate(ctx, resource, model, row, exc: Duplicate) -> None:
+    """409 duplicate on a create: link to the vendor's object, then the conflict rule."""
+    m = _models()
+    existing = exc.existing_id
+    if not existing:
+        raise exc
+    obj = ctx.client.get(resource, existing)
+    with _apply_lock:
+        other = m.db.session.scalar(select(model).where(model.external_id == existing))
+        if other is not None and other.id != row.id:
+            if other.deleted_at is not None and other.sync_status == "pending":
+                raise TransientError("waiting for the delete of the record it replaces",
+                                     code="waiting")
+            raise VendorError(f"the vendor already holds this as {existing}, linked to "
+                              f"#{other.id} here", status=409, code="duplicate")
+        row.external_id = existing
+        row.idempotency_key = None
+        refs = _load_refs([obj], ctx) if resource == "schedules" else None
+        if not differing_fields(resource, row, obj):
+            _adopt(row, obj, synced=True)
+            m.db.session.commit()
+            ctx.stats.pushed += 1
+            return
+        res = _reconcile(resource, row, obj, ctx, refs)
+        m.db.session.commit()
+    if res.outcome == "local_wins":
+        _push_upsert(ctx, resource, model, m.db.session.get(model, row.id))
+
+
+def _resolve_push_conflict(ctx, resource, model, row, current, payload, sent) -> None:
+    """412 on PATCH: the vendor changed it too."""
+    m = _models()
+    with _apply_lock:
+        if current.get("deleted"):
+            res = _reconcile(resource, row, current, ctx)
+        elif not differing_fields(resource, row, current):
+            _adopt(row, current, synced=row.updated_at == sent)
+            m.db.session.commit()
+            ctx.stats.pushed += 1
+            return
+        else:
+            refs = _load_refs([current], ctx) if resource == "schedules" else None
+            res = _reconcile(resource, row, current, ctx, refs)
+        m.db.session.commit()
+    if res.outcome == "local_wins" and row.external_id is not None:
+        obj = ctx.client.update(resource, row.external_id, payload, if_match=_version(current))
+        _store_result(ctx, resource, model, row.id, obj, sent)
+
+
+def _vendor_lost_it(ctx, resource, model, row) -> None:
+    """404 on PATCH: deleted at the vendor after our last pull; the local change is kept
+    by creating it again (the reading that loses no data), recorded as a conflict."""
+    m = _models()
+    tomb = {"id": row.external_id, "deleted": True, "version": None, "updated_at": None}
+    with _apply_lock:
+        res = _reconcile(resource, row, tomb, ctx)
+        m.db.session.commit()
+    if res.outcome == "local_wins":
+        _push_upsert(ctx, resource, model, m.db.session.get(model, row.id))
+
+
+def _push_delete(ctx, resource, model, row) -> None:
+    m = _models()
+    if row.external_id is None and row.idempotency_key is not None:
+        # a create may have reached the vendor: replay it (same key) to learn its id
+        try:
+            obj = ctx.client.create(resource, local_payload(resource, row),
+                                    idempotency_key=row.idempotency_key)
+            row.external_id, row.remote_version = obj["id"], _version(obj)
+            m.db.session.commit()
+        except (Duplicate, api_service.ValidationFailed, api_service.Conflict):
+            pass
+    if row.external_id is None:
+        _mark_deleted_synced(ctx, model, row)
+        return
+    try:
+        ctx.client.delete(resource, row.external_id, if_match=row.remote_version)
+    except NotFound:
+        pass
+    except InUse as exc:
+        raise TransientError(f"the vendor still has a schedule for it ({exc.schedule_id})",
+                             status=409, code="in_use") from exc
+    except VersionMismatch as exc:
+        try:
+            current = exc.current or ctx.client.get(resource, row.external_id)
+        except NotFound:
+            current = {"id": row.external_id, "deleted": True, "version": None}
+        if current.get("deleted"):
+            _mark_deleted_synced(ctx, model, row)
+            return
+        with _apply_lock:
+            res = _reconcile(resource, row, current, ctx,
+                             _load_refs([current], ctx) if resource == "schedules" else None)
+            m.db.session.commit()
+        if res.outcome != "local_wins":
+            return
+        try:
+            ctx.client.delete(resource, row.external_id, if_match=_version(current))
+        except NotFound:
+            pass
+    _mark_deleted_synced(ctx, model, row)
+
+
+def _mark_deleted_synced(ctx, model, row) -> None:
+    m = _models()
+    row.sync_status = "synced"
+    row.sync_error = None
+    row.last_synced = utcnow()
+    row.idempotency_key = None
+    row.next_attempt_at = None
+    m.db.session.commit()
+    ctx.stats.pushed += 1
+
+
+# ---------------------------------------------------------------------------
+# Admin actions
+# ---------------------------------------------------------------------------
+
+def retry_failed(app) -> int:
+    """Every failed record back to pending, attempts 0, a fresh key; returns how many."""
+    m = _models()
+    total = 0
+    with _context(app):
+        for model in m.SYNCED_MODELS.values():
+            ids = list(m.db.session.scalars(select(model.id).where(model.sync_status == "failed")))
+            for row_id in ids:
+                m.db.session.execute(
+                    update(model).where(model.id == row_id, model.sync_status == "failed")
+                    .values(sync_status="pending", sync_attempts=0, next_attempt_at=None,
+                            sync_error=None, idempotency_key=None)
+                    .execution_options(synchronize_session=False))
+            total += len(ids)
+        m.db.session.commit()
+    if total:
+        request_push(app)
+    return total
+
+
+def list_conflicts(app, limit: int = 500) -> list[dict]:
+    """Records in conflict: local and vendor versions side by side, and what differs."""
+    m = _models()
+    out = []
+    with _context(app):
+        for resource, model in m.SYNCED_MODELS.items():
+            for row in m.db.session.scalars(select(model).where(model.sync_status == "conflict")
+                                            .order_by(model.id).limit(limit)):
+                remote = row.conflict_remote or {}
+                local = jsonable(local_payload(resource, row))
+                local.update({"id": row.id, "external_id": row.external_id,
+                              "updated_at": _ts(row.updated_at),
+                              "deleted": row.deleted_at is not None})
+                out.append({"resource": resource, "id": row.id,
+                            "external_id": row.external_id, "local": local, "remote": remote,
+                            "fields": differing_fields(resource, row, parse_object(remote))
+                            if remote else [],
+                            "message": row.sync_error})
+    return out
+
+
+def resolve_conflict(app, resource: str, record_id: int, keep: str):
+    """keep=local: push it over the vendor's version; keep=remote: apply the vendor's."""
+    m = _models()
+    if resource not in RESOURCES:
+        raise LookupError(f"unknown resource {resource!r}")
+    if keep not in ("local", "remote"):
+        raise ValueError("keep must be 'local' or 'remote'")
+    model = m.SYNCED_MODELS[resource]
+    with _context(app):
+        with _apply_lock:
+            row = m.db.session.get(model, record_id)
+            if row is None:
+                raise LookupError(f"{SINGULAR[resource]} {record_id} not found")
+            if row.sync_status != "conflict":
+                raise RuntimeError(f"{SINGULAR[resource]} {record_id} is not in conflict")
+            remote = parse_object(row.conflict_remote or {})
+            if keep == "local":
+                if remote.get("deleted") or not remote:
+                    _recreate(row)
+                else:
+                    row.remote_version = _version(remote)
+                    row.sync_status = "pending"
+                row.conflict_remote = None
+                row.sync_error = None
+                row.sync_attempts = 0
+                row.next_attempt_at = None
+            elif remote.get("deleted"):
+                _soft_delete_from_vendor(resource, row, remote)
+            else:
+                refs = _load_refs([remote], None) if resource == "schedules" else None
+                if refs is not None and not _refs_known(remote, refs):
+                    raise RuntimeError("the vendor version names an event or employee not "
+                                       "known here yet; run a sync first")
+                row.deleted_at = None
+                _apply_remote(resource, row, remote, refs)
+            m.db.session.commit()
+            result = row
+    if keep == "local":
+        request_push(app)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Webhooks
+# ---------------------------------------------------------------------------
+
+class WebhookRejected(Exception):
+    """A webhook answer other than 2xx: status and message."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
+    """Verify, record and apply one webhook message; returns {"outcome", ...}.
+
+    Raises WebhookRejected(503 when sync is off, 401 bad signature, 400 not
+    a message).  No vendor calls: anything needing one becomes "deferred"
+    plus a coalesced background pull.
+    """
+    import json
+
+    from standardwebhooks import Webhook
+
+    secret = app.config.get("WEBHOOK_SECRET")
+    if not is_enabled(app) or not secret:
+        raise WebhookRejected(503, "sync_disabled", "sync is off here; retry later")
+    try:
+        Webhook(secret).verify(raw_body, headers, json_parse=False)
+    except Exception as exc:  # noqa: BLE001 - any verification failure is a 401
+        raise WebhookRejected(401, "invalid_signature",
+                              f"webhook verification failed: {exc}") from None
+    try:
+        message = json.loads(raw_body)
+    except ValueError:
+        raise WebhookRejected(400, "bad_request", "the body is not JSON") from None
+    resource, action, data = _parse_message(message)
+    webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
+    m = _models()
+    for attempt in range(3):
+        if m.db.session.scalar(select(m.WebhookMessage.id)
+                               .where(m.WebhookMessage.webhook_id == webhook_id)) is not None:
+            return {"outcome": "duplicate"}
+        try:
+            with _apply_lock:
+                outcome, detail = _apply_webhook(app, resource, action, data)
+                m.db.session.add(m.WebhookMessage(
+                    webhook_id=webhook_id, type=message["type"], object_id=str(data["id"])[:64],
+                    version=_version(data), outcome=outcome, detail=detail))
+                m.db.session.commit()
+            break
+        except IntegrityError:
+            m.db.session.rollback()
+    else:
+        raise WebhookRejected(503, "busy", "could not record the message; retry")
+    if outcome == "deferred":
+        request_pull(app)
+    return {"outcome": outcome}
+
+
+def _parse_message(message: Any) -> tuple[str, str, dict]:
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise WebhookRejected(400, "bad_request", "not a webhook message: no type")
+    name, _, action = message["type"].partition(".")
+    if name not in PLURAL or action not in ACTIONS:
+        raise WebhookRejected(400, "bad_request",
+                              f"unknown message type {message['type']!r}")
+    data = message.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
+        raise WebhookRejected(400, "bad_request", "data must be an object with an id")
+    try:
+        data = parse_object(data)
+    except (TypeError, ValueError) as exc:
+        raise WebhookRejected(400, "bad_request", f"bad timestamp in data: {exc}") from None
+    if action == "deleted":
+        data["deleted"] = True
+    return PLURAL[name], action, data
+
+
+def _apply_webhook(app, resource: str, action: str, data: dict) -> tuple[str, Optional[str]]:
+    results = apply_items(resource, [data], None, source="webhook")
+    res = results[0]
+    outcome = {"local_wins": "conflict", "skipped": "stale"}.get(res.outcome, res.outcome)
+    if res.outcome == "local_wins":
+        request_push(app)
+    return outcome, res.detail
+
+
+# ---------------------------------------------------------------------------
+# Soon-runs: coalesced push after local changes, pull after deferred webhooks
+# ---------------------------------------------------------------------------
+
+_soon_lock = threading.Lock()
+_soon_pending: set = set()
+_schedulers: dict = {}
+
+
+def request_push(app) -> None:
+    """Schedule ONE push-only run SYNC_PUSH_DELAY_SECONDS from now (coalesced)."""
+    conf = settings(app)
+    if not conf["enabled"] or not conf["push_on_change"]:
+        return
+    _soon(app, "push", conf["push_delay"])
+
+
+def request_pull(app) -> None:
+    """Schedule ONE pull run soon (trigger "webhook"), coalesced like request_push."""
+    conf = settings(app)
+    if not conf["enabled"]:
+        return
+    _soon(app, "pull", max(conf["push_delay"], 0.2))
+
+
+def _soon(app, kind: str, delay: float) -> None:
+    key = (id(app), kind)
+    with _soon_lock:
+        if key in _soon_pending:
+            return
+        _soon_pending.add(key)
+    scheduler = _schedulers.get(id(app))
+    if scheduler is not None and scheduler.running:
+        from apscheduler.jobstores.base import ConflictingIdError
+
+        try:
+            scheduler.add_job(_fire, "date", run_date=utcnow() + timedelta(seconds=delay),
+                              id=f"vendor-{kind}-soon", args=[app, kind],
+                              replace_existing=False, misfire_grace_time=None)
+            return
+        except ConflictingIdError:
+            return
+    timer = threading.Timer(delay, _fire, args=(app, kind))
+    timer.daemon = True
+    timer.start()
+
+
+def _fire(app, kind: str) -> None:
+    with _soon_lock:
+        _soon_pending.discard((id(app), kind))
+    trigger, direction = ("change", "push") if kind == "push" else ("webhook", "pull")
+    try:
+        with app.app_context():
+            try:
+                run_sync(app, trigger=trigger, direction=direction)
+            finally:
+                _models().db.session.remove()
+    except SyncInProgress:
+        _soon(app, kind, settings(app)["busy_retry"])
+    except SyncDisabled:
+        pass
+    except Exception:  # noqa: BLE001 - a background job logs and lives on
+        log.exception("the %s run after a change failed", kind)
+
+
+# ---------------------------------------------------------------------------
+# The scheduler
+# ---------------------------------------------------------------------------
+
+def _is_cli_command_other_than_run() -> bool:
+    """Inside `flask <command>` that is not `flask run` (e.g. `sync run`, `db upgrade`)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    from flask.cli import run_command
+
+    return ctx.command is not run_command
+
+
+def start_scheduler(app):
+    """The in-process interval job ("vendor-sync"); None when it should not run here."""
+    conf = settings(app)
+    if not conf["enabled"] or not app.config.get("SCHEDULER_ENABLED") or app.testing:
+        return None
+    if app.debug and os.environ.get("WERKZEUG_RUN_MAIN") != "true":
+        return None  # the reloader's watcher process: only its child runs jobs
+    if _is_cli_command_other_than_run():
+        return None
+    if id(app) in _schedulers:
+        return _schedulers[id(app)]
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(timezone=timezone.utc)
+    scheduler.add_job(_scheduled_run, "interval", minutes=conf["interval"], id=JOB_ID,
+                      args=[app], max_instances=1, coalesce=True, replace_existing=True,
+                      next_run_time=utcnow() + timedelta(seconds=conf["first_run_delay"]))
+    scheduler.start()
+    _schedulers[id(app)] = scheduler
+    atexit.register(_shutdown, app)
+    log.info("sync scheduler started: every %s minutes", conf["interval"])
+    return scheduler
+
+
+def _shutdown(app) -> None:
+    scheduler = _schedulers.pop(id(app), None)
+    if scheduler is not None and scheduler.running:
+        scheduler.shutdown(wait=False)
+
+
+def stop_scheduler(app) -> None:
+    """Stop the scheduler of this app (tests and clean shutdown)."""
+    _shutdown(app)
+
+
+def _scheduled_run(app) -> None:
+    try:
+        with app.app_context():
+            try:
+                run_sync(app, trigger="schedule")
+            finally:
+                _models().db.session.remove()
+    except SyncInProgress:
+        log.info("scheduled sync skipped: another run is in progress")
+    except SyncDisabled:
+        pass
+    except Exception:  # noqa: BLE001
+        log.exception("scheduled sync failed")
+
+
+def next_run_at(app) -> Optional[datetime]:
+    """When the interval job runs next (None without a scheduler)."""
+    scheduler = _schedulers.get(id(app))
+    if scheduler is None or not scheduler.running:
+        return None
+    job = scheduler.get_job(JOB_ID)
+    return job.next_run_time if job is not None else None
+
+
+def scheduler_running(app) -> bool:
+    scheduler = _schedulers.get(id(app))
+    return bool(scheduler is not None and scheduler.running)
+
+
+# ---------------------------------------------------------------------------
+# Status and health
+# ---------------------------------------------------------------------------
+
+def status_counts() -> dict:
+    """Per resource {synced, pending, failed, conflict}: one GROUP BY query per model.
+
+    Counted: live rows, plus soft-deleted rows whose delete still has to
+    reach the vendor (not yet synced); rows deleted and synced are history.
+    """
+    m = _models()
+    out = {}
+    for resource, model in m.SYNCED_MODELS.items():
+        counts = {s: 0 for s in ("synced", "pending", "failed", "conflict")}
+        rows = m.db.session.execute(
+            select(model.sync_status, func.count()).where(
+                or_(model.deleted_at.is_(None), model.sync_status != "synced"))
+            .group_by(model.sync_status)).all()
+        for status, n in rows:
+            counts[status] = counts.get(status, 0) + n
+        out[resource] = counts
+    return out
+
+
+def last_run():
+    m = _models()
+    return m.db.session.scalar(select(m.SyncRun).order_by(m.SyncRun.id.desc()).limit(1))
+
+
+def sync_status(app) -> dict:
+    """The /api/sync/status answer."""
+    with _context(app):
+        run = last_run()
+        running = _lease_held()
+        nxt = next_run_at(app)
+        return {"enabled": is_enabled(app), "running": running,
+                "policy": settings(app)["policy"],
+                "last_run": run.to_dict() if run is not None else None,
+                "next_run_at": format_timestamp(nxt) if nxt else None,
+                "counts": status_counts()}
+
+
+_health_cache: dict = {}
+_health_lock = threading.Lock()
+
+
+def vendor_health(app) -> dict:
+    """{reachable, latency_ms, error}, cached SYNC_HEALTH_CACHE_SECONDS per app."""
+    ttl = settings(app)["health_cache"]
+    with _health_lock:
+        cached = _health_cache.get(id(app))
+        if cached and time.monotonic() - cached[0] < ttl:
+            return dict(cached[1])
+    try:
+        with make_client(app) as client:
+            client.max_retries = 0
+            answer = client.health()
+        result = {"reachable": True, "latency_ms": answer.get("latency_ms"), "error": None}
+    except AuthError:
+        result = {"reachable": True, "latency_ms": None,
+                  "error": "the vendor refused the API key (401)"}
+    except Exception as exc:  # noqa: BLE001
+        result = {"reachable": False, "latency_ms": None, "error": str(exc)[:300]}
+    with _health_lock:
+        _health_cache[id(app)] = (time.monotonic(), result)
+    return dict(result)
+
+
+def health(app, detailed: bool) -> tuple[int, dict]:
+    """(status code, body) for /api/sync/health.
+
+    ok: the vendor answers and the last run succeeded with nothing failed;
+    degraded: it answers but the last run failed/partial, failed or
+    conflicting records exist, or the key is refused; down (503): unreachable
+    or the database is not answering; disabled: sync is off.
+    """
+    m = _models()
+    db_ok = True
+    try:
+        with _context(app):
+            m.db.session.execute(select(1))
+            counts = status_counts()
+            run = last_run()
+    except Exception:  # noqa: BLE001
+        db_ok, counts, run = False, {}, None
+    api = vendor_health(app) if is_enabled(app) else {"reachable": None, "latency_ms": None,
+                                                      "error": None}
+    if not is_enabled(app):
+        status = "disabled"
+    elif not db_ok or not api["reachable"]:
+        status = "down"
+    else:
+        trouble = any(c.get("failed") or c.get("conflict") for c in counts.values())
+        last_bad = run is not None and run.status in ("failed", "partial")
+        status = "degraded" if (trouble or last_bad or api["error"]) else "ok"
+    body: dict = {"status": status}
+    if detailed:
+        nxt = next_run_at(app)
+        body.update({"api": api,
+                     "scheduler": {"running": scheduler_running(app),
+                                   "next_run_at": format_timestamp(nxt) if nxt else None},
+                     "database": {"ok": db_ok}})
+    return (503 if status == "down" else 200), body
