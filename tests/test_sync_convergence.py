@@ -1,0 +1,187 @@
+"""Convergence: random edits on both sides, with faults, end in the same data everywhere."""
+from __future__ import annotations
+
+import random
+import time
+from datetime import timedelta
+
+import pytest
+
+from tests.test_sync_support import *  # noqa: F401,F403
+from tests.test_sync_support import START, db_call, event_body, fmt, rows, wait_for
+from tests.vendor_sandbox import SandboxError
+
+ROUNDS = 15
+
+
+def _run_when_free(app, **kwargs):
+    """A run now, waiting out a background run (a deferred webhook's pull) if one holds the lease."""
+    import sync_engine
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with app.app_context():
+                return sync_engine.run_sync(app, **kwargs).to_dict()
+        except sync_engine.SyncInProgress:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _local_edit(app, rng: random.Random, counter) -> None:
+    from app import Employee, Event, Schedule, db
+
+    def edit():
+        kind = rng.choice(["employee", "employee_change", "event", "event_change",
+                           "schedule", "schedule", "schedule_change", "schedule_delete"])
+        employees = list(db.session.scalars(db.select(Employee).where(
+            Employee.deleted_at.is_(None)).order_by(Employee.id)))
+        events = list(db.session.scalars(db.select(Event).where(
+            Event.deleted_at.is_(None)).order_by(Event.id)))
+        schedules = list(db.session.scalars(db.select(Schedule).where(
+            Schedule.deleted_at.is_(None)).order_by(Schedule.id)))
+        if kind == "employee" or not employees:
+            db.session.add(Employee(name=f"Local {next(counter)}", email=None, active=True))
+        elif kind == "employee_change":
+            rng.choice(employees).name = f"Local edit {next(counter)}"
+        elif kind == "event" or not events:
+            body = event_body(900000 + next(counter))
+            db.session.add(Event(**{**body, "start_datetime": START,
+                                    "due_datetime": START + timedelta(days=5)}))
+        elif kind == "event_change":
+            event = rng.choice(events)
+            event.project_name = f"CORE - Local edit {next(counter)}"
+            event.estimated_minutes = rng.choice([15, 30, 90])
+        elif kind == "schedule":
+            taken = {s.event_id for s in schedules}
+            free = [e for e in events if e.id not in taken]
+            if not free:
+                return
+            db.session.add(Schedule(event_id=rng.choice(free).id,
+                                    employee_id=rng.choice(employees).id,
+                                    start_datetime=START + timedelta(hours=rng.randint(0, 90))))
+        elif kind == "schedule_change" and schedules:
+            target = rng.choice(schedules)
+            target.start_datetime = START + timedelta(hours=rng.randint(0, 90))
+            target.employee_id = rng.choice(employees).id
+        elif kind == "schedule_delete" and schedules:
+            rng.choice(schedules).soft_delete()
+        for row in list(db.session.new) + list(db.session.dirty):
+            if hasattr(row, "mark_changed") and row.deleted_at is None:
+                row.mark_changed()
+        db.session.commit()
+
+    db_call(app, edit)
+
+
+def _vendor_edit(sandbox, rng: random.Random, counter) -> None:
+    kind = rng.choice(["employee", "employee_change", "event", "event_change", "schedule",
+                       "schedule_change", "schedule_delete"])
+    employees = sandbox.objects("employees")
+    events = sandbox.objects("events")
+    schedules = sandbox.objects("schedules")
+    try:
+        if kind == "employee" or not employees:
+            sandbox.vendor_create("employees", {"name": f"Vendor {next(counter)}",
+                                                "email": None, "active": True})
+        elif kind == "employee_change":
+            sandbox.vendor_update("employees", rng.choice(employees)["id"],
+                                  {"name": f"Vendor edit {next(counter)}"})
+        elif kind == "event" or not events:
+            sandbox.vendor_create("events", event_body(950000 + next(counter)))
+        elif kind == "event_change":
+            sandbox.vendor_update("events", rng.choice(events)["id"],
+                                  {"project_name": f"CORE - Vendor edit {next(counter)}"})
+        elif kind == "schedule":
+            taken = {s["event_id"] for s in schedules}
+            free = [e for e in events if e["id"] not in taken]
+            if free:
+                sandbox.vendor_create("schedules", {
+                    "event_id": rng.choice(free)["id"], "employee_id": rng.choice(employees)["id"],
+                    "start_datetime": fmt(START + timedelta(hours=rng.randint(0, 90)))})
+        elif kind == "schedule_change" and schedules:
+            sandbox.vendor_update("schedules", rng.choice(schedules)["id"], {
+                "start_datetime": fmt(START + timedelta(hours=rng.randint(0, 90)))})
+        elif kind == "schedule_delete" and schedules:
+            sandbox.vendor_delete("schedules", rng.choice(schedules)["id"])
+    except SandboxError:
+        pass  # a refused vendor-user change changes nothing
+
+
+def _compare(app, sandbox) -> None:
+    """Both sides hold the same live records, field by field (mapped by external_id)."""
+    from sync_engine import FIELDS
+
+    local = {r: rows(app, r) for r in ("employees", "events", "schedules")}
+    for resource, records in local.items():
+        assert all(r["sync_status"] == "synced" and r["external_id"] for r in records), resource + " " + \
+            repr([r for r in records if r["sync_status"] != "synced" or not r["external_id"]])
+    ext = {r: {row["id"]: row["external_id"] for row in local[r]}
+           for r in ("employees", "events")}
+    for resource, records in local.items():
+        vendor = {o["id"]: o for o in sandbox.objects(resource)}
+        mine = {r["external_id"]: r for r in records}
+        assert set(mine) == set(vendor), resource
+        for oid, row in mine.items():
+            for name in FIELDS[resource]:
+                value = row[name]
+                if resource == "schedules" and name == "event_id":
+                    value = ext["events"][value]
+                elif resource == "schedules" and name == "employee_id":
+                    value = ext["employees"][value]
+                theirs = vendor[oid].get(name)
+                if name in ("start_datetime", "due_datetime"):
+                    value, theirs = value.rstrip("Z"), theirs.rstrip("Z")
+                    value, theirs = value.split(".")[0], theirs.split(".")[0]
+                assert value == theirs, (resource, oid, name, value, theirs)
+    refs = [e["project_ref_num"] for e in sandbox.objects("events")]
+    assert len(refs) == len(set(refs))
+    scheduled = [s["event_id"] for s in sandbox.objects("schedules")]
+    assert len(scheduled) == len(set(scheduled))
+    local_scheduled = [s["event_id"] for s in local["schedules"]]
+    assert len(local_scheduled) == len(set(local_scheduled))
+
+
+def _counts():
+    import sync_engine
+
+    return sync_engine.status_counts()
+
+
+@pytest.mark.parametrize("seed", [11, 22, 33])
+def test_random_edits_on_both_sides_converge(app, sandbox, live, seed):
+    from app import Employee, db
+
+    rng = random.Random(seed)
+    counter = iter(range(1, 10_000))
+    created_local = []
+    sandbox.set_faults(error_rate=0.1, drop_rate=0.05, rate_limit=(200, 40),
+                       apply_then_500_rate=0.05, seed=seed)
+    for round_no in range(ROUNDS):
+        sandbox.configure_webhooks(mode=("duplicate", "reorder", "normal")[round_no % 3])
+        for _ in range(rng.randint(1, 4)):
+            _local_edit(app, rng, counter)
+        for _ in range(rng.randint(1, 4)):
+            _vendor_edit(sandbox, rng, counter)
+        _run_when_free(app)
+    created_local = db_call(app, lambda: [e.name for e in db.session.scalars(
+        db.select(Employee).where(Employee.name.like("Local %"), Employee.deleted_at.is_(None)))])
+    sandbox.clear_faults()
+    sandbox.configure_webhooks(mode="normal")
+    assert sandbox.wait_webhooks_idle(15)
+    quiet = 0
+    for _ in range(40):
+        result = _run_when_free(app)
+        assert sandbox.wait_webhooks_idle(15)
+        waiting = sum(c["pending"] for c in db_call(app, _counts).values())
+        quiet = quiet + 1 if (result["pushed"] == 0 and result["pulled"] == 0 and not waiting
+                              and result["status"] == "succeeded") else 0
+        if quiet == 2:
+            break
+        if waiting:
+            time.sleep(0.1)  # a Retry-After from the vendor still runs
+    assert quiet == 2, result
+    _compare(app, sandbox)
+    vendor_names = {o["name"] for o in sandbox.objects("employees")}
+    assert all(name in vendor_names for name in created_local)
