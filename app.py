@@ -1822,6 +1822,14 @@ def _same_value(field: str, local, remote) -> bool:
     return local == remote
 
 
+def _shown_time(text: Optional[str]) -> Optional[str]:
+    """An RFC 3339 timestamp as people read it (APP_TIMEZONE), or the text as it came."""
+    try:
+        return fmt_local(datetime.fromisoformat(str(text).replace("Z", "+00:00"))) if text else text
+    except ValueError:
+        return text
+
+
 def _vendor_names(conflicts: list) -> dict:
     """{vendor id: readable name} for the events and employees the page's schedule conflicts name."""
     ids = {"events": set(), "employees": set()}
@@ -1855,6 +1863,8 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
             owner = record.event if field == "event_id" else record.employee
             shown_mine = sync_record_label(field[:-3] + "s", owner)
             shown_theirs = names.get(theirs, theirs)
+        if field in SYNC_TIME_FIELDS:
+            shown_mine, shown_theirs = _shown_time(mine), _shown_time(theirs)
         rows.append({"field": field, "local": shown_mine, "remote": shown_theirs,
                      "differs": bool(remote) and not _same_value(field, mine, theirs)})
     return rows
