@@ -1,0 +1,530 @@
+"""Benchmarks: the app against a floor measured in the same run, one table.
+
+    python -m tests.bench [--quick] [--database-url URL] [--only CASE ...]
+
+Each case sets up its own data (the vendor sandbox's control API, or bulk
+inserts), measures the app, measures a floor on the same machine and the
+same database (a bare loop doing the least work that could give the same
+result), and prints one row: the app's figure, the floor, the ratio and the
+target.  Figures are printed, not asserted: the exit status is 0 unless a
+case crashes.
+
+* SQLite by default (a temporary file); PostgreSQL with --database-url (its
+  `public` schema is dropped and rebuilt by the app's migrations: use a
+  scratch database).
+* The vendor sandbox runs as a subprocess on a free port, so it does not
+  share the GIL with the app being measured.  It closes every connection
+  after its answer (no keep-alive); the floors use the same sandbox, so the
+  comparison is fair.
+* The client's rate limit (EXTERNAL_API_RATE_LIMIT, 10 req/s by default) is
+  policy, not cost: it is raised to 100000 here so that the bench measures
+  the work, not the throttle.
+* --quick divides every size by 10 (CI runs it after the tests).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import gc
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import requests
+from sqlalchemy import create_engine, insert, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "bench-key"
+RATE_LIMIT = 100000  # the client's own throttle, raised: see the module docstring
+WEEK = date(2026, 12, 7)  # a Monday: the calendar week the pages case shows
+UTC = timezone.utc
+
+
+# ---------------------------------------------------------------------------
+# The sandbox subprocess and the app
+# ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Sandbox:
+    """tests/vendor_sandbox.py in its own process, driven through /_control."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.root = f"http://127.0.0.1:{self.port}"
+        self.base_url = self.root + "/api/v1"
+        self.proc = None
+
+    def start(self) -> "Sandbox":
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "vendor_sandbox.py"), "--port", str(self.port),
+             "--api-key", API_KEY], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.root + "/_control", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("the vendor sandbox did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def control(self, method: str, path: str, body=None):
+        response = requests.request(method, f"{self.root}/_control/{path}", json=body, timeout=120)
+        response.raise_for_status()
+        return response.json()
+
+    def seed(self, employees=0, events=0, schedules=0) -> dict:
+        self.control("POST", "reset")
+        return self.control("POST", "seed", {"kind": "bulk", "employees": employees,
+                                             "events": events, "schedules": schedules})
+
+    def requests_served(self) -> int:
+        return self.control("GET", "stats")["requests"]
+
+
+def prepare_database(url: str | None) -> tuple[str, str]:
+    """(SQLAlchemy URL, label): a fresh SQLite file, or PostgreSQL with an empty schema."""
+    from config import normalize_database_url
+
+    if not url:
+        path = Path(tempfile.mkdtemp(prefix="bench-")) / "bench.sqlite"
+        return f"sqlite:///{path}", "SQLite (temp file)"
+    url = normalize_database_url(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url, "PostgreSQL " + url.rsplit("@", 1)[-1]
+
+
+def make_app(url: str, sandbox: Sandbox):
+    """The app on `url` (migrated), syncing with the sandbox, no background pushes."""
+    from app import create_app, create_user
+
+    app = create_app("testing", {
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SYNC_ENABLED": True,
+        "SYNC_PUSH_ON_CHANGE": False,
+        "EXTERNAL_API_BASE_URL": sandbox.base_url,
+        "EXTERNAL_API_KEY": API_KEY,
+        "EXTERNAL_API_RATE_LIMIT": RATE_LIMIT,
+        "EXTERNAL_API_MAX_RETRIES": 2,
+        "WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"bench-webhook-secret-32-bytes!!").decode(),
+    })
+    app.add_url_rule("/_bench/ping", "bench_ping", lambda: "ok")  # the pages case's floor
+    with app.app_context():
+        create_user("admin", "admin-pass-123", role="admin")
+    return app
+
+
+def empty_tables(app, keep=("users",)) -> None:
+    from app import db
+
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                if table.name not in keep:
+                    conn.execute(table.delete())
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    gc.collect()
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def run_sync(app, **kwargs):
+    import sync_engine
+
+    with app.app_context():
+        run = sync_engine.run_sync(app, trigger="cli", **kwargs)
+        if run.status not in ("succeeded", "partial"):
+            raise RuntimeError(f"sync run {run.id} {run.status}: {run.message} {run.errors[:3]}")
+        return {"pulled": run.pulled, "pushed": run.pushed, "failed": run.failed,
+                "requests": run.requests_sent, "status": run.status}
+
+
+# ---------------------------------------------------------------------------
+# Floors
+# ---------------------------------------------------------------------------
+
+def _ts(text: str | None):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _row(resource: str, obj: dict, refs: dict, now: datetime) -> dict:
+    base = {"external_id": obj["id"], "remote_version": obj["version"], "sync_status": "synced",
+            "sync_attempts": 0, "last_synced": now, "created_at": now,
+            "updated_at": _ts(obj["updated_at"])}
+    if resource == "employees":
+        return {**base, "name": obj["name"], "email": obj.get("email"), "active": obj["active"]}
+    if resource == "events":
+        return {**base, **{k: obj.get(k) for k in ("project_ref_num", "project_name", "event_type",
+                                                     "store_number", "store_name", "location_mvid",
+                                                     "estimated_minutes")},
+                "start_datetime": _ts(obj["start_datetime"]), "due_datetime": _ts(obj["due_datetime"])}
+    return {**base, "event_id": refs["events"][obj["event_id"]],
+            "employee_id": refs["employees"][obj["employee_id"]],
+            "start_datetime": _ts(obj["start_datetime"])}
+
+
+def bare_pull(app, sandbox: Sandbox, page_size: int, resources=("employees", "events", "schedules")) -> int:
+    """One pooled requests.Session paging each listing; one executemany per page."""
+    from app import SYNCED_MODELS, db
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {API_KEY}"
+    refs: dict = {}
+    total = 0
+    with app.app_context():
+        engine = db.engine
+        for resource in resources:
+            table = SYNCED_MODELS[resource].__table__
+            params = {"limit": page_size}
+            while True:
+                body = session.get(f"{sandbox.base_url}/{resource}", params=params, timeout=30).json()
+                now = datetime.now(UTC)
+                rows = [_row(resource, obj, refs, now) for obj in body["data"]]
+                if rows:
+                    with engine.begin() as conn:
+                        conn.execute(insert(table), rows)
+                total += len(rows)
+                if not body.get("next_page_token"):
+                    break
+                params = {"page_token": body["next_page_token"]}
+            if resource != "schedules":
+                with engine.connect() as conn:
+                    refs[resource] = dict(conn.execute(select(table.c.external_id, table.c.id)).all())
+    session.close()
+    return total
+
+
+def bare_posts(sandbox: Sandbox, payloads: list[dict]) -> int:
+    """A keep-alive requests.Session POSTing each schedule once (with an idempotency key)."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {API_KEY}"
+    for payload in payloads:
+        response = session.post(f"{sandbox.base_url}/schedules", json=payload, timeout=30,
+                                headers={"Idempotency-Key": str(uuid.uuid4())})
+        response.raise_for_status()
+    session.close()
+    return len(payloads)
+
+
+def vendor_ids(sandbox: Sandbox, resource: str) -> list[dict]:
+    return sandbox.control("GET", f"objects/{resource}")["data"]
+
+
+# ---------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------
+
+class Bench:
+    """The cases, sharing one app, one database and one sandbox."""
+
+    def __init__(self, app, sandbox: Sandbox, scale: int):
+        self.app, self.sandbox, self.scale = app, sandbox, scale
+        self.rows: list[dict] = []
+
+    def n(self, full: int) -> int:
+        return max(1, full // self.scale)
+
+    def add(self, case, app_figure, floor="—", ratio="—", target="", met=None, note=""):
+        self.rows.append({"case": case, "app": app_figure, "floor": floor, "ratio": ratio,
+                          "target": target, "met": {True: "yes", False: "NO", None: "—"}[met],
+                          "note": note})
+        print(f"  {case}: {app_figure} (floor {floor}, ratio {ratio}) {note}", flush=True)
+
+    def page_size(self) -> int:
+        import sync_engine
+
+        return sync_engine.settings(self.app)["page_size"]
+
+    # -- first pull and no-op sync ------------------------------------------
+
+    def first_pull_and_noop(self) -> None:
+        emp, evt, sch = self.n(5000), self.n(20000), self.n(20000)
+        label = f"first pull: {emp} employees, {evt} events, {sch} schedules"
+        self.sandbox.seed(emp, evt, sch)
+        empty_tables(self.app)
+        floor_s, floor_n = timed(bare_pull, self.app, self.sandbox, self.page_size())
+        empty_tables(self.app)
+        app_s, result = timed(run_sync, self.app, direction="pull")
+        assert result["pulled"] == floor_n == emp + evt + sch, (result, floor_n)
+        ratio = app_s / floor_s
+        self.add(label, f"{app_s:.2f} s", f"{floor_s:.2f} s", f"{ratio:.2f}×", "≤ 1.5×",
+                 ratio <= 1.5, f"{result['requests']} requests")
+        # no-op: everything held locally, sync tokens stored
+        before = self.sandbox.requests_served()
+        noop_s, result = timed(run_sync, self.app, direction="both")
+        sent = self.sandbox.requests_served() - before
+        self.add(f"no-op sync, {evt} events held locally", f"{sent} requests, {noop_s * 1000:.0f} ms",
+                 target="3 requests (1 per resource), < 100 ms",
+                 met=sent <= 3 and noop_s < 0.1)
+
+    # -- push ------------------------------------------------------------------
+
+    def push(self) -> None:
+        count = self.n(2000)
+        label = f"push of {count} pending schedules"
+        self.sandbox.seed(count, count, 0)
+        events = sorted(vendor_ids(self.sandbox, "events"), key=lambda o: o["project_ref_num"])
+        staff = sorted(vendor_ids(self.sandbox, "employees"), key=lambda o: o["name"])
+        payloads = [{"event_id": e["id"], "employee_id": p["id"],
+                     "start_datetime": (_ts(e["start_datetime"]) + timedelta(hours=1))
+                     .strftime("%Y-%m-%dT%H:%M:%SZ")} for e, p in zip(events, staff)]
+        floor_s, _ = timed(bare_posts, self.sandbox, payloads)
+        # the app: the same vendor state, pulled, then the schedules made locally
+        self.sandbox.seed(count, count, 0)
+        empty_tables(self.app)
+        run_sync(self.app, direction="pull")
+        self._local_schedules()
+        app_s, result = timed(run_sync, self.app, direction="push", resources=["schedules"])
+        assert result["pushed"] == count and not result["failed"], result
+        ratio = app_s / floor_s
+        self.add(label, f"{app_s:.2f} s", f"{floor_s:.2f} s", f"{ratio:.2f}×", "≤ 1.3×",
+                 ratio <= 1.3, f"{result['requests']} requests")
+
+    def _local_schedules(self) -> None:
+        from app import Employee, Event, Schedule, db
+
+        with self.app.app_context():
+            events = db.session.execute(select(Event.id, Event.start_datetime)
+                                        .order_by(Event.project_ref_num)).all()
+            staff = db.session.scalars(select(Employee.id).order_by(Employee.name)).all()
+            now = datetime.now(UTC)
+            db.session.execute(insert(Schedule), [
+                {"event_id": eid, "employee_id": pid, "start_datetime": start + timedelta(hours=1),
+                 "sync_status": "pending", "sync_attempts": 0, "created_at": now, "updated_at": now}
+                for (eid, start), pid in zip(events, staff)])
+            db.session.commit()
+
+    # -- pages -------------------------------------------------------------------
+
+    def pages(self) -> None:
+        evt, failed = self.n(20000), self.n(10000)
+        self._page_data(evt, failed)
+        client = self.app.test_client()
+        login = client.get("/login").get_data(as_text=True)
+        import re
+
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login).group(1)
+        response = client.post("/login", data={"username": "admin", "password": "admin-pass-123",
+                                               "csrf_token": token})
+        assert response.status_code == 302, response.status_code
+        rounds = 30 if self.scale == 1 else 10
+        floor = self._latencies(client, "/_bench/ping", rounds)
+        for name, path in (("dashboard", "/"), ("calendar week", f"/calendar?week={WEEK}"),
+                           ("/sync/admin", "/sync/admin")):
+            lat = self._latencies(client, path, rounds)
+            p50, p95 = pct(lat, 50), pct(lat, 95)
+            self.add(f"page {name}: {evt} events, {failed} failed records",
+                     f"p50 {p50:.1f} / p95 {p95:.1f} ms",
+                     f"p50 {pct(floor, 50):.2f} ms", f"{p50 / pct(floor, 50):.0f}×",
+                     "p50 < 50 ms", p50 < 50)
+
+    @staticmethod
+    def _latencies(client, path: str, rounds: int) -> list[float]:
+        client.get(path)  # warm
+        out = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            response = client.get(path)
+            out.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, (path, response.status_code)
+        return out
+
+    def _page_data(self, evt: int, failed: int) -> None:
+        """`evt` events (half scheduled in WEEK), `failed` of them failed, runs and webhooks."""
+        from app import Employee, Event, Schedule, SyncRun, WebhookMessage, db
+
+        empty_tables(self.app)
+        monday = datetime.combine(WEEK, datetime.min.time(), tzinfo=UTC)
+        now = datetime.now(UTC)
+        staff_n = max(10, evt // 40)
+        with self.app.app_context():
+            db.session.execute(insert(Employee), [
+                {"id": i + 1, "name": f"Employee {i:05d}", "code": f"US{100000 + i}", "active": True,
+                 "sync_status": "synced", "sync_attempts": 0, "created_at": now, "updated_at": now}
+                for i in range(staff_n)])
+            db.session.execute(insert(Event), [
+                {"id": i + 1, "project_ref_num": 700000 + i, "project_name": f"CORE - Reset {i}",
+                 "event_type": "Core", "store_number": 1000 + i % 900, "store_name": "Store",
+                 "start_datetime": monday + timedelta(hours=i % 100),
+                 "due_datetime": monday + timedelta(days=6, hours=23),
+                 "estimated_minutes": 60, "sync_status": "failed" if i >= evt - failed else "synced",
+                 "sync_error": "the vendor refused it (422): bench" if i >= evt - failed else None,
+                 "sync_attempts": 0, "created_at": now, "updated_at": now}
+                for i in range(evt)])
+            db.session.execute(insert(Schedule), [
+                {"event_id": i + 1, "employee_id": i % staff_n + 1,
+                 "start_datetime": monday + timedelta(hours=i % 100, minutes=30),
+                 "sync_status": "synced", "sync_attempts": 0, "created_at": now, "updated_at": now}
+                for i in range(evt // 2)])
+            db.session.execute(insert(SyncRun), [
+                {"status": "partial", "trigger": "schedule", "direction": "both", "resources": [],
+                 "started_at": now - timedelta(minutes=15 * i), "finished_at": now, "pushed": i,
+                 "pulled": i, "failed": 1, "conflicts": 0, "errors": [], "requests_sent": 3}
+                for i in range(200)])
+            db.session.execute(insert(WebhookMessage), [
+                {"webhook_id": f"msg_{i}", "type": "event.updated", "object_id": f"evt_{i}",
+                 "version": 2, "outcome": "applied", "received_at": now} for i in range(500)])
+            db.session.commit()
+            if db.engine.dialect.name == "postgresql":
+                db.session.execute(text("SELECT setval('employees_id_seq', :n)"), {"n": staff_n})
+                db.session.execute(text("SELECT setval('events_id_seq', :n)"), {"n": evt})
+                db.session.commit()
+                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text("ANALYZE"))
+
+    # -- CSV import ------------------------------------------------------------
+
+    def csv_import(self) -> None:
+        from app import Event, db
+
+        count = self.n(20000)
+        header = ["Project Name", "Project Reference Number", "Location MVID", "Store Number",
+                  "Store Name", "Start Date/Time", "Due Date/Time", "Estimated Time"]
+        lines = [",".join(header)]
+        rows = []
+        for i in range(count):
+            start = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=i % 200)
+            due = start + timedelta(days=6)
+            lines.append(f"CORE - Reset {i},{800000 + i},mv{i},{1000 + i % 900},Store {i % 900},"
+                         f"{start:%m/%d/%Y %I:%M:%S %p},{due:%m/%d/%Y %I:%M:%S %p},60")
+            rows.append({"project_ref_num": 800000 + i, "project_name": f"CORE - Reset {i}",
+                         "event_type": "Core", "location_mvid": f"mv{i}", "store_number": 1000 + i % 900,
+                         "store_name": f"Store {i % 900}", "start_datetime": start, "due_datetime": due,
+                         "estimated_minutes": 60, "sync_status": "pending", "sync_attempts": 0})
+        data = ("\r\n".join(lines) + "\r\n").encode()
+
+        def bare():
+            with self.app.app_context():
+                now = datetime.now(UTC)
+                db.session.execute(insert(Event), [{**r, "created_at": now, "updated_at": now}
+                                                   for r in rows])
+                db.session.commit()
+
+        def the_app():
+            import csv_formats
+
+            with self.app.app_context():
+                return csv_formats.import_events_csv(io.BytesIO(data))
+
+        empty_tables(self.app)
+        floor_s, _ = timed(bare)
+        empty_tables(self.app)
+        app_s, result = timed(the_app)
+        assert result["created"] == count, result
+        ratio = app_s / floor_s
+        self.add(f"CSV import of {count} rows", f"{app_s:.2f} s", f"{floor_s:.2f} s",
+                 f"{ratio:.2f}×", "≤ 2×", ratio <= 2)
+
+    # -- memory ------------------------------------------------------------------
+
+    def memory(self) -> None:
+        peaks = {}
+        for events in (self.n(20000), self.n(80000)):
+            self.sandbox.seed(0, events, 0)
+            empty_tables(self.app)
+            gc.collect()
+            tracemalloc.start()
+            try:
+                run_sync(self.app, direction="pull", resources=["events"])
+                peaks[events] = tracemalloc.get_traced_memory()[1] / 2**20
+            finally:
+                tracemalloc.stop()
+        (small, low), (big, high) = peaks.items()
+        ratio = high / low
+        self.add(f"peak memory, first pull of {small} vs {big} events",
+                 f"{low:.1f} / {high:.1f} MiB", ratio=f"{ratio:.2f}×",
+                 target="flat (≤ 1.3× for 4× the data)", met=ratio <= 1.3,
+                 note=f"page size {self.page_size()}")
+
+
+CASES = ("pull", "push", "pages", "csv", "memory")
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    low = int(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def print_table(rows: list[dict], title: str) -> None:
+    heads = {"case": "case", "app": "the app", "floor": "floor", "ratio": "ratio",
+             "target": "target", "met": "met"}
+    widths = {k: max(len(h), *(len(str(r[k])) for r in rows)) for k, h in heads.items()}
+    line = " | ".join(h.ljust(widths[k]) for k, h in heads.items())
+    print(f"\n{title}\n{line}\n" + "-+-".join("-" * widths[k] for k in heads))
+    for row in rows:
+        print(" | ".join(str(row[k]).ljust(widths[k]) for k in heads))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="every size ÷10 (CI)")
+    parser.add_argument("--database-url", help="PostgreSQL scratch database (schema rebuilt)")
+    parser.add_argument("--only", nargs="*", choices=CASES, help="run only these cases")
+    args = parser.parse_args(argv)
+    os.environ.pop("TEST_DATABASE_URL", None)
+    sys.path.insert(0, str(ROOT))
+    import logging
+
+    logging.disable(logging.WARNING)
+    url, label = prepare_database(args.database_url)
+    sandbox = Sandbox().start()
+    started = time.monotonic()
+    bench = None
+    try:
+        app = make_app(url, sandbox)
+        bench = Bench(app, sandbox, 10 if args.quick else 1)
+        steps = {"pull": bench.first_pull_and_noop, "push": bench.push, "pages": bench.pages,
+                 "csv": bench.csv_import, "memory": bench.memory}
+        for name in args.only or CASES:
+            print(f"== {name}", flush=True)
+            steps[name]()
+    finally:
+        sandbox.stop()
+        if bench is not None and bench.rows:
+            print_table(bench.rows, f"Benchmarks on {label}{' (quick: sizes ÷10)' if args.quick else ''}, "
+                                    f"client rate limit raised to {RATE_LIMIT} req/s, "
+                                    f"{time.monotonic() - started:.0f} s")
+        if not args.database_url:
+            with contextlib.suppress(OSError):
+                os.remove(url.split(":///", 1)[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
