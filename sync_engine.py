@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 import api_service
@@ -532,7 +532,8 @@ def _load_refs(items: list[dict], ctx: Optional[RunContext]) -> Refs:
                 except NotFound:
                     continue
                 result = apply_items(name, [obj], ctx, source="pull")
-                row = result[0].row
+                row = result[0].row or m.db.session.scalar(  # inserted in bulk: no row object
+                    select(model).where(model.external_id == ext))
                 if row is not None and row.external_id == ext:
                     found[ext] = row.id
     return refs
@@ -553,11 +554,16 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
     rows = {r.external_id: r for r in m.db.session.scalars(
         select(model).where(model.external_id.in_(ids)).with_for_update())} if ids else {}
     refs = _load_refs(items, ctx) if resource == "schedules" else Refs()
-    candidates = _link_candidates(resource, [o for o in items
-                                             if not o.get("deleted") and o["id"] not in rows], refs)
+    candidates = _Candidates(resource, refs, _link_candidates(
+        resource, [o for o in items if not o.get("deleted") and o["id"] not in rows], refs))
+    candidates.new_rows = _NewRows(resource, model, rows, candidates)
     out = []
     for obj in items:
+        if obj.get("id") in candidates.new_rows.ids:  # the same object twice: the second
+            candidates.new_rows.flush()                # sees the row the first inserted
+            rows[obj["id"]] = m.db.session.scalar(select(model).where(model.external_id == obj["id"]))
         out.append(_apply_one(resource, model, obj, rows, refs, candidates, ctx, source))
+    candidates.new_rows.flush()
     return out
 
 
@@ -585,6 +591,73 @@ def _link_candidates(resource: str, unknown: list[dict], refs: Refs) -> list:
     return list(m.db.session.scalars(query.with_for_update()))
 
 
+class _Candidates:
+    """Link candidates bucketed by their unique slot (ref num, event), so that matching a
+    page of vendor objects costs O(page), not O(page²); `_same_slot` still decides."""
+
+    KEYS = {"events": "project_ref_num", "schedules": "event_id"}
+
+    def __init__(self, resource: str, refs: Refs, rows: Iterable = ()):
+        self.resource, self.refs, self.buckets = resource, refs, {}
+        self.new_rows: Optional[_NewRows] = None
+        for row in rows:
+            self.add(row)
+
+    def add(self, row) -> None:
+        key = self.KEYS.get(self.resource)
+        self.buckets.setdefault(getattr(row, key) if key else None, []).append(row)
+
+    def near(self, obj: dict) -> list:
+        if self.resource == "events":
+            key = obj.get("project_ref_num")
+        elif self.resource == "schedules":
+            key = self.refs.events.get(obj.get("event_id"))
+        else:
+            key = None
+        if self.new_rows is not None and key is not None and key in self.new_rows.slots:
+            self.new_rows.flush()  # a row waiting to be inserted holds this slot: load it
+            model = self.new_rows.model
+            known = {id(row) for row in self.buckets.get(key, [])}
+            for row in _models().db.session.scalars(select(model).where(
+                    getattr(model, self.KEYS[self.resource]) == key, model.deleted_at.is_(None))):
+                if id(row) not in known:
+                    self.add(row)
+        return self.buckets.get(key, [])
+
+
+class _NewRows:
+    """Vendor objects new here, inserted with one executemany per page.
+
+    The ORM's unit of work (an object per row, then a flush) was most of a
+    first pull's time.  The Applied of a row inserted this way has no `row`;
+    a later object of the same page that needs it (same id or slot) flushes
+    the batch and loads it.
+    """
+
+    def __init__(self, resource: str, model, rows: dict, candidates: _Candidates):
+        self.resource, self.model, self.rows, self.candidates = resource, model, rows, candidates
+        self.items: list = []
+        self.ids: set = set()
+        self.slots: set = set()
+
+    def add(self, obj: dict, values: dict) -> Applied:
+        """Queue an insert; the Applied's row is set when the batch is flushed."""
+        applied = Applied("applied", "created here")
+        self.items.append((obj["id"], values, applied))
+        self.ids.add(obj["id"])
+        key = _Candidates.KEYS.get(self.resource)
+        if key:
+            self.slots.add(values[key])
+        return applied
+
+    def flush(self) -> None:
+        if not self.items:
+            return
+        m = _models()
+        items, self.items, self.ids, self.slots = self.items, [], set(), set()
+        m.db.session.execute(insert(self.model.__table__), [values for _, values, _ in items])
+
+
 def _same_slot(resource: str, row, obj: dict, refs: Refs) -> bool:
     if resource == "events":
         return row.project_ref_num == obj.get("project_ref_num")
@@ -593,20 +666,20 @@ def _same_slot(resource: str, row, obj: dict, refs: Refs) -> bool:
     return not differing_fields(resource, row, obj)
 
 
-def _find_candidate(resource: str, obj: dict, candidates: list, refs: Refs):
+def _find_candidate(resource: str, obj: dict, candidates: _Candidates, refs: Refs):
     """A live local row never pushed that holds the same slot (ref num, event, fields)."""
-    for row in candidates:
+    for row in candidates.near(obj):
         if row.external_id is None and row.deleted_at is None \
                 and _same_slot(resource, row, obj, refs):
             return row
     return None
 
 
-def _find_clash(resource: str, obj: dict, candidates: list, refs: Refs):
+def _find_clash(resource: str, obj: dict, candidates: _Candidates, refs: Refs):
     """A live local row linked to another vendor object that holds the same unique slot."""
     if resource == "employees":
         return None
-    for row in candidates:
+    for row in candidates.near(obj):
         if row.external_id not in (None, obj["id"]) and row.deleted_at is None \
                 and _same_slot(resource, row, obj, refs):
             return row
@@ -672,14 +745,12 @@ def _insert(resource, model, obj, rows, refs, candidates) -> Applied:
                                        f"holds the same {what}")
         clash.deleted_at = utcnow()  # the vendor replaced it; its tombstone follows
         clash.last_synced = utcnow()
-    row = model(**remote_values(resource, obj, refs))
-    _adopt(row, obj, synced=True)
-    row.external_id = obj["id"]
-    row.created_at = utcnow()
-    m.db.session.add(row)
-    rows[obj["id"]] = row
-    candidates.append(row)
-    return Applied("applied", "created here", row)
+    now = utcnow()
+    values = remote_values(resource, obj, refs)  # the fields _adopt(synced=True) sets, too:
+    values.update(external_id=obj["id"], remote_version=_version(obj), last_synced=now,
+                  updated_at=_remote_updated(obj) or now, sync_status="synced",
+                  sync_attempts=0, created_at=now)
+    return candidates.new_rows.add(obj, values)
 
 
 def _adopt(row, obj: dict, synced: bool) -> None:
