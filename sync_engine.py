@@ -360,6 +360,8 @@ class RunContext:
     stats: RunStats
     conf: dict
     last_renew: float = 0.0
+    # a push batch's successful writes, stored together at the end of the batch
+    results: Optional[list] = None
 
     def checkpoint(self, force: bool = False) -> None:
         """Renew the lease (at most every few seconds) and publish the counters."""
@@ -367,8 +369,13 @@ class RunContext:
             return
         if not force and time.monotonic() - self.last_renew < min(0.5, self.conf["lease_renew"]):
             return
-        renew_lease(self.owner, self.conf["lease_ttl"], self.stats.run_id)
-        _write_counts(self.stats)
+        session = _models().db.session()
+        keep, session.expire_on_commit = session.expire_on_commit, False  # keep a batch's rows
+        try:
+            renew_lease(self.owner, self.conf["lease_ttl"], self.stats.run_id)
+            _write_counts(self.stats)
+        finally:
+            session.expire_on_commit = keep
         self.last_renew = time.monotonic()
 
 
@@ -1027,7 +1034,14 @@ def push_all(ctx: RunContext, resources: list[str]) -> None:
 
 
 def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
-    """Send due pending records in batches (keyset by id), one commit per record."""
+    """Send due pending records in batches (keyset by id), a few commits per batch.
+
+    Per batch: the idempotency keys of the creates are stored in ONE commit
+    before anything is sent (a crash then replays the same keys: no
+    duplicates), the records are sent one by one, and the answers are stored
+    in ONE commit at the end of the batch (`_store_results`).  Failures are
+    recorded as they happen.
+    """
     m = _models()
     model = m.SYNCED_MODELS[resource]
     last_id = 0
@@ -1043,10 +1057,47 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
         m.db.session.rollback()
         if not ids:
             return
-        for row_id in ids:
-            _push_one(ctx, resource, model, row_id, phase)
-            ctx.checkpoint()
+        if phase == "upsert":
+            _reserve_keys(model, ids)
+        batch = list(m.db.session.scalars(select(model).where(model.id.in_(ids))))  # noqa: F841 (held)
+        ctx.results = []
+        try:
+            for row_id in ids:
+                _push_one(ctx, resource, model, row_id, phase)
+                ctx.checkpoint()
+        except BaseException:
+            m.db.session.rollback()
+            _store_results(ctx)
+            raise
+        _store_results(ctx)
         last_id = ids[-1]
+
+
+def _reserve_keys(model, ids: list) -> None:
+    """Give each create of the batch its idempotency key: one UPDATE, one commit, before sending."""
+    m = _models()
+    need = m.db.session.scalars(select(model.id).where(
+        model.id.in_(ids), model.external_id.is_(None), model.idempotency_key.is_(None))).all()
+    if need:
+        m.db.session.execute(update(model), [{"id": row_id, "idempotency_key": str(uuid.uuid4())}
+                                             for row_id in need])
+    m.db.session.commit()
+
+
+def _store_results(ctx) -> None:
+    """Store the batch's successful writes in one transaction (their keys were stored before)."""
+    results, ctx.results = ctx.results or [], None
+    if not results:
+        return
+    m = _models()
+    with _apply_lock:
+        try:
+            for args in results:
+                _store_now(*args)
+            m.db.session.commit()
+        except BaseException:
+            m.db.session.rollback()  # the keys stay: the next run replays these creates
+            raise
 
 
 def _push_one(ctx, resource, model, row_id, phase) -> None:
@@ -1125,7 +1176,7 @@ def _push_upsert(ctx, resource, model, row) -> None:
     if row.external_id is None:
         if row.idempotency_key is None:
             row.idempotency_key = str(uuid.uuid4())
-        m.db.session.commit()  # the key is stored BEFORE the request
+            m.db.session.commit()  # the key is stored BEFORE the request (see _reserve_keys)
         try:
             obj = ctx.client.create(resource, payload, idempotency_key=row.idempotency_key)
         except Duplicate as exc:
@@ -1148,15 +1199,26 @@ def _push_upsert(ctx, resource, model, row) -> None:
 
 
 def _store_result(ctx, resource, model, row_id, obj, sent) -> None:
-    """Record a successful write; stays pending if the user changed it meanwhile."""
+    """Record a successful write (at the end of the push batch when one is open)."""
+    ctx.stats.pushed += 1
+    if ctx.results is not None:
+        ctx.results.append((resource, model, row_id, obj, sent))
+        return
+    with _apply_lock:
+        _store_now(resource, model, row_id, obj, sent)
+        _models().db.session.commit()
+
+
+def _store_now(resource, model, row_id, obj, sent) -> None:
+    """Write a successful answer; the row stays pending if the user changed it meanwhile."""
     m = _models()
     now = utcnow()
     version = _version(obj)
-    with _apply_lock:
-        owner = m.db.session.scalar(select(model).where(model.external_id == obj["id"],
-                                                        model.id != row_id))
-        if owner is not None:
-            _merge_duplicate(resource, model, owner, row_id)
+    if True:  # the caller holds _apply_lock and commits
+        owner_id = m.db.session.scalar(select(model.id).where(model.external_id == obj["id"],
+                                                              model.id != row_id))
+        if owner_id is not None:
+            _merge_duplicate(resource, model, m.db.session.get(model, owner_id), row_id)
         newer = or_(model.remote_version.is_(None), model.remote_version <= version)
         done = m.db.session.execute(
             update(model).where(model.id == row_id, model.updated_at == sent, newer)
@@ -1172,8 +1234,6 @@ def _store_result(ctx, resource, model, row_id, obj, sent) -> None:
             m.db.session.execute(
                 update(model).where(model.id == row_id, model.external_id.is_(None))
                 .values(external_id=obj["id"]).execution_options(synchronize_session=False))
-        m.db.session.commit()
-    ctx.stats.pushed += 1
 
 
 def _merge_duplicate(resource, model, other, row_id) -> None:
