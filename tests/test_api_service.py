@@ -697,7 +697,7 @@ def test_requests_sent_counts_concurrent_requests(client, vendor):
 # --------------------------------------------------------------------------
 
 def test_logs_one_debug_line_per_request_and_info_per_retry_without_key(client, vendor, caplog):
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="api_service")
     vendor.answer((503, {}), (503, {}), (200, make_event()))
     client.get("events", "ev_1")
     ours = [r for r in caplog.records if r.name == "api_service"]
@@ -710,7 +710,7 @@ def test_logs_one_debug_line_per_request_and_info_per_retry_without_key(client, 
 
 
 def test_error_text_never_contains_the_key(client, vendor, caplog):
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="api_service")
     echo = f"bad header Authorization: Bearer {KEY}"
     vendor.answer((401, error_body("unauthorized", echo, {"got": f"Bearer {KEY}"})))
     with pytest.raises(AuthError) as info:
