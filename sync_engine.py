@@ -951,8 +951,10 @@ def _listing(ctx: RunContext, resource: str, token: Optional[str]) -> None:
                 results = apply_items(resource, page.items, ctx, source="pull")
                 for obj, res in zip(page.items, results):
                     _tally(ctx, resource, obj, res, postponed)
-                if full:
-                    seen.update(o["id"] for o in page.items if o.get("id"))
+                if full:  # applied rows are stamped last_synced >= started: no need to
+                    # remember them, so memory is set by the page size, not the data size
+                    seen.update(o["id"] for o, res in zip(page.items, results)
+                                if o.get("id") and res.outcome != "applied")
                 if page.next_sync_token:
                     complete = _retry_postponed(ctx, resource, postponed)
                     if full:
@@ -1003,7 +1005,8 @@ def _deletions_after_full_listing(ctx, resource: str, seen: set, started: dateti
     while True:
         batch = m.db.session.execute(
             select(model.id, model.external_id, model.last_synced)
-            .where(model.external_id.is_not(None), model.deleted_at.is_(None), model.id > last_id)
+            .where(model.external_id.is_not(None), model.deleted_at.is_(None), model.id > last_id,
+                   or_(model.last_synced.is_(None), model.last_synced < started))
             .order_by(model.id).limit(ctx.conf["batch_size"])).all()
         if not batch:
             return
