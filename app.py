@@ -130,7 +130,8 @@ class SyncMixin:
     next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     idempotency_key: Mapped[Optional[str]] = mapped_column(String(255))
     conflict_remote: Mapped[Optional[dict]] = mapped_column(JSON)
-    deleted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, index=True)
+    # no index: nearly all rows are live, and SQLite would prefer it to the selective one
+    deleted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
