@@ -671,9 +671,10 @@ def page_number() -> int:
     return max(1, request.args.get("page", 1, type=int) or 1)
 
 
-def paginate(model, conditions: list, order_by: list, page: int) -> PageOf:
+def paginate(model, conditions: list, order_by: list, page: int,
+             per_page: Optional[int] = None) -> PageOf:
     """One COUNT and one LIMIT/OFFSET query over `model` rows matching `conditions`."""
-    per_page = int(current_app.config.get("PAGE_SIZE") or 50)
+    per_page = per_page or int(current_app.config.get("PAGE_SIZE") or 50)
     total = db.session.scalar(select(func.count(model.id)).where(*conditions)) or 0
     query = select(model).where(*conditions).order_by(*order_by)
     items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
@@ -888,15 +889,25 @@ def week_bounds(day: date) -> tuple[date, datetime, datetime]:
 def calendar():
     """Scheduled work for one week (Monday first, APP_TIMEZONE), day by day."""
     monday, start, end = week_bounds(parse_local_date(request.args.get("week")) or local_today())
-    query = live(Schedule).where(
-        Schedule.start_datetime >= start, Schedule.start_datetime < end,
-        Schedule.event.has(Event.deleted_at.is_(None)),
-    ).order_by(Schedule.start_datetime, Schedule.id)
+    conditions = [Schedule.deleted_at.is_(None), Schedule.start_datetime >= start,
+                  Schedule.start_datetime < end, Schedule.event.has(Event.deleted_at.is_(None))]
+    listing = paginate(Schedule, conditions, [Schedule.start_datetime, Schedule.id], page_number(),
+                       per_page=int(current_app.config.get("CALENDAR_PAGE_SIZE") or 100))
     days = {monday + timedelta(days=i): [] for i in range(7)}
-    for schedule in db.session.scalars(query):
+    for schedule in listing.items:
         days.setdefault(to_local(schedule.start_datetime).date(), []).append(schedule)
-    return render_template("calendar.html", days=days, monday=monday, today=local_today(),
+    return render_template("calendar.html", days=days, day_totals=day_totals(days, conditions),
+                           listing=listing, monday=monday, today=local_today(),
                            prev_week=monday - timedelta(days=7), next_week=monday + timedelta(days=7))
+
+
+def day_totals(days: dict, conditions: list) -> dict:
+    """{local day: live schedules that day} for the week's days, in one query."""
+    bounds = [local_day_bounds(day) for day in days]
+    counts = [func.count(Schedule.id).filter(Schedule.start_datetime >= low, Schedule.start_datetime < high)
+              for low, high in bounds]
+    row = db.session.execute(select(*counts).where(*conditions)).one()
+    return dict(zip(days, row))
 
 
 @pages.route("/calendar/<int:schedule_id>/unschedule", methods=["POST"])
@@ -1663,14 +1674,9 @@ def webhook_schedule_update():
 # live refresh and in-page actions through the /api/sync/* routes; every
 # action also works as a plain form POST here (flash, redirect back).
 
+import sync_engine  # noqa: E402  (after the models: the engine imports them lazily)
+
 SYNC_RESOURCE_LABELS = {"employees": "Employee", "events": "Event", "schedules": "Schedule"}
-SYNC_COMPARED_FIELDS = {
-    "employees": ("name", "email", "active"),
-    "events": ("project_ref_num", "project_name", "event_type", "store_number", "store_name",
-               "location_mvid", "start_datetime", "due_datetime", "estimated_minutes"),
-    "schedules": ("event_id", "employee_id", "start_datetime"),
-}
-SYNC_TIME_FIELDS = ("start_datetime", "due_datetime")
 HEALTH_LABELS = {"ok": "OK", "degraded": "Degraded", "down": "Down", "disabled": "Sync off",
                  "unknown": "Not checked yet"}
 WEBHOOK_OUTCOMES = {"applied": "applied", "duplicate": "duplicate, already seen",
@@ -1814,7 +1820,7 @@ def records_in_status(status: str, counts: dict, page: int, per_page: int) -> Sp
 
 def _same_value(field: str, local, remote) -> bool:
     """Compare a local and a vendor value (timestamps by instant)."""
-    if field in SYNC_TIME_FIELDS and local and remote:
+    if field in sync_engine.DATETIME_FIELDS and local and remote:
         try:
             parse = lambda text: datetime.fromisoformat(str(text).replace("Z", "+00:00"))  # noqa: E731
             return parse(local) == parse(remote)
@@ -1857,14 +1863,14 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
         local["event_id"] = record.event.external_id
         local["employee_id"] = record.employee.external_id
     rows = []
-    for field in SYNC_COMPARED_FIELDS[resource]:
+    for field in sync_engine.FIELDS[resource]:
         mine, theirs = local.get(field), remote.get(field)
         shown_mine, shown_theirs = mine, theirs
         if resource == "schedules" and field != "start_datetime":
             owner = record.event if field == "event_id" else record.employee
             shown_mine = sync_record_label(field[:-3] + "s", owner)
             shown_theirs = names.get(theirs, theirs)
-        if field in SYNC_TIME_FIELDS:
+        if field in sync_engine.DATETIME_FIELDS:
             shown_mine, shown_theirs = _shown_time(mine), _shown_time(theirs)
         rows.append({"field": field, "local": shown_mine, "remote": shown_theirs,
                      "differs": bool(remote) and not _same_value(field, mine, theirs)})
