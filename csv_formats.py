@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Iterable, Iterator, Optional
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 DATE_EXAMPLE = "09/27/2025 12:00:00 AM"
@@ -432,29 +432,32 @@ def _check_busy(plan: _Plan) -> None:
 
 
 def _apply(plan: _Plan) -> dict:
-    """Write the plan: events, new employees, schedules (flushed in batches)."""
-    from app import Employee, Event, db, event_type_for
+    """Write the plan: events, new employees, schedules (new events in bulk inserts)."""
+    from app import Employee, Event, db, event_type_for, utcnow
 
     counts = {"created": 0, "updated": 0, "unchanged": 0, "scheduled": 0,
               "employees_created": len(plan.new_employees)}
-    pending = 0
+    now, new_events = utcnow(), []
     for row in plan.rows:
         event = plan.events.get(row.project_ref_num)
         if event is None:
-            event = Event(project_ref_num=row.project_ref_num, event_type=event_type_for(row.project_name),
-                          **_plain(row.event_values()))
-            db.session.add(event)
-            plan.events[row.project_ref_num] = event
+            new_events.append({"project_ref_num": row.project_ref_num,
+                               "event_type": event_type_for(row.project_name),
+                               **_plain(row.event_values()), "sync_status": "pending",
+                               "sync_attempts": 0, "created_at": now, "updated_at": now})
             counts["created"] += 1
-            pending += 1
         elif _update_event(event, row, plan.present):
             event.mark_changed()
             counts["updated"] += 1
         else:
             counts["unchanged"] += 1
-        if pending >= FLUSH_EVERY:
-            db.session.flush()
-            pending = 0
+    # One executemany per chunk: an ORM object per new event was 80% of a 20k-row import.
+    for chunk in _chunks(new_events, FLUSH_EVERY):
+        db.session.execute(insert(Event.__table__), chunk)
+    created_refs = {values["project_ref_num"] for values in new_events}
+    for refs in _chunks({row.project_ref_num for row in plan.moves} & created_refs):
+        query = select(Event).where(Event.deleted_at.is_(None), Event.project_ref_num.in_(refs))
+        plan.events.update((e.project_ref_num, e) for e in db.session.scalars(query))
     for code, name in plan.new_employees.items():
         employee = Employee(code=code, name=name, active=True)
         db.session.add(employee)
