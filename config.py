@@ -63,6 +63,11 @@ class Config:
     SYNC_CONFLICT_POLICY = config("SYNC_CONFLICT_POLICY", default="last_write_wins")
     # Seconds to wait after a local change before pushing it (changes coalesce).
     SYNC_PUSH_DELAY_SECONDS = config("SYNC_PUSH_DELAY_SECONDS", default=3.0, cast=float)
+    # The database lease that lets one run at a time across processes: a run renews it
+    # while it works; a crashed holder's lease is taken over once it expires.
+    SYNC_LEASE_TTL_SECONDS = config("SYNC_LEASE_TTL_SECONDS", default=120.0, cast=float)
+    # Seconds after start before the interval job's first run.
+    SYNC_FIRST_RUN_DELAY_SECONDS = config("SYNC_FIRST_RUN_DELAY_SECONDS", default=10.0, cast=float)
     # Whether the in-process APScheduler starts (tests and CLI turn it off).
     SCHEDULER_ENABLED = True
     AUTO_MIGRATE = False

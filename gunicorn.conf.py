@@ -1,9 +1,10 @@
-"""gunicorn settings for production: `gunicorn "app:create_app()"`.
+"""gunicorn settings for production: `gunicorn -c gunicorn.conf.py "app:create_app()"`.
 
-Every worker builds its own app and its own interval job; the sync itself
-runs once at a time across workers and hosts because it holds a lease row in
-the database (see sync_engine.py).  Override with the environment variables
-named below.
+Every worker builds its own app and its own interval job (do not use
+`preload_app`: the scheduler's thread would start in the master and not
+survive the fork).  The sync itself runs once at a time across workers and
+hosts because a run holds a lease row in the database (see sync_engine.py).
+Override with the environment variables named below.
 """
 import multiprocessing
 import os
@@ -29,12 +30,11 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 
 
 def worker_exit(server, worker):
-    """Stop this worker's interval job cleanly; a run in progress finishes its page."""
+    """Stop this worker's interval job; a sync run in progress stops at its next
+    checkpoint (after a committed page or pushed record) and releases the lease."""
     try:
         import sync_engine
 
-        shutdown = getattr(sync_engine, "shutdown_scheduler", None)
-        if shutdown is not None:
-            shutdown()
+        sync_engine.shutdown_scheduler()
     except Exception:  # noqa: BLE001 - never block a worker's exit
         server.log.exception("scheduler shutdown failed")

@@ -114,6 +114,15 @@ class LeaseLost(SyncError):
     """The lease expired or was taken over while this run was working."""
 
 
+class SyncStopped(SyncError):
+    """The process is shutting down (`shutdown_scheduler`): the run stopped at a safe point."""
+
+
+# Set by shutdown_scheduler(): runs stop at their next checkpoint (after a committed
+# page or a pushed record), record why, and give the lease back.
+_stopping = threading.Event()
+
+
 def settings(app) -> dict:
     """The sync settings with their defaults (config.py holds the documented ones)."""
     c = app.config
@@ -367,6 +376,9 @@ class RunContext:
         """Renew the lease (at most every few seconds) and publish the counters."""
         if self.owner is None:
             return
+        if _stopping.is_set():
+            raise SyncStopped("the process is shutting down: the run stopped after its last "
+                              "committed page or record; the next run carries on")
         if not force and time.monotonic() - self.last_renew < min(0.5, self.conf["lease_renew"]):
             return
         session = _models().db.session()
@@ -471,7 +483,7 @@ def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
         message = ("the vendor refused the API key (401): check EXTERNAL_API_KEY; "
                    f"vendor said: {exc.message}")
         stats.error("*", None, message)
-    except LeaseLost as exc:
+    except (LeaseLost, SyncStopped) as exc:
         message = str(exc)
     except SyncDisabled as exc:
         message = str(exc)
@@ -1657,6 +1669,16 @@ def _shutdown(app) -> None:
 def stop_scheduler(app) -> None:
     """Stop the scheduler of this app (tests and clean shutdown)."""
     _shutdown(app)
+
+
+def shutdown_scheduler(wait: bool = True) -> None:
+    """Process shutdown (gunicorn's worker_exit): stop every scheduler; a run in progress
+    stops at its next checkpoint, records why and releases the lease (waited for)."""
+    _stopping.set()
+    for key in list(_schedulers):
+        scheduler = _schedulers.pop(key, None)
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=wait)
 
 
 def _scheduled_run(app) -> None:
