@@ -23,7 +23,7 @@ max_requests_jitter = 50
 
 # Access log to stdout without query strings or headers: `%(U)s` is the path
 # only, so nothing a client put in a query (or an Authorization header) is logged.
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # "" turns it off
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

@@ -429,6 +429,7 @@ def start_run(app, trigger: str = "manual", resources=None, direction: str = "bo
         if not acquire_lease(owner, conf["lease_ttl"]):
             raise SyncInProgress(lease_holder_run_id())
         try:
+            _close_abandoned_runs()
             run = m.SyncRun(status="running", trigger=trigger, direction=direction,
                             resources=chosen, started_at=utcnow(), errors=[])
             m.db.session.add(run)
@@ -448,6 +449,19 @@ def start_run(app, trigger: str = "manual", resources=None, direction: str = "bo
     thread.start()
     with _context(app):
         return m.db.session.get(m.SyncRun, run_id)
+
+
+def _close_abandoned_runs() -> None:
+    """Runs still marked running while we hold the lease were abandoned: their process
+    died (kill -9, OOM) and its lease expired.  Record that (a run that only lost its
+    lease and is still working writes its own ending over this)."""
+    m = _models()
+    m.db.session.execute(
+        update(m.SyncRun).where(m.SyncRun.status == "running")
+        .values(status="failed", finished_at=utcnow(),
+                message="abandoned: its process stopped before the run finished "
+                        "(its lease expired and another run took over)")
+        .execution_options(synchronize_session=False))
 
 
 def run_sync(app, trigger: str = "manual", resources=None, direction: str = "both",
