@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 import api_service
@@ -1121,12 +1121,46 @@ def _store_results(ctx) -> None:
     m = _models()
     with _apply_lock:
         try:
-            for args in results:
+            for args in _store_batch(results):
                 _store_now(*args)
             m.db.session.commit()
         except BaseException:
             m.db.session.rollback()  # the keys stay: the next run replays these creates
             raise
+
+
+def _store_batch(results: list) -> list:
+    """The batch's answers in one owner look-up and one UPDATE executemany (building a
+    statement per record was a third of a push).  Returns the rows for `_store_now`:
+    an object another row already holds, or a row changed here while in flight."""
+    m = _models()
+    model = results[0][1]
+    owners = dict(m.db.session.execute(select(model.external_id, model.id).where(
+        model.external_id.in_({obj["id"] for _, _, _, obj, _ in results}))).all())
+    simple, rare, seen = [], [], set()
+    for item in results:
+        _, _, row_id, obj, _ = item
+        plain = owners.get(obj["id"], row_id) == row_id and obj["id"] not in seen
+        (simple if plain else rare).append(item)
+        seen.add(obj["id"])
+    if simple:
+        table = model.__table__
+        m.db.session.execute(
+            update(table).where(table.c.id == bindparam("b_id"), table.c.updated_at == bindparam("b_sent"),
+                                or_(table.c.remote_version.is_(None),
+                                    table.c.remote_version <= bindparam("b_version")))
+            .values(external_id=bindparam("b_ext"), remote_version=bindparam("b_version"),
+                    last_synced=utcnow(), sync_status="synced", sync_error=None, sync_attempts=0,
+                    next_attempt_at=None, idempotency_key=None, conflict_remote=None),
+            [{"b_id": row_id, "b_sent": sent, "b_version": _version(obj), "b_ext": obj["id"]}
+             for _, _, row_id, obj, sent in simple])
+        state = {row_id: (ext, status, version) for row_id, ext, status, version in
+                 m.db.session.execute(select(model.id, model.external_id, model.sync_status,
+                                             model.remote_version)
+                                      .where(model.id.in_([item[2] for item in simple])))}
+        rare += [item for item in simple
+                 if state.get(item[2]) != (item[3]["id"], "synced", _version(item[3]))]
+    return rare
 
 
 def _push_one(ctx, resource, model, row_id, phase) -> None:

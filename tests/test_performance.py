@@ -271,3 +271,47 @@ def test_concurrent_writes_during_a_sync_run_never_fail_with_database_is_locked(
         assert "database is locked" not in caplog.text
     finally:
         _empty_tables(app)
+
+
+def test_a_push_batch_keeps_a_record_changed_while_its_create_was_in_flight_pending(
+        database_url, sandbox, monkeypatch):
+    """The batch's answers are stored at its end: a record edited meanwhile keeps its edit."""
+    import api_service
+    import sync_engine
+    from app import Employee, db
+
+    app = sync_app(database_url, sandbox)
+    try:
+        with app.app_context():
+            db.session.add_all([Employee(name=f"Batch {i}", code=f"B{i}") for i in range(5)])
+            db.session.commit()
+            edited = db.session.scalar(db.select(Employee.id).where(Employee.code == "B2"))
+        real_create = api_service.VendorClient.create
+
+        def create_then_edit(self, resource, data, idempotency_key=None):
+            obj = real_create(self, resource, data, idempotency_key=idempotency_key)
+            if data.get("name") == "Batch 2":  # a user edits it before the answer is stored
+                with db.engine.begin() as conn:
+                    conn.execute(db.update(Employee).where(Employee.id == edited)
+                                 .values(name="Batch 2 (edited)",
+                                         updated_at=datetime.now(UTC) + timedelta(seconds=1)))
+            return obj
+
+        monkeypatch.setattr(api_service.VendorClient, "create", create_then_edit)
+        with app.app_context():
+            run = sync_engine.run_sync(app, direction="push", resources=["employees"])
+            assert run.pushed == 5, run.errors
+            db.session.remove()
+            rows = {e.code: e for e in db.session.scalars(db.select(Employee))}
+        assert all(rows[f"B{i}"].sync_status == "synced" and rows[f"B{i}"].idempotency_key is None
+                   for i in (0, 1, 3, 4))
+        changed = rows["B2"]
+        assert changed.sync_status == "pending" and changed.name == "Batch 2 (edited)"
+        assert changed.external_id is not None and changed.idempotency_key is None
+        monkeypatch.setattr(api_service.VendorClient, "create", real_create)
+        with app.app_context():
+            sync_engine.run_sync(app, direction="push", resources=["employees"])
+        assert sandbox.object("employees", changed.external_id)["name"] == "Batch 2 (edited)"
+        assert len(sandbox.objects("employees")) == 5
+    finally:
+        _empty_tables(app)
