@@ -72,8 +72,7 @@ def parse_timestamp(value: str | datetime | None) -> datetime | None:
     if not isinstance(value, str):
         raise TypeError(f"timestamp must be a string, not {type(value).__name__}")
     if len(value) == 20 and value[19] == "Z" and _PLAIN_UTC.match(value):  # the usual shape, fast
-        return datetime(int(value[0:4]), int(value[5:7]), int(value[8:10]), int(value[11:13]),
-                        int(value[14:16]), int(value[17:19]), tzinfo=timezone.utc)
+        return datetime.fromisoformat(value[:19]).replace(tzinfo=timezone.utc)
     match = _RFC3339.match(value.strip())
     if not match:
         raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
