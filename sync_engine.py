@@ -42,6 +42,7 @@ from typing import Any, Iterable, Optional
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 
 import api_service
 from api_service import (
@@ -585,7 +586,7 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
     items = [parse_object(o) if isinstance(o.get("updated_at"), str) else o for o in items]
     ids = [o["id"] for o in items if o.get("id")]
     rows = {r.external_id: r for r in m.db.session.scalars(
-        select(model).where(model.external_id.in_(ids)).with_for_update())} if ids else {}
+        _rows_of(model).where(model.external_id.in_(ids)).with_for_update())} if ids else {}
     refs = _load_refs(items, ctx) if resource == "schedules" else Refs()
     candidates = _Candidates(resource, refs, _link_candidates(
         resource, [o for o in items if not o.get("deleted") and o["id"] not in rows], refs))
@@ -600,6 +601,13 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
     return out
 
 
+def _rows_of(model):
+    """select(model) without Event.is_scheduled: the engine never reads it, and its EXISTS
+    made PostgreSQL hash every schedule for each page's look-up (EXPLAIN ANALYZE)."""
+    m = _models()
+    return select(model).options(defer(m.Event.is_scheduled)) if model is m.Event else select(model)
+
+
 def _link_candidates(resource: str, unknown: list[dict], refs: Refs) -> list:
     """Live local rows an unknown vendor object may be, or may clash with (one query).
 
@@ -611,7 +619,7 @@ def _link_candidates(resource: str, unknown: list[dict], refs: Refs) -> list:
         return []
     m = _models()
     model = m.SYNCED_MODELS[resource]
-    query = select(model).where(model.deleted_at.is_(None))
+    query = _rows_of(model).where(model.deleted_at.is_(None))
     if resource == "events":
         query = query.where(model.project_ref_num.in_({o.get("project_ref_num") for o in unknown}))
     elif resource == "schedules":
@@ -971,10 +979,12 @@ def _listing(ctx: RunContext, resource: str, token: Optional[str]) -> None:
     started = utcnow()
     seen: set[str] = set()
     postponed: list[dict] = []
+    growth = _Growth(resource)
     for page in ctx.client.iter_pages(resource, sync_token=token, limit=ctx.conf["page_size"]):
         with _apply_lock:
             try:
                 results = apply_items(resource, page.items, ctx, source="pull")
+                growth.add(results)
                 for obj, res in zip(page.items, results):
                     _tally(ctx, resource, obj, res, postponed)
                 if full:  # applied rows are stamped last_synced >= started: no need to
@@ -997,6 +1007,28 @@ def _listing(ctx: RunContext, resource: str, token: Optional[str]) -> None:
                 m.db.session.rollback()
                 raise
         ctx.checkpoint()
+
+
+class _Growth:
+    """ANALYZE a table that a listing is filling fast (PostgreSQL), at 1,000 new rows and
+    each doubling after.  The statistics of a table that was empty when the first pull
+    began say "tiny", so the planner scanned it whole for every page's look-ups: 15 s
+    instead of 2.6 s for a first pull of 45k objects."""
+
+    def __init__(self, resource: str):
+        self.table = _models().SYNCED_MODELS[resource].__tablename__
+        self.created, self.next = 0, 1000
+
+    def add(self, results: list) -> None:
+        self.created += sum(1 for res in results if res.detail == "created here")
+        if self.created < self.next:
+            return
+        self.next = self.created * 2
+        db = _models().db
+        if db.session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy import text
+
+            db.session.execute(text(f"ANALYZE {self.table}"))
 
 
 def _tally(ctx, resource, obj, res: Applied, postponed: list) -> None:
