@@ -1439,8 +1439,8 @@ def _push_delete(ctx, resource, model, row) -> None:
     except NotFound:
         pass
     except InUse as exc:
-        raise TransientError(f"the vendor still has a schedule for it ({exc.schedule_id})",
-                             status=409, code="in_use") from exc
+        if not _delete_blocked(ctx, resource, model, row, exc):
+            return
     except VersionMismatch as exc:
         try:
             current = exc.current or ctx.client.get(resource, row.external_id)
@@ -1460,6 +1460,63 @@ def _push_delete(ctx, resource, model, row) -> None:
         except NotFound:
             pass
     _mark_deleted_synced(ctx, model, row)
+
+
+def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
+    """409 in_use: the vendor holds a live schedule of the event/employee deleted here.
+
+    The schedule is a vendor-side change the local delete did not know of,
+    so the conflict rule decides.  Last write wins: a schedule changed after
+    the local delete undoes the delete; otherwise the schedule is deleted at
+    the vendor too and the delete is sent again (True: go on and finish).
+    Manual: the record waits in `conflict`; keeping local deletes the
+    schedule first (see resolve_conflict).
+    """
+    m = _models()
+    sid = exc.schedule_id
+    if not sid:
+        raise TransientError("the vendor refused the delete: still in use", status=409,
+                             code="in_use") from exc
+    try:
+        blocking = ctx.client.get("schedules", sid)
+    except NotFound:
+        raise TransientError(f"schedule {sid} blocked the delete, then went away; trying "
+                             "again", status=409, code="in_use") from exc
+    current = ctx.client.get(resource, row.external_id)
+    local_copy = m.db.session.scalar(select(m.Schedule).where(m.Schedule.external_id == sid))
+    summary = (f"deleted here {_ts(row.updated_at)}, but the vendor has schedule {sid} "
+               f"(v{_version(blocking)}, changed {_ts(_remote_updated(blocking))}) for it")
+    with _apply_lock:
+        if settings(ctx.app)["policy"] == "manual":
+            row.sync_status = "conflict"
+            row.conflict_remote = {**jsonable(current), "blocking_schedule_id": sid}
+            row.sync_error = "conflict: " + summary
+            _count_conflict(ctx, resource, row, "conflict (waiting for an admin): " + summary)
+            m.db.session.commit()
+            return False
+        remote_ts = _remote_updated(blocking)
+        if remote_ts is not None and row.updated_at is not None and remote_ts > row.updated_at:
+            row.deleted_at = None
+            _apply_remote(resource, row, current)
+            _count_conflict(ctx, resource, row, "conflict, the vendor's newer schedule won "
+                                                "(local delete undone): " + summary)
+            m.db.session.commit()
+            return False
+        m.db.session.commit()
+    try:
+        ctx.client.delete("schedules", sid)
+    except NotFound:
+        pass
+    if local_copy is not None:
+        _soft_delete_from_vendor("schedules", local_copy, None)
+    _count_conflict(ctx, resource, row, "conflict, the local delete won (the vendor's "
+                                        "schedule was deleted too): " + summary)
+    m.db.session.commit()
+    try:
+        ctx.client.delete(resource, row.external_id)
+    except NotFound:
+        pass
+    return True
 
 
 def _mark_deleted_synced(ctx, model, row) -> None:
@@ -1518,6 +1575,16 @@ def list_conflicts(app, limit: int = 500) -> list[dict]:
     return out
 
 
+def _delete_schedules_of(resource: str, row, blocking_id: str) -> None:
+    """Keep a local delete of an event/employee: its schedules go first (pending deletes)."""
+    m = _models()
+    column = m.Schedule.event_id if resource == "events" else m.Schedule.employee_id
+    for sched in m.db.session.scalars(select(m.Schedule).where(
+            or_(column == row.id, m.Schedule.external_id == blocking_id),
+            m.Schedule.deleted_at.is_(None))):
+        sched.soft_delete()
+
+
 def resolve_conflict(app, resource: str, record_id: int, keep: str):
     """keep=local: push it over the vendor's version; keep=remote: apply the vendor's."""
     m = _models()
@@ -1535,6 +1602,8 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
                 raise RuntimeError(f"{SINGULAR[resource]} {record_id} is not in conflict")
             remote = parse_object(row.conflict_remote or {})
             if keep == "local":
+                if row.deleted_at is not None and remote.get("blocking_schedule_id"):
+                    _delete_schedules_of(resource, row, remote["blocking_schedule_id"])
                 if remote.get("deleted") or not remote:
                     _recreate(row)
                 else:
