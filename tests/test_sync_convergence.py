@@ -33,7 +33,7 @@ def _local_edit(app, rng: random.Random, counter) -> None:
     from app import Employee, Event, Schedule, db
 
     def edit():
-        kind = rng.choice(["employee", "employee_change", "event", "event_change",
+        kind = rng.choice(["employee", "employee_change", "event", "event_change", "event_delete",
                            "schedule", "schedule", "schedule_change", "schedule_delete"])
         employees = list(db.session.scalars(db.select(Employee).where(
             Employee.deleted_at.is_(None)).order_by(Employee.id)))
@@ -53,6 +53,11 @@ def _local_edit(app, rng: random.Random, counter) -> None:
             event = rng.choice(events)
             event.project_name = f"CORE - Local edit {next(counter)}"
             event.estimated_minutes = rng.choice([15, 30, 90])
+        elif kind == "event_delete":
+            taken = {s.event_id for s in schedules}
+            free = [e for e in events if e.id not in taken]
+            if free:  # as the app allows it: only an event with no live schedule here
+                rng.choice(free).soft_delete()
         elif kind == "schedule":
             taken = {s.event_id for s in schedules}
             free = [e for e in events if e.id not in taken]
@@ -76,8 +81,8 @@ def _local_edit(app, rng: random.Random, counter) -> None:
 
 
 def _vendor_edit(sandbox, rng: random.Random, counter) -> None:
-    kind = rng.choice(["employee", "employee_change", "event", "event_change", "schedule",
-                       "schedule_change", "schedule_delete"])
+    kind = rng.choice(["employee", "employee_change", "event", "event_change", "event_delete",
+                       "schedule", "schedule_change", "schedule_delete"])
     employees = sandbox.objects("employees")
     events = sandbox.objects("events")
     schedules = sandbox.objects("schedules")
@@ -93,6 +98,8 @@ def _vendor_edit(sandbox, rng: random.Random, counter) -> None:
         elif kind == "event_change":
             sandbox.vendor_update("events", rng.choice(events)["id"],
                                   {"project_name": f"CORE - Vendor edit {next(counter)}"})
+        elif kind == "event_delete":
+            sandbox.vendor_delete("events", rng.choice(events)["id"])  # 409 in_use if scheduled
         elif kind == "schedule":
             taken = {s["event_id"] for s in schedules}
             free = [e for e in events if e["id"] not in taken]
@@ -149,7 +156,7 @@ def _counts():
     return sync_engine.status_counts()
 
 
-@pytest.mark.parametrize("seed", [11, 22, 33])
+@pytest.mark.parametrize("seed", [11, 22, 33, 44, 55])
 def test_random_edits_on_both_sides_converge(app, sandbox, live, seed):
     from app import Employee, db
 
