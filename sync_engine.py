@@ -1653,23 +1653,32 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
     from standardwebhooks import Webhook
 
     secret = app.config.get("WEBHOOK_SECRET")
-    if not is_enabled(app) or not secret:
-        raise WebhookRejected(503, "sync_disabled", "sync is off here; retry later")
+    if not secret:
+        raise WebhookRejected(503, "sync_disabled", "no WEBHOOK_SECRET is set here; retry later")
+    claimed = {k.lower(): v for k, v in headers.items()}.get("webhook-id") or "?"
     try:
         Webhook(secret).verify(raw_body, headers, json_parse=False)
     except Exception as exc:  # noqa: BLE001 - any verification failure is a 401
+        _record_delivery(claimed, None, "rejected", f"401: verification failed: {exc}")
         raise WebhookRejected(401, "invalid_signature",
                               f"webhook verification failed: {exc}") from None
+    if not is_enabled(app):
+        raise WebhookRejected(503, "sync_disabled", "sync is off here; retry later")
     try:
         message = json.loads(raw_body)
-    except ValueError:
-        raise WebhookRejected(400, "bad_request", "the body is not JSON") from None
-    resource, action, data = _parse_message(message)
-    webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
+        resource, action, data = _parse_message(message)
+    except (ValueError, WebhookRejected) as exc:
+        reason = exc.message if isinstance(exc, WebhookRejected) else "the body is not JSON"
+        _record_delivery(claimed, None, "rejected", f"400: {reason}")
+        if isinstance(exc, WebhookRejected):
+            raise
+        raise WebhookRejected(400, "bad_request", reason) from None
+    webhook_id = claimed
     m = _models()
     for attempt in range(3):
         if m.db.session.scalar(select(m.WebhookMessage.id)
                                .where(m.WebhookMessage.webhook_id == webhook_id)) is not None:
+            _record_delivery(webhook_id, message, "duplicate", "already seen: nothing changed")
             return {"outcome": "duplicate"}
         try:
             with _apply_lock:
@@ -1686,6 +1695,26 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
     if outcome == "deferred":
         request_pull(app)
     return {"outcome": outcome}
+
+
+def _record_delivery(webhook_id: str, message: Optional[dict], outcome: str,
+                     detail: str) -> None:
+    """Log a repeat or a rejected delivery for the admin page under a row of its own
+    (the message's own webhook-id stays free for the real, verified message)."""
+    m = _models()
+    data = (message or {}).get("data") if isinstance(message, dict) else None
+    data = data if isinstance(data, dict) else {}
+    try:
+        m.db.session.add(m.WebhookMessage(
+            webhook_id=f"{webhook_id[:200]}#{outcome}-{uuid.uuid4().hex[:12]}",
+            type=str((message or {}).get("type") or "?")[:64] if isinstance(message, dict) else "?",
+            object_id=str(data.get("id"))[:64] if data.get("id") else None,
+            version=data.get("version") if isinstance(data.get("version"), int) else None,
+            outcome=outcome, detail=detail[:1000]))
+        m.db.session.commit()
+    except Exception:  # noqa: BLE001 - the log must never change the answer
+        m.db.session.rollback()
+        log.exception("could not record a %s webhook delivery", outcome)
 
 
 def _parse_message(message: Any) -> tuple[str, str, dict]:

@@ -653,3 +653,28 @@ def test_local_changes_are_pushed_soon_in_one_coalesced_run(app, client, sandbox
         db.select(SyncRun.status).where(SyncRun.trigger == "change"))) != "running")
     triggers = db_call(app, lambda: list(db.session.scalars(db.select(SyncRun.trigger))))
     assert triggers == ["change"]
+
+
+def test_rejected_and_repeated_deliveries_are_logged_for_the_admin(app, client, webhook_secret,
+                                                                    auth):
+    """A bad signature or a repeat is visible on /sync/admin; the real message still applies."""
+    from app import WebhookMessage, db
+
+    url = "/api/webhook/schedule_update"
+    message = {"type": "employee.created", "timestamp": fmt(START),
+               "data": {"id": "emp_log", "name": "Logged", "email": None, "active": True,
+                        "version": 1, "updated_at": "2026-11-25T14:30:00Z"}}
+    raw, headers = signed(webhook_secret, message, msg_id="msg_logged")
+    forged = dict(headers, **{"webhook-signature": "v1,AAAA"})
+    assert client.post(url, data=raw, headers=forged).status_code == 401
+    assert client.post(url, data=raw, headers=headers).get_json()["outcome"] == "applied"
+    assert client.post(url, data=raw, headers=headers).get_json()["outcome"] == "duplicate"
+    outcomes = db_call(app, lambda: sorted(
+        (m.outcome, m.webhook_id.split("#")[0]) for m in db.session.scalars(
+            db.select(WebhookMessage))))
+    assert outcomes == [("applied", "msg_logged"), ("duplicate", "msg_logged"),
+                        ("rejected", "msg_logged")]
+    auth.login()
+    page = client.get("/sync/admin").get_data(as_text=True)
+    assert "rejected" in page and "verification failed" in page
+    assert one(app, "employees", external_id="emp_log")["name"] == "Logged"
