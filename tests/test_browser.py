@@ -266,3 +266,42 @@ def test_keyboard_reaches_conflict_buttons_with_their_names(app, page, sandbox):
     for pattern in (r"^Keep local version of event", r"^Keep vendor version of event"):
         assert page.get_by_role("button", name=re.compile(pattern)).count() == 1
     assert page.get_by_role("button", name="Retry all failed").count() == 1
+
+
+# -- the schedule page (static/js/schedule.js) -------------------------------------
+
+def test_schedule_page_refreshes_free_employees_when_the_day_changes(app, page):
+    from tests.factories import make_schedule
+
+    with app.app_context():
+        free, busy = make_employee("Fay Free"), make_employee("Bo Busy")
+        event = make_event(project_name="CORE - Cooler Reset", project_ref_num=707001,
+                           start_datetime=utc(2026, 12, 1, 0), due_datetime=utc(2026, 12, 5, 23))
+        other = make_event(project_name="Juicer Production", project_ref_num=707002,
+                           start_datetime=utc(2026, 12, 2, 0), due_datetime=utc(2026, 12, 2, 23))
+        make_schedule(other, busy, utc(2026, 12, 2, 9))
+        event_id, free_id = event.id, free.id
+
+    login(page)
+    page.goto(f"/schedule/{event_id}")
+    day = page.get_by_label(re.compile("^Day"))
+    assert day.get_attribute("min") == "2026-12-01" and day.get_attribute("max") == "2026-12-05"
+    assert not page.locator("#refresh-employees").is_visible()  # JS replaces the button
+    employee = page.get_by_label(re.compile("^Employee"))
+
+    def names():
+        return [t.strip() for t in employee.locator("option").all_inner_texts()][1:]
+
+    day.fill("2026-12-01")
+    wait_for(lambda: names() == ["Bo Busy", "Fay Free"], timeout=5, message="both free on Dec 1")
+    day.fill("2026-12-02")
+    wait_for(lambda: names() == ["Fay Free"], timeout=5, message="only Fay free on Dec 2")
+    assert "1 free on 2026-12-02" in page.locator("#employees-status").inner_text()
+    employee.select_option(str(free_id))
+    page.get_by_label(re.compile("^Time")).fill("09:30")
+    page.locator(".actions button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*/$"))
+    assert "Scheduled “CORE - Cooler Reset” for Fay Free on 2026-12-02 09:30" in \
+        page.locator(".flash").first.inner_text()
+    assert page.get_by_text("No unscheduled events.").is_visible()  # it left the dashboard
+    screenshot(page, "after-scheduling")
