@@ -138,6 +138,8 @@ def test_sync_now_shows_progress_then_updated_counts(app, page, sandbox):
     section = page.locator("#sync-status")
     assert section.get_by_role("heading", name="Vendor sync").is_visible()
     assert count_cell(page, "events.pending").inner_text() == "4"
+    rows_list = page.locator("#event-list")
+    assert rows_list.locator(".badge-pending").count() == 4
 
     page.get_by_role("button", name="Sync now").click()
     live = page.locator("[data-sync-live]")
@@ -149,6 +151,9 @@ def test_sync_now_shows_progress_then_updated_counts(app, page, sandbox):
         "document.querySelector('[data-count=\"events.synced\"]').textContent.trim() === '5'")
     assert count_cell(page, "events.pending").inner_text() == "0"
     assert "pushed 4" in page.locator("[data-last-run]").inner_text()
+    # the event rows were re-rendered: no row is pending any more, the pulled one is listed
+    assert page.locator("#event-list .badge-pending").count() == 0
+    assert "Juicer Production" in page.locator("#event-list").inner_text()
     assert {e["project_ref_num"] for e in sandbox.objects("events")} >= {606200, 606203}
     page.get_by_role("button", name="Sync now").focus()  # the state a keyboard user sees
     screenshot(page, "dashboard")

@@ -181,6 +181,26 @@
     });
   }
 
+  // Re-render the page's own lists (marked data-sync-refresh, each with an id) from
+  // the server after a run, so the rows' sync badges show the new state.
+  function refreshLists() {
+    var regions = document.querySelectorAll("[data-sync-refresh][id]");
+    if (!regions.length || !window.DOMParser) { return Promise.resolve(false); }
+    return fetch(window.location.pathname + window.location.search, {
+      credentials: "same-origin", headers: { "Accept": "text/html" }
+    }).then(function (response) {
+      if (!response.ok) { throw new Error("HTTP " + response.status); }
+      return response.text();
+    }).then(function (html) {
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      regions.forEach(function (region) {
+        var replacement = fresh.getElementById(region.id);
+        if (replacement) { region.replaceWith(document.importNode(replacement, true)); }
+      });
+      return true;
+    }).catch(function () { return false; });
+  }
+
   function runFinished(run) {
     runInProgress = false;
     setRunButtons(false);
@@ -190,9 +210,11 @@
     }
     var kind = run.status === "succeeded" ? "ok" : "error";
     var onAdmin = window.location.pathname.indexOf("/sync/admin") === 0;
-    announce(text, kind, reloadLink(onAdmin ? "Reload the lists" : "Reload the page"));
     refreshStatus();
     refreshHealth();
+    refreshLists().then(function (refreshed) {
+      announce(text, kind, refreshed ? null : reloadLink(onAdmin ? "Reload the lists" : "Reload the page"));
+    });
   }
 
   function followRun(runId) {
@@ -310,11 +332,12 @@
     });
   }
 
-  document.querySelectorAll("form[data-sync-run]").forEach(function (form) {
-    form.addEventListener("submit", onRunSubmit);
-  });
-  document.querySelectorAll("form[data-sync-post]").forEach(function (form) {
-    form.addEventListener("submit", onPostSubmit);
+  // Delegated, so forms inside lists re-rendered by refreshLists() keep working.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches) { return; }
+    if (form.matches("form[data-sync-run]")) { onRunSubmit(event); }
+    else if (form.matches("form[data-sync-post]")) { onPostSubmit(event); }
   });
   startPolling();
   if (section && section.getAttribute("data-running-run")) {
