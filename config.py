@@ -146,8 +146,6 @@ class ProductionConfig(Config):
         url = settings.get("DATABASE_URL") or ""
         if not url or url.startswith("sqlite"):
             missing.append("DATABASE_URL (a non-SQLite database, e.g. postgresql+psycopg://...)")
-        if settings.get("SYNC_ENABLED") and not settings.get("EXTERNAL_API_BASE_URL"):
-            missing.append("EXTERNAL_API_BASE_URL (sync is on)")
         if missing:
             raise ConfigError(
                 "Production configuration is incomplete; set: " + ", ".join(missing) + "."
