@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal_column, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
@@ -545,20 +545,24 @@ class Applied:
 
 
 def _load_refs(items: list[dict], ctx: Optional[RunContext]) -> Refs:
-    """One query per referenced resource; missing ones fetched from the vendor when we can."""
+    """One query (UNION ALL) for the events and employees the schedules name; missing ones
+    fetched from the vendor when we can."""
     m = _models()
     live = [o for o in items if not o.get("deleted")]
     refs = Refs()
-    for name, model, key in (("events", m.Event, "event_id"),
-                             ("employees", m.Employee, "employee_id")):
-        wanted = {o.get(key) for o in live if o.get(key)}
-        if not wanted:
-            continue
-        rows = m.db.session.execute(select(model.external_id, model.id)
-                                    .where(_in(model.external_id, wanted))).all()
+    sources = (("events", m.Event, "event_id"), ("employees", m.Employee, "employee_id"))
+    wanted = {name: {o.get(key) for o in live if o.get(key)} for name, _model, key in sources}
+    parts = [select(literal_column(f"'{name}'").label("kind"), model.external_id, model.id)
+             .where(_in(model.external_id, wanted[name]))
+             for name, model, _key in sources if wanted[name]]
+    if not parts:
+        return refs
+    query = parts[0] if len(parts) == 1 else union_all(*parts)
+    for kind, ext, local in m.db.session.execute(query):
+        getattr(refs, kind)[ext] = local
+    for name, model, _key in sources:
         found = getattr(refs, name)
-        found.update({ext: local for ext, local in rows})
-        missing = wanted - set(found)
+        missing = wanted[name] - set(found)
         if missing and ctx is not None and ctx.client is not None:
             for ext in sorted(missing):  # rare path: a link we have never seen
                 try:
@@ -584,12 +588,9 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
     m = _models()
     model = m.SYNCED_MODELS[resource]
     items = [parse_object(o) if isinstance(o.get("updated_at"), str) else o for o in items]
-    ids = [o["id"] for o in items if o.get("id")]
-    rows = {r.external_id: r for r in m.db.session.scalars(
-        _rows_of(model).where(_in(model.external_id, ids)).with_for_update())} if ids else {}
     refs = _load_refs(items, ctx) if resource == "schedules" else Refs()
-    candidates = _Candidates(resource, refs, _link_candidates(
-        resource, [o for o in items if not o.get("deleted") and o["id"] not in rows], refs))
+    rows, near = _page_rows(resource, model, items, refs)
+    candidates = _Candidates(resource, refs, near)
     candidates.new_rows = _NewRows(resource, model, rows, candidates)
     out = []
     for obj in items:
@@ -620,28 +621,46 @@ def _rows_of(model):
     return select(model).options(defer(m.Event.is_scheduled)) if model is m.Event else select(model)
 
 
-def _link_candidates(resource: str, unknown: list[dict], refs: Refs) -> list:
-    """Live local rows an unknown vendor object may be, or may clash with (one query).
+def _page_rows(resource: str, model, items: list[dict], refs: Refs) -> tuple[dict, list]:
+    """The local rows of a page's objects (by external_id) and their link candidates, in one
+    query locked FOR UPDATE on PostgreSQL (a first pull's pages ran two, plus two for the
+    schedules' links: most of what the app's pull cost over its floor).
 
-    Events: live events with the same project_ref_num; schedules: live
-    schedules of the same event; employees: creates already sent whose answer
-    may not be stored yet (matched on equal fields).
+    Link candidates are live local rows an object new here may be, or may clash with:
+    events with the same project_ref_num; schedules of the same event; employees: creates
+    already sent whose answer may not be stored yet (matched on equal fields).  The slots
+    asked for are those of every live object of the page, a superset of the new ones':
+    `_Candidates.near` only looks in a new object's own slot.
     """
-    if not unknown:
-        return []
-    m = _models()
-    model = m.SYNCED_MODELS[resource]
-    query = _rows_of(model).where(model.deleted_at.is_(None))
-    if resource == "events":
-        query = query.where(_in(model.project_ref_num, {o.get("project_ref_num") for o in unknown}))
-    elif resource == "schedules":
-        events = {refs.events.get(o.get("event_id")) for o in unknown} - {None}
-        if not events:
-            return []
-        query = query.where(_in(model.event_id, events))
-    else:
-        query = query.where(model.external_id.is_(None), model.idempotency_key.is_not(None))
-    return list(m.db.session.scalars(query.with_for_update()))
+    ids = {o["id"] for o in items if o.get("id")}
+    live = [o for o in items if not o.get("deleted") and o.get("id")]
+    where = [_in(model.external_id, ids)] if ids else []
+    slot = None  # which rows are candidates: a test on a loaded row
+    if live:
+        if resource == "events":
+            refnums = {o.get("project_ref_num") for o in live} - {None}
+            if refnums:
+                where.append(and_(model.deleted_at.is_(None), _in(model.project_ref_num, refnums)))
+                slot = lambda row: row.project_ref_num in refnums  # noqa: E731
+        elif resource == "schedules":
+            events = {refs.events.get(o.get("event_id")) for o in live} - {None}
+            if events:
+                where.append(and_(model.deleted_at.is_(None), _in(model.event_id, events)))
+                slot = lambda row: row.event_id in events  # noqa: E731
+        else:
+            where.append(and_(model.deleted_at.is_(None), model.external_id.is_(None),
+                              model.idempotency_key.is_not(None)))
+            slot = lambda row: row.external_id is None and row.idempotency_key is not None  # noqa: E731
+    if not where:
+        return {}, []
+    found = _models().db.session.scalars(_rows_of(model).where(or_(*where)).with_for_update())
+    rows, near = {}, []
+    for row in found:
+        if row.external_id is not None and row.external_id in ids:
+            rows[row.external_id] = row
+        if slot is not None and row.deleted_at is None and slot(row):
+            near.append(row)
+    return rows, near
 
 
 class _Candidates:
