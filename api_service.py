@@ -26,6 +26,7 @@ import json as jsonlib
 import logging
 import random
 import re
+import sys
 import threading
 import time
 import uuid
@@ -58,6 +59,7 @@ _RFC3339 = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?$"
 )
 
+_FROMISO_Z = sys.version_info >= (3, 11)
 _PLAIN_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
 
 
@@ -72,6 +74,8 @@ def parse_timestamp(value: str | datetime | None) -> datetime | None:
     if not isinstance(value, str):
         raise TypeError(f"timestamp must be a string, not {type(value).__name__}")
     if len(value) == 20 and value[19] == "Z" and _PLAIN_UTC.match(value):  # the usual shape, fast
+        if _FROMISO_Z:  # Python 3.11+ reads the Z itself (tzinfo is timezone.utc)
+            return datetime.fromisoformat(value)
         return datetime.fromisoformat(value[:19]).replace(tzinfo=timezone.utc)
     match = _RFC3339.match(value.strip())
     if not match:

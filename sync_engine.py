@@ -205,6 +205,8 @@ def _norm(name: str, value: Any) -> Any:
     if name in DATETIME_FIELDS and isinstance(value, str):
         value = parse_timestamp(value)
     if isinstance(value, datetime):
+        if value.tzinfo is timezone.utc:  # what parse_timestamp gives: already normal
+            return value
         return value.astimezone(timezone.utc).replace(microsecond=value.microsecond)
     return value
 
@@ -547,6 +549,19 @@ class Applied:
 def _load_refs(items: list[dict], ctx: Optional[RunContext]) -> Refs:
     """One query (UNION ALL) for the events and employees the schedules name; missing ones
     fetched from the vendor when we can."""
+    refs, _found, _fetched = _schedule_links(items, ctx)
+    return refs
+
+
+def _schedule_links(items: list[dict], ctx: Optional[RunContext],
+                    rows_too: bool = False) -> tuple[Refs, Optional[list], bool]:
+    """(refs, ids of the page's schedule rows, whether links were fetched from the vendor).
+
+    One query (UNION ALL): the events and employees the schedules name and, with
+    `rows_too`, the ids of the local schedules `_page_rows` would load (by external_id,
+    or live on an event named), so that a page of schedules new here (a first pull)
+    costs one look-up, not two.  Missing links are fetched from the vendor when we can.
+    """
     m = _models()
     live = [o for o in items if not o.get("deleted")]
     refs = Refs()
@@ -555,26 +570,43 @@ def _load_refs(items: list[dict], ctx: Optional[RunContext]) -> Refs:
     parts = [select(literal_column(f"'{name}'").label("kind"), model.external_id, model.id)
              .where(_in(model.external_id, wanted[name]))
              for name, model, _key in sources if wanted[name]]
-    if not parts:
-        return refs
-    query = parts[0] if len(parts) == 1 else union_all(*parts)
-    for kind, ext, local in m.db.session.execute(query):
-        getattr(refs, kind)[ext] = local
+    found = None
+    if rows_too:  # what _slot_filter asks, as two branches each with its own index
+        found = []
+        ids = {o["id"] for o in items if o.get("id")}
+        kind = literal_column("'schedules'").label("kind")
+        if ids:
+            parts.append(select(kind, m.Schedule.external_id, m.Schedule.id)
+                         .where(_in(m.Schedule.external_id, ids)))
+        if wanted["events"]:
+            parts.append(select(kind, m.Schedule.external_id, m.Schedule.id)
+                         .join(m.Event, m.Event.id == m.Schedule.event_id)
+                         .where(_in(m.Event.external_id, wanted["events"]),
+                                m.Schedule.deleted_at.is_(None)))
+    if parts:
+        query = parts[0] if len(parts) == 1 else union_all(*parts)
+        for kind, ext, local in m.db.session.execute(query):
+            if kind == "schedules":
+                found.append(local)
+            else:
+                getattr(refs, kind)[ext] = local
+    fetched = False
     for name, model, _key in sources:
-        found = getattr(refs, name)
-        missing = wanted[name] - set(found)
+        known = getattr(refs, name)
+        missing = wanted[name] - set(known)
         if missing and ctx is not None and ctx.client is not None:
             for ext in sorted(missing):  # rare path: a link we have never seen
                 try:
                     obj = ctx.client.get(name, ext)
                 except NotFound:
                     continue
+                fetched = True
                 result = apply_items(name, [obj], ctx, source="pull")
                 row = result[0].row or m.db.session.scalar(  # inserted in bulk: no row object
                     select(model).where(model.external_id == ext))
                 if row is not None and row.external_id == ext:
-                    found[ext] = row.id
-    return refs
+                    known[ext] = row.id
+    return refs, found, fetched
 
 
 def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
@@ -588,8 +620,14 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
     m = _models()
     model = m.SYNCED_MODELS[resource]
     items = [parse_object(o) if isinstance(o.get("updated_at"), str) else o for o in items]
-    refs = _load_refs(items, ctx) if resource == "schedules" else Refs()
-    rows, near = _page_rows(resource, model, items, refs)
+    if resource == "schedules":
+        refs, found, fetched = _schedule_links(items, ctx, rows_too=True)
+        # no local row to load (a first pull's pages): skip the locking look-up; an event
+        # fetched just now may have linked a local create, whose schedules it must see
+        rows, near = _page_rows(resource, model, items, refs, only=None if fetched else found)
+    else:
+        refs = Refs()
+        rows, near = _page_rows(resource, model, items, refs)
     candidates = _Candidates(resource, refs, near)
     candidates.new_rows = _NewRows(resource, model, rows, candidates)
     out = []
@@ -621,10 +659,33 @@ def _rows_of(model):
     return select(model).options(defer(m.Event.is_scheduled)) if model is m.Event else select(model)
 
 
-def _page_rows(resource: str, model, items: list[dict], refs: Refs) -> tuple[dict, list]:
+def _slot_filter(resource: str, model, items: list[dict], refs: Refs):
+    """WHERE for `_page_rows`: a page's rows by external_id, or live rows in the slot of one
+    of its live objects (schedules: of an event `refs` names)."""
+    ids = {o["id"] for o in items if o.get("id")}
+    live = [o for o in items if not o.get("deleted") and o.get("id")]
+    where = [_in(model.external_id, ids)] if ids else []
+    if live:
+        if resource == "events":
+            refnums = {o.get("project_ref_num") for o in live} - {None}
+            if refnums:
+                where.append(and_(model.deleted_at.is_(None), _in(model.project_ref_num, refnums)))
+        elif resource == "schedules":
+            events = {refs.events.get(o.get("event_id")) for o in live} - {None}
+            if events:
+                where.append(and_(model.deleted_at.is_(None), _in(model.event_id, events)))
+        else:
+            where.append(and_(model.deleted_at.is_(None), model.external_id.is_(None),
+                              model.idempotency_key.is_not(None)))
+    return or_(*where) if where else None
+
+
+def _page_rows(resource: str, model, items: list[dict], refs: Refs,
+               only: Optional[list] = None) -> tuple[dict, list]:
     """The local rows of a page's objects (by external_id) and their link candidates, in one
     query locked FOR UPDATE on PostgreSQL (a first pull's pages ran two, plus two for the
-    schedules' links: most of what the app's pull cost over its floor).
+    schedules' links: most of what the app's pull cost over its floor).  `only`: the ids
+    of these rows if a look-up without locks found them (none: no query).
 
     Link candidates are live local rows an object new here may be, or may clash with:
     events with the same project_ref_num; schedules of the same event; employees: creates
@@ -632,33 +693,24 @@ def _page_rows(resource: str, model, items: list[dict], refs: Refs) -> tuple[dic
     asked for are those of every live object of the page, a superset of the new ones':
     `_Candidates.near` only looks in a new object's own slot.
     """
-    ids = {o["id"] for o in items if o.get("id")}
-    live = [o for o in items if not o.get("deleted") and o.get("id")]
-    where = [_in(model.external_id, ids)] if ids else []
-    slot = None  # which rows are candidates: a test on a loaded row
-    if live:
-        if resource == "events":
-            refnums = {o.get("project_ref_num") for o in live} - {None}
-            if refnums:
-                where.append(and_(model.deleted_at.is_(None), _in(model.project_ref_num, refnums)))
-                slot = lambda row: row.project_ref_num in refnums  # noqa: E731
-        elif resource == "schedules":
-            events = {refs.events.get(o.get("event_id")) for o in live} - {None}
-            if events:
-                where.append(and_(model.deleted_at.is_(None), _in(model.event_id, events)))
-                slot = lambda row: row.event_id in events  # noqa: E731
-        else:
-            where.append(and_(model.deleted_at.is_(None), model.external_id.is_(None),
-                              model.idempotency_key.is_not(None)))
-            slot = lambda row: row.external_id is None and row.idempotency_key is not None  # noqa: E731
-    if not where:
+    where = _slot_filter(resource, model, items, refs)
+    if where is None or (only is not None and not only):
         return {}, []
-    found = _models().db.session.scalars(_rows_of(model).where(or_(*where)).with_for_update())
+    if only is not None:  # conditions checked again: the rows are locked as they are now
+        where = and_(_in(model.id, only), where)
+    ids = {o["id"] for o in items if o.get("id")}
+    live = [o for o in items if not o.get("deleted")]
+    key = _Candidates.KEYS.get(resource)
+    slots = ({o.get("project_ref_num") for o in live} if resource == "events" else
+             {refs.events.get(o.get("event_id")) for o in live} if resource == "schedules"
+             else None)
     rows, near = {}, []
-    for row in found:
+    for row in _models().db.session.scalars(_rows_of(model).where(where).with_for_update()):
         if row.external_id is not None and row.external_id in ids:
             rows[row.external_id] = row
-        if slot is not None and row.deleted_at is None and slot(row):
+        if row.deleted_at is None and (
+                getattr(row, key) in slots if key else
+                row.external_id is None and row.idempotency_key is not None):
             near.append(row)
     return rows, near
 
