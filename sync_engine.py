@@ -215,9 +215,12 @@ def _remote_field(resource: str, obj: dict, name: str) -> Any:
     """A vendor field with the contract's defaults for absent optional fields."""
     if name == "active":
         return obj.get("active", True)
+    value = obj.get(name)
     if name == "event_type":
-        return obj.get("event_type") or "Other"
-    return _norm(name, obj.get(name))
+        return value or "Other"
+    if name in DATETIME_FIELDS or isinstance(value, datetime):  # what _norm changes
+        return _norm(name, value)
+    return value
 
 
 def differing_fields(resource: str, row, obj: dict) -> list[str]:
@@ -635,6 +638,7 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
         if obj.get("id") in candidates.new_rows.ids:  # the same object twice: the second
             candidates.new_rows.flush()                # sees the row the first inserted
             rows[obj["id"]] = m.db.session.scalar(select(model).where(model.external_id == obj["id"]))
+        candidates.last = (None, [])  # near() remembers within one object only
         out.append(_apply_one(resource, model, obj, rows, refs, candidates, ctx, source))
     candidates.new_rows.flush()
     return out
@@ -724,6 +728,7 @@ class _Candidates:
     def __init__(self, resource: str, refs: Refs, rows: Iterable = ()):
         self.resource, self.refs, self.buckets = resource, refs, {}
         self.new_rows: Optional[_NewRows] = None
+        self.last: tuple = (None, [])
         for row in rows:
             self.add(row)
 
@@ -732,6 +737,13 @@ class _Candidates:
         self.buckets.setdefault(getattr(row, key) if key else None, []).append(row)
 
     def near(self, obj: dict) -> list:
+        if obj is self.last[0]:  # _find_candidate then _find_clash ask for the same object
+            return self.last[1]
+        bucket = self._near(obj)
+        self.last = (obj, bucket)
+        return bucket
+
+    def _near(self, obj: dict) -> list:
         if self.resource == "events":
             key = obj.get("project_ref_num")
         elif self.resource == "schedules":
