@@ -63,6 +63,8 @@ class Config:
     SYNC_CONFLICT_POLICY = config("SYNC_CONFLICT_POLICY", default="last_write_wins")
     # Seconds to wait after a local change before pushing it (changes coalesce).
     SYNC_PUSH_DELAY_SECONDS = config("SYNC_PUSH_DELAY_SECONDS", default=3.0, cast=float)
+    # Days of webhook records and finished runs kept (pruned after each interval run).
+    SYNC_HISTORY_DAYS = config("SYNC_HISTORY_DAYS", default=30.0, cast=float)
     # The database lease that lets one run at a time across processes: a run renews it
     # while it works; a crashed holder's lease is taken over once it expires.
     SYNC_LEASE_TTL_SECONDS = config("SYNC_LEASE_TTL_SECONDS", default=120.0, cast=float)

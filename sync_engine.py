@@ -142,6 +142,8 @@ def settings(app) -> dict:
         "busy_retry": float(c.get("SYNC_BUSY_RETRY_SECONDS") or 2),
         "first_run_delay": float(c.get("SYNC_FIRST_RUN_DELAY_SECONDS") or 10),
         "health_cache": float(c.get("SYNC_HEALTH_CACHE_SECONDS") or 10),
+        # webhook ids must outlive the vendor's 24 h of retries: never under 2 days
+        "history_days": max(2.0, float(c.get("SYNC_HISTORY_DAYS") or 30)),
     }
 
 
@@ -1954,11 +1956,30 @@ def shutdown_scheduler(wait: bool = True) -> None:
             scheduler.shutdown(wait=wait)
 
 
+def prune_history(app, now: Optional[datetime] = None) -> dict:
+    """Delete webhook records and finished runs older than SYNC_HISTORY_DAYS (one
+    DELETE each), so the tables behind the admin page stay bounded."""
+    m = _models()
+    cutoff = (now or utcnow()) - timedelta(days=settings(app)["history_days"])
+    with _context(app):
+        webhooks = m.db.session.execute(
+            m.WebhookMessage.__table__.delete().where(m.WebhookMessage.received_at < cutoff)
+        ).rowcount
+        runs = m.db.session.execute(
+            m.SyncRun.__table__.delete().where(m.SyncRun.started_at < cutoff,
+                                               m.SyncRun.status != "running")).rowcount
+        m.db.session.commit()
+    if webhooks or runs:
+        log.info("pruned %s webhook records and %s runs older than %s", webhooks, runs, cutoff)
+    return {"webhooks": webhooks, "runs": runs}
+
+
 def _scheduled_run(app) -> None:
     try:
         with app.app_context():
             try:
                 run_sync(app, trigger="schedule")
+                prune_history(app)
             finally:
                 _models().db.session.remove()
     except SyncInProgress:

@@ -60,3 +60,33 @@ def test_scheduler_does_not_start_when_sync_is_off_or_under_testing(app):
         assert sync_engine.next_run_at(app) is None
     finally:
         app.testing = True
+
+
+def test_history_older_than_the_setting_is_pruned(app):
+    """Webhook records and finished runs past SYNC_HISTORY_DAYS go; recent and running stay."""
+    from datetime import datetime, timedelta, timezone
+
+    import sync_engine
+    from app import SyncRun, WebhookMessage, db
+
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    old, recent = now - timedelta(days=31), now - timedelta(days=29)
+    with app.app_context():
+        db.session.add_all([
+            WebhookMessage(webhook_id="old", type="event.updated", outcome="applied", received_at=old),
+            WebhookMessage(webhook_id="new", type="event.updated", outcome="applied", received_at=recent),
+            SyncRun(status="succeeded", trigger="schedule", started_at=old, finished_at=old),
+            SyncRun(status="running", trigger="schedule", started_at=old),
+            SyncRun(status="partial", trigger="manual", started_at=recent, finished_at=recent),
+        ])
+        db.session.commit()
+        assert sync_engine.prune_history(app, now=now) == {"webhooks": 1, "runs": 1}
+        assert [m.webhook_id for m in db.session.scalars(db.select(WebhookMessage))] == ["new"]
+        assert sorted(r.status for r in db.session.scalars(db.select(SyncRun))) == ["partial", "running"]
+        # never below 2 days: a webhook id must outlive the vendor's 24 h of retries
+        db.session.add(WebhookMessage(webhook_id="yesterday", type="event.updated",
+                                      outcome="applied", received_at=now - timedelta(days=1)))
+        db.session.commit()
+        app.config["SYNC_HISTORY_DAYS"] = 0.5
+        assert sync_engine.prune_history(app, now=now)["webhooks"] == 1  # only the 29-day one
+        assert [m.webhook_id for m in db.session.scalars(db.select(WebhookMessage))] == ["yesterday"]
