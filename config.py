@@ -56,6 +56,9 @@ class Config:
     EXTERNAL_API_TIMEOUT_SECONDS = config("EXTERNAL_API_TIMEOUT_SECONDS", default=10.0, cast=float)
     EXTERNAL_API_MAX_RETRIES = config("EXTERNAL_API_MAX_RETRIES", default=5, cast=int)
     EXTERNAL_API_RATE_LIMIT = config("EXTERNAL_API_RATE_LIMIT", default=10.0, cast=float)
+    # Requests a push keeps in flight at once (keep-alive connections); never more
+    # than EXTERNAL_API_RATE_LIMIT allows in one second.
+    EXTERNAL_API_CONCURRENCY = config("EXTERNAL_API_CONCURRENCY", default=4, cast=int)
 
     WEBHOOK_SECRET = config("WEBHOOK_SECRET", default=None)
     SYNC_ENABLED = _bool("SYNC_ENABLED", False)

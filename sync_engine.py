@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
@@ -171,6 +171,7 @@ def make_client(app) -> VendorClient:
         connect_timeout=min(3.05, timeout),
         max_retries=int(c.get("EXTERNAL_API_MAX_RETRIES", 5)),
         rate_limit=float(c.get("EXTERNAL_API_RATE_LIMIT", 10)),
+        concurrency=int(c["EXTERNAL_API_CONCURRENCY"]),
         backoff_factor=float(c.get("EXTERNAL_API_BACKOFF_FACTOR", 0.5)),
         backoff_max=float(c.get("EXTERNAL_API_BACKOFF_MAX", 30)),
     )
@@ -360,6 +361,14 @@ class RunStats:
         self.errors_total += 1
         if len(self.errors) < MAX_STORED_ERRORS:
             self.errors.append({"resource": resource, "id": record_id, "message": message})
+
+    def merge(self, other: "RunStats") -> None:
+        """Add a push worker's counters and errors to the run's."""
+        for name in ("pushed", "pulled", "failed", "conflicts", "deferred"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors_total += other.errors_total - len(other.errors)
+        for error in other.errors:
+            self.error(error["resource"], error["id"], error["message"])
 
 
 @dataclass
@@ -1196,15 +1205,50 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
         batch = list(db.session.scalars(select(model).where(model.id.in_(ids))))  # noqa: F841 (held)
         ctx.results = []
         try:
-            for row_id in ids:
-                _push_one(ctx, resource, model, row_id, phase)
-                ctx.checkpoint()
+            _push_batch(ctx, resource, model, ids, phase)
         except BaseException:
             db.session.rollback()
             _store_results(ctx)
             raise
         _store_results(ctx)
         last_id = ids[-1]
+
+
+def _push_batch(ctx: RunContext, resource: str, model, ids: list, phase: str) -> None:
+    """Send a batch's records: over the client's workers (EXTERNAL_API_CONCURRENCY), each
+    record in a database session of its own, or one by one when there is one worker.
+
+    The phases of `push_all` run one after the other, each finished before the next
+    begins, so no schedule is sent before the events and employees it names.  The
+    run's counters and lease are kept in this thread; the answers gather in
+    `ctx.results`, stored together by the caller.
+    """
+    if ctx.client.workers <= 1 or not _sessions_share_data():
+        for row_id in ids:
+            _push_one(ctx, resource, model, row_id, phase)
+            ctx.checkpoint()
+        return
+
+    def send(row_id):
+        worker = RunContext(ctx.app, ctx.client, None, RunStats(run_id=ctx.stats.run_id),
+                            ctx.conf, results=ctx.results)
+        with ctx.app.app_context():
+            _push_one(worker, resource, model, row_id, phase)
+        return worker.stats
+
+    with closing(ctx.client.run_concurrently(send, ids)) as outcomes:
+        for _row_id, stats, error in outcomes:
+            if stats is not None:
+                ctx.stats.merge(stats)
+            if error is not None:
+                raise error
+            ctx.checkpoint()
+
+
+def _sessions_share_data() -> bool:
+    """Do sessions of other threads see this database? (not an in-memory SQLite one)"""
+    url = db.engine.url
+    return not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
 
 
 def _reserve_keys(model, ids: list) -> None:
