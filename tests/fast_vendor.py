@@ -26,7 +26,8 @@ Control (no auth): `POST /_control/reset`, `POST /_control/seed`
 `POST /_control/latency {"ms"}`, `GET /_control/stats` (`{"requests"}`: API
 requests answered), `GET /_control/objects/{resource}` (live objects),
 `GET /_control/log` (the API requests in the order they were answered:
-method, path, status, ts).
+method, path, status, the body, the id answered, and the request's rank in
+arrival and in answer order).
 """
 from __future__ import annotations
 
@@ -302,6 +303,7 @@ class Vendor:
         self.store = Store()
         self.latency = 0.0
         self.requests = 0
+        self.arrived = 0
         self.log: list = []
         self.log_lock = threading.Lock()
 
@@ -368,7 +370,10 @@ class Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/_control/"):
             return self._control(method, url.path[len("/_control/"):])
         vendor = self.vendor
-        status = 500
+        status, body = 500, None
+        with vendor.log_lock:
+            vendor.arrived += 1
+            arrived = vendor.arrived
         try:
             body = self._body() if method in ("POST", "PATCH") else None
             if vendor.latency:
@@ -379,7 +384,9 @@ class Handler(BaseHTTPRequestHandler):
         with vendor.log_lock:
             vendor.requests += 1
             vendor.log.append({"method": method, "path": url.path, "status": status,
-                               "ts": time.monotonic()})
+                               "arrived": arrived, "answered": vendor.requests, "body": body,
+                               "id": json.loads(payload).get("id") if status in (200, 201)
+                               else None})
         self._send(status, payload, headers)
 
     def _api(self, method: str, path: str, query: str, body):
@@ -441,7 +448,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and path == "reset":
             vendor.store = Store()
             with vendor.log_lock:
-                vendor.requests, vendor.log = 0, []
+                vendor.requests, vendor.arrived, vendor.log = 0, 0, []
             return self._json(200, {"ok": True})
         if method == "POST" and path == "seed":
             with vendor.store.lock:
