@@ -610,6 +610,7 @@ class VendorClient:
         self.requests_sent = 0
         self._count_lock = threading.Lock()
         self._local = threading.local()
+        self._first_pages: dict = {}  # (resource, sync_token, limit) -> Future (start_listings)
         self.retry = build_retry(max_retries, backoff_factor, backoff_max, observer=self)
         self.session = requests.Session()
         self.session.headers.update({
@@ -789,8 +790,9 @@ class VendorClient:
         seen: set[str] = set()
         pool = ThreadPoolExecutor(1, thread_name_prefix="vendor-page-ahead") if ahead else None
         future = None
+        started = self._first_pages.pop((resource, sync_token or None, int(limit)), None)
         try:
-            page = fetch(params)
+            page = started.result() if started is not None else fetch(params)
             while True:
                 token = page.next_page_token
                 if token in seen:
@@ -808,6 +810,24 @@ class VendorClient:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+    def start_listings(self, listings: Iterable[tuple[str, str | None, int]]) -> None:
+        """Request the first page of each ``(resource, sync_token, limit)`` listing now, all
+        at once; ``iter_pages`` with the same arguments then starts from that answer (an
+        error, such as an expired token, is raised there).  A sync with nothing new
+        waits for one round trip instead of one per resource."""
+        listings = list(listings)
+        if not listings:
+            return
+        pool = ThreadPoolExecutor(len(listings), thread_name_prefix="vendor-first-page")
+        for resource, token, limit in listings:
+            params: dict[str, Any] = {"limit": int(limit)}
+            if token:
+                params["sync_token"] = token
+            self._first_pages[(resource, token or None, int(limit))] = pool.submit(
+                lambda path, query: _page(self._json(self.request("GET", path, params=query))),
+                _collection_path(resource), params)
+        pool.shutdown(wait=False)
 
     def run_concurrently(self, send: Callable[[Any], Any], items: Iterable[Any],
                          stop: Callable[[], bool] = lambda: False

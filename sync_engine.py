@@ -443,13 +443,13 @@ def start_run(app, trigger: str = "manual", resources=None, direction: str = "bo
             run = SyncRun(status="running", trigger=trigger, direction=direction,
                             resources=chosen, started_at=utcnow(), errors=[])
             db.session.add(run)
-            db.session.commit()
-            renew_lease(owner, conf["lease_ttl"], run.id)
+            db.session.flush()  # its id; renew_lease commits the run with the lease's run_id
+            run_id = run.id
+            renew_lease(owner, conf["lease_ttl"], run_id)
         except Exception:
             db.session.rollback()
             release_lease(owner)
             raise
-        run_id = run.id
         if wait:
             _execute(app, run_id, owner, chosen, direction, full)
             db.session.expire_all()
@@ -494,8 +494,10 @@ def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
     started = time.monotonic()
     try:
         client = make_client(app)
-        ctx = RunContext(app, client, owner, stats, settings(app))
+        # start_run has just renewed the lease: the first checkpoints need not
+        ctx = RunContext(app, client, owner, stats, settings(app), last_renew=time.monotonic())
         if direction in ("both", "pull"):
+            _start_listings(ctx, resources, full)
             for resource in resources:
                 pull_resource(ctx, resource, full=full)
         if direction in ("both", "push"):
@@ -1025,6 +1027,16 @@ def _state(resource: str):
     return state
 
 
+def _start_listings(ctx: RunContext, resources: list[str], full: bool) -> None:
+    """Ask for the first page of every listing of the run at once (one query for the
+    tokens): they are applied one resource after the other, as before."""
+    tokens = {} if full else dict(db.session.execute(
+        select(SyncState.resource, SyncState.sync_token).where(SyncState.resource.in_(resources))
+    ).all())
+    db.session.rollback()
+    ctx.client.start_listings((r, tokens.get(r), ctx.conf["page_size"]) for r in resources)
+
+
 def pull_resource(ctx: RunContext, resource: str, full: bool = False) -> None:
     """Incremental (or full) listing, each page applied and committed as one transaction.
 
@@ -1172,9 +1184,21 @@ def push_all(ctx: RunContext, resources: list[str]) -> None:
     order = [("schedules", "delete")]
     order += [(r, "upsert") for r in RESOURCES]
     order += [("events", "delete"), ("employees", "delete")]
+    waiting = _phases_with_pending(resources)
     for resource, phase in order:
-        if resource in resources:
+        if (resource, phase) in waiting:
             push_resource(ctx, resource, phase)
+
+
+def _phases_with_pending(resources: list[str]) -> set:
+    """The (resource, phase) pairs with a pending record, in one query: a sync with
+    nothing to send asks once, not once per phase."""
+    parts = [select(literal_column(f"'{r}'"), SYNCED_MODELS[r].deleted_at.is_not(None))
+             .where(SYNCED_MODELS[r].sync_status == "pending").distinct() for r in resources]
+    query = parts[0] if len(parts) == 1 else union_all(*parts)
+    found = {(r, "delete" if deleted else "upsert") for r, deleted in db.session.execute(query)}
+    db.session.rollback()
+    return found
 
 
 def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
