@@ -1253,15 +1253,20 @@ def _push_batch(ctx: RunContext, resource: str, model, ids: list, phase: str) ->
             ctx.checkpoint()
         return
 
-    def send(row_id):
+    def send(chunk):  # a worker's share: one session, its rows loaded in one query
         worker = RunContext(ctx.app, ctx.client, None, RunStats(run_id=ctx.stats.run_id),
                             ctx.conf, results=ctx.results)
         with ctx.app.app_context():
-            _push_one(worker, resource, model, row_id, phase)
+            held = db.session.scalars(select(model).where(model.id.in_(chunk))).all()  # noqa: F841
+            for row_id in chunk:
+                _push_one(worker, resource, model, row_id, phase)
         return worker.stats
 
-    with closing(ctx.client.run_concurrently(send, ids)) as outcomes:
-        for _row_id, stats, error in outcomes:
+    # a few records per task: a session and a look-up per record cost more than the send
+    size = max(1, min(8, -(-len(ids) // ctx.client.workers)))
+    chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
+    with closing(ctx.client.run_concurrently(send, chunks)) as outcomes:
+        for _chunk, stats, error in outcomes:
             if stats is not None:
                 ctx.stats.merge(stats)
             if error is not None:
