@@ -160,6 +160,10 @@ def _counts():
 def test_random_edits_on_both_sides_converge(app, sandbox, live, seed):
     from app import Employee, db
 
+    import sync_engine
+
+    with app.app_context():  # the default settings: pushes go out over 4 workers
+        assert sync_engine.make_client(app).workers == 4
     rng = random.Random(seed)
     counter = iter(range(1, 10_000))
     created_local = []
