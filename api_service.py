@@ -36,6 +36,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -772,8 +773,8 @@ class VendorClient:
 
         The first request sends ``limit`` (and ``sync_token`` if given); later
         ones send only ``page_token``, as the contract requires.  With ``ahead``
-        the next page is requested (in one helper thread) while the caller
-        works on the current one: at most two pages are held at a time.  Close
+        the next page is requested (in a helper thread) while the caller works
+        on the current one: at most two pages are held at a time.  Close
         the iterator (``contextlib.closing``) to stop early: it waits for the
         request in flight.
         """
@@ -788,7 +789,6 @@ class VendorClient:
             return _page(self._json(self.request("GET", path, params=query)))
 
         seen: set[str] = set()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="vendor-page-ahead") if ahead else None
         future = None
         started = self._first_pages.pop((resource, sync_token or None, int(limit)), None)
         try:
@@ -800,16 +800,16 @@ class VendorClient:
                                       code="page_token_loop")
                 if token:
                     seen.add(token)
-                    if pool is not None:
-                        future = pool.submit(fetch, {"page_token": token})
+                    if ahead:
+                        future = _helpers().submit(fetch, {"page_token": token})
                 yield page
                 if not token:
                     return
                 page, future = (future.result() if future is not None
                                 else fetch({"page_token": token})), None
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            if future is not None and not future.cancel():
+                futures_wait([future])  # stopped early: the page in flight ends first
 
     def start_listings(self, listings: Iterable[tuple[str, str | None, int]]) -> None:
         """Request the first page of each ``(resource, sync_token, limit)`` listing now, all
@@ -819,7 +819,7 @@ class VendorClient:
         listings = list(listings)
         if not listings:
             return
-        pool = ThreadPoolExecutor(len(listings), thread_name_prefix="vendor-first-page")
+        pool = _helpers()
         for resource, token, limit in listings:
             params: dict[str, Any] = {"limit": int(limit)}
             if token:
@@ -827,7 +827,6 @@ class VendorClient:
             self._first_pages[(resource, token or None, int(limit))] = pool.submit(
                 lambda path, query: _page(self._json(self.request("GET", path, params=query))),
                 _collection_path(resource), params)
-        pool.shutdown(wait=False)
 
     def run_concurrently(self, send: Callable[[Any], Any], items: Iterable[Any],
                          stop: Callable[[], bool] = lambda: False
@@ -865,6 +864,18 @@ class VendorClient:
                 yield _outcome(*window.popleft())
         finally:  # closed early: the queued ones are never sent, those in flight finish
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+_HELPERS: list = []
+
+
+def _helpers() -> ThreadPoolExecutor:
+    """The process's threads for listing requests sent ahead (first pages, the next page):
+    kept between runs, since starting threads cost more than a no-op sync's requests."""
+    with _LIMITERS_LOCK:
+        if not _HELPERS:
+            _HELPERS.append(ThreadPoolExecutor(8, thread_name_prefix="vendor-ahead"))
+        return _HELPERS[0]
 
 
 def _outcome(item: Any, future) -> tuple[Any, Any, BaseException | None]:
