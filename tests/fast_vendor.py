@@ -26,8 +26,8 @@ Control (no auth): `POST /_control/reset`, `POST /_control/seed`
 `POST /_control/latency {"ms"}`, `GET /_control/stats` (`{"requests"}`: API
 requests answered), `GET /_control/objects/{resource}` (live objects),
 `GET /_control/log` (the API requests in the order they were answered:
-method, path, status, the body, the id answered, and the request's rank in
-arrival and in answer order).
+method, path, status, the body, the id answered, and the ticks of one
+counter at its arrival and at its answer).
 """
 from __future__ import annotations
 
@@ -303,7 +303,7 @@ class Vendor:
         self.store = Store()
         self.latency = 0.0
         self.requests = 0
-        self.arrived = 0
+        self.tick = 0  # one clock for arrivals and answers (the log's order)
         self.log: list = []
         self.log_lock = threading.Lock()
 
@@ -372,8 +372,8 @@ class Handler(BaseHTTPRequestHandler):
         vendor = self.vendor
         status, body = 500, None
         with vendor.log_lock:
-            vendor.arrived += 1
-            arrived = vendor.arrived
+            vendor.tick += 1
+            arrived = vendor.tick
         try:
             body = self._body() if method in ("POST", "PATCH") else None
             if vendor.latency:
@@ -383,8 +383,9 @@ class Handler(BaseHTTPRequestHandler):
             status, payload, headers = exc.status, json.dumps(exc.body()).encode(), None
         with vendor.log_lock:
             vendor.requests += 1
+            vendor.tick += 1
             vendor.log.append({"method": method, "path": url.path, "status": status,
-                               "arrived": arrived, "answered": vendor.requests, "body": body,
+                               "arrived": arrived, "answered": vendor.tick, "body": body,
                                "id": json.loads(payload).get("id") if status in (200, 201)
                                else None})
         self._send(status, payload, headers)
@@ -448,7 +449,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and path == "reset":
             vendor.store = Store()
             with vendor.log_lock:
-                vendor.requests, vendor.arrived, vendor.log = 0, 0, []
+                vendor.requests, vendor.tick, vendor.log = 0, 0, []
             return self._json(200, {"ok": True})
         if method == "POST" and path == "seed":
             with vendor.store.lock:
