@@ -1294,8 +1294,9 @@ def _push_batch(ctx: RunContext, resource: str, model, ids: list, phase: str) ->
             with merging:
                 ctx.stats.merge(worker.stats)
 
-    # a few records per task: a session and a look-up per record cost more than the send
-    size = max(1, min(8, -(-len(ids) // ctx.client.workers)))
+    # the batch split evenly: a session, a connection check-out and a look-up per record
+    # cost more than the send (on PostgreSQL, round trips to a busy server)
+    size = max(1, -(-len(ids) // ctx.client.workers))
     chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
     with closing(ctx.client.run_concurrently(send, chunks)) as outcomes:
         for _chunk, _none, error in outcomes:
