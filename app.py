@@ -36,8 +36,10 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event as sa_event, func, select
 
 import config as app_config
+from api_service import parse_object
 import csv_formats
 import sync_engine
+import sync_scheduler
 from error_handlers import register_error_handlers
 from models import (  # noqa: F401  (re-exported: `from app import Employee` keeps working)
     EVENT_TYPES,
@@ -74,7 +76,7 @@ from models import (  # noqa: F401  (re-exported: `from app import Employee` kee
     to_local,
     utcnow,
 )
-from sync_engine import notify_local_change
+from sync_scheduler import notify_local_change
 
 log = logging.getLogger("app")
 
@@ -216,7 +218,7 @@ def page_number() -> int:
 def paginate(model, conditions: list, order_by: list, page: int,
              per_page: Optional[int] = None) -> PageOf:
     """One COUNT and one LIMIT/OFFSET query over `model` rows matching `conditions`."""
-    per_page = per_page or int(current_app.config.get("PAGE_SIZE") or 50)
+    per_page = per_page or current_app.config["PAGE_SIZE"]
     total = db.session.scalar(select(func.count(model.id)).where(*conditions)) or 0
     query = select(model).where(*conditions).order_by(*order_by)
     items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
@@ -432,7 +434,7 @@ def calendar():
     conditions = [Schedule.deleted_at.is_(None), Schedule.start_datetime >= start,
                   Schedule.start_datetime < end, Schedule.event.has(Event.deleted_at.is_(None))]
     listing = paginate(Schedule, conditions, [Schedule.start_datetime, Schedule.id], page_number(),
-                       per_page=int(current_app.config.get("CALENDAR_PAGE_SIZE") or 100))
+                       per_page=current_app.config["CALENDAR_PAGE_SIZE"])
     days = {monday + timedelta(days=i): [] for i in range(7)}
     for schedule in listing.items:
         days.setdefault(to_local(schedule.start_datetime).date(), []).append(schedule)
@@ -1204,51 +1206,11 @@ WEBHOOK_OUTCOMES = {"applied": "applied", "duplicate": "duplicate, already seen"
                     "deferred": "deferred, will be applied later", "rejected": "rejected"}
 
 
-def sync_counts() -> dict:
-    """{resource: {synced, pending, failed, conflict}}: one GROUP BY query per model."""
-    from sqlalchemy import or_
-
-    counts = {}
-    for name, model in SYNCED_MODELS.items():
-        row = dict.fromkeys(SYNC_STATUSES, 0)
-        query = (select(model.sync_status, func.count(model.id))
-                 .where(or_(model.deleted_at.is_(None), model.sync_status != "synced"))
-                 .group_by(model.sync_status))
-        for status, number in db.session.execute(query):
-            row[status] = number
-        counts[name] = row
-    return counts
-
-
-def latest_sync_run() -> Optional[SyncRun]:
-    """The newest run (running or finished), or None."""
-    return db.session.scalar(select(SyncRun).order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
-                             .limit(1))
-
-
-def run_summary(run: Optional[SyncRun]) -> str:
-    """'pushed 3, pulled 2, failed 0, conflicts 0' for a run."""
-    if run is None:
-        return ""
-    return (f"pushed {run.pushed}, pulled {run.pulled}, failed {run.failed}, "
-            f"conflicts {run.conflicts}")
-
-
-def health_from_run(run: Optional[SyncRun], counts: dict) -> str:
-    """What the last run and the records say: ok, degraded, down or unknown (no vendor call)."""
-    if run is None or run.status == "running":
-        return "unknown"
-    if run.status == "failed":
-        return "down"
-    trouble = any(row["failed"] or row["conflict"] for row in counts.values())
-    return "degraded" if run.status == "partial" or trouble else "ok"
-
-
 def sync_health_view(last_run: Optional[SyncRun], counts: dict) -> dict:
     """Health for a page without calling the vendor: derived from the last run and the counts."""
     if not current_app.config.get("SYNC_ENABLED"):
         return {"status": "disabled", "label": HEALTH_LABELS["disabled"], "derived": False}
-    status = health_from_run(last_run, counts)
+    status = sync_engine.health_status(last_run, counts)
     return {"status": status, "label": HEALTH_LABELS[status], "derived": True}
 
 
@@ -1259,7 +1221,7 @@ def sync_next_run_at() -> Optional[datetime]:
 
 def sync_overview() -> dict:
     """Everything the dashboard's sync section shows, from the database only."""
-    last_run, counts = latest_sync_run(), sync_counts()
+    last_run, counts = sync_engine.last_run(), sync_engine.status_counts()
     return {
         "enabled": bool(current_app.config.get("SYNC_ENABLED")),
         "policy": current_app.config.get("SYNC_CONFLICT_POLICY"),
@@ -1309,17 +1271,6 @@ def records_in_status(status: str, counts: dict, page: int, per_page: int) -> Sp
     return SpanningPage(items, page, per_page, total)
 
 
-def _same_value(field: str, local, remote) -> bool:
-    """Compare a local and a vendor value (timestamps by instant)."""
-    if field in sync_engine.DATETIME_FIELDS and local and remote:
-        try:
-            parse = lambda text: datetime.fromisoformat(str(text).replace("Z", "+00:00"))  # noqa: E731
-            return parse(local) == parse(remote)
-        except ValueError:
-            return False
-    return local == remote
-
-
 def _shown_time(text: Optional[str]) -> Optional[str]:
     """An RFC 3339 timestamp as people read it (APP_TIMEZONE), or the text as it came."""
     try:
@@ -1353,6 +1304,8 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
     if resource == "schedules":
         local["event_id"] = record.event.external_id
         local["employee_id"] = record.employee.external_id
+    differing = (set(sync_engine.field_differences(resource, record, parse_object(remote)))
+                 if remote else set())
     rows = []
     for field in sync_engine.FIELDS[resource]:
         mine, theirs = local.get(field), remote.get(field)
@@ -1364,7 +1317,7 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
         if field in sync_engine.DATETIME_FIELDS:
             shown_mine, shown_theirs = _shown_time(mine), _shown_time(theirs)
         rows.append({"field": field, "local": shown_mine, "remote": shown_theirs,
-                     "differs": bool(remote) and not _same_value(field, mine, theirs)})
+                     "differs": field in differing})
     return rows
 
 
@@ -1407,18 +1360,18 @@ def sync_chart(limit: int = 30) -> dict:
 
 def sync_config_view() -> dict:
     """The configuration in force, secrets reduced to set / not set."""
-    cfg = current_app.config
-    url = cfg.get("EXTERNAL_API_BASE_URL") or ""
+    config = current_app.config
+    url = config.get("EXTERNAL_API_BASE_URL") or ""
     if "@" in url.split("//", 1)[-1].split("/", 1)[0]:  # never show credentials in a URL
         scheme, rest = url.split("//", 1) if "//" in url else ("", url)
         url = scheme + "//" + rest.split("@", 1)[1]
     return {
-        "enabled": bool(cfg.get("SYNC_ENABLED")), "base_url": url or None,
-        "interval": cfg.get("SYNC_INTERVAL_MINUTES"), "policy": cfg.get("SYNC_CONFLICT_POLICY"),
-        "key_set": bool(cfg.get("EXTERNAL_API_KEY")), "webhook_secret_set": bool(cfg.get("WEBHOOK_SECRET")),
-        "timeout": cfg.get("EXTERNAL_API_TIMEOUT_SECONDS"), "max_retries": cfg.get("EXTERNAL_API_MAX_RETRIES"),
-        "rate_limit": cfg.get("EXTERNAL_API_RATE_LIMIT"),
-        "scheduler_enabled": bool(cfg.get("SCHEDULER_ENABLED")),
+        "enabled": bool(config.get("SYNC_ENABLED")), "base_url": url or None,
+        "interval": config.get("SYNC_INTERVAL_MINUTES"), "policy": config.get("SYNC_CONFLICT_POLICY"),
+        "key_set": bool(config.get("EXTERNAL_API_KEY")), "webhook_secret_set": bool(config.get("WEBHOOK_SECRET")),
+        "timeout": config.get("EXTERNAL_API_TIMEOUT_SECONDS"), "max_retries": config.get("EXTERNAL_API_MAX_RETRIES"),
+        "rate_limit": config.get("EXTERNAL_API_RATE_LIMIT"),
+        "scheduler_enabled": bool(config.get("SCHEDULER_ENABLED")),
     }
 
 
@@ -1516,24 +1469,6 @@ def sync_admin_start_run():
     return _back()
 
 
-def _retry(record) -> bool:
-    """Put one failed record back to pending, to be pushed at once (False if it was not failed)."""
-    if record.sync_status != "failed":
-        return False
-    record.sync_status = "pending"  # as sync_engine.retry_failed does for every failed row
-    record.sync_attempts = 0
-    record.next_attempt_at = None
-    record.sync_error = None
-    record.idempotency_key = None
-    db.session.commit()
-    return True
-
-
-def _retry_all() -> int:
-    """Every failed record back to pending; how many."""
-    return sync_engine.retry_failed(current_app._get_current_object())
-
-
 def _synced_record(resource: str, record_id: int):
     """A synced model's row, or 404."""
     model = SYNCED_MODELS.get(resource) or abort(404)
@@ -1546,8 +1481,7 @@ def sync_admin_retry(resource: str, record_id: int):
     """Retry one failed record (no-JS form)."""
     record = _synced_record(resource, record_id)
     label = sync_record_label(resource, record)
-    if _retry(record):
-        notify_local_change()
+    if sync_engine.retry_record(current_app._get_current_object(), record):
         flash(f"{SYNC_RESOURCE_LABELS[resource]} {label} will be sent again.", "success")
     else:
         flash(f"{SYNC_RESOURCE_LABELS[resource]} {label} is not failed ({record.sync_status}).", "info")
@@ -1558,7 +1492,7 @@ def sync_admin_retry(resource: str, record_id: int):
 @admin_required
 def sync_admin_retry_failed():
     """Retry every failed record (no-JS form)."""
-    count = _retry_all()
+    count = sync_engine.retry_failed(current_app._get_current_object())
     flash(f"{count} failed record{'s' if count != 1 else ''} will be sent again.", "success")
     return _back()
 
@@ -1594,9 +1528,7 @@ def api_retry_record(resource: str, record_id: int):
     record = db.session.get(model, record_id) if model is not None else None
     if record is None:
         raise ApiError(404, "not_found", f"no {resource} record {record_id}")
-    retried = _retry(record)
-    if retried:
-        notify_local_change()
+    retried = sync_engine.retry_record(current_app._get_current_object(), record)
     return jsonify({"retried": retried, "record": record.to_dict()})
 
 
@@ -1612,7 +1544,7 @@ def register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def inject_globals():
         return {
-            "app_timezone": app.config.get("APP_TIMEZONE") or "UTC",
+            "app_timezone": app.config["APP_TIMEZONE"],
             "sync_enabled": bool(app.config.get("SYNC_ENABLED")),
         }
 
@@ -1729,10 +1661,8 @@ def bootstrap_admin(app: Flask) -> None:
 
 
 def register_scheduler(app: Flask) -> None:
-    """Start the interval sync job when sync is on (never under testing)."""
-    if not (app.config.get("SYNC_ENABLED") and app.config.get("SCHEDULER_ENABLED")):
-        return
-    sync_engine.start_scheduler(app)
+    """Soon-runs for every app; the interval sync job when sync is on (never under testing)."""
+    sync_scheduler.init_app(app)
 
 
 # ---------------------------------------------------------------------------

@@ -140,6 +140,41 @@ class SyncMixin:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
+    # The state a retry starts from: pending, no attempts, a fresh idempotency key.
+    RETRY_VALUES = {"sync_status": "pending", "sync_attempts": 0, "next_attempt_at": None,
+                    "sync_error": None, "idempotency_key": None}
+
+    @staticmethod
+    def synced_values(at: Optional[datetime] = None) -> dict:
+        """The columns of a record the vendor has as it is here (bulk UPDATEs use them too)."""
+        return {"sync_status": "synced", "sync_error": None, "sync_attempts": 0,
+                "next_attempt_at": None, "idempotency_key": None, "conflict_remote": None,
+                "last_synced": at or utcnow()}
+
+    def _assign(self, values: dict) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def mark_synced(self, at: Optional[datetime] = None, note: Optional[str] = None) -> None:
+        """The vendor has this version: synced, nothing pending (`note` kept as sync_error)."""
+        self._assign(self.synced_values(at))
+        self.sync_error = note
+
+    def mark_failed(self, error: str) -> None:
+        """The vendor refused it (or cannot take it): failed until someone retries."""
+        self.sync_status = "failed"
+        self.sync_error = error
+
+    def mark_conflict(self, remote: dict, summary: str) -> None:
+        """Both sides changed and an admin decides (SYNC_CONFLICT_POLICY=manual)."""
+        self.sync_status = "conflict"
+        self.conflict_remote = remote
+        self.sync_error = "conflict: " + summary
+
+    def reset_for_retry(self) -> None:
+        """Back to pending, to be sent at once with a fresh idempotency key."""
+        self._assign(self.RETRY_VALUES)
+
     def mark_changed(self) -> None:
         """Record a local change: pending for the vendor, stamped now."""
         self.updated_at = utcnow()
@@ -384,7 +419,7 @@ def iso(dt: Optional[datetime]) -> Optional[str]:
 
 def app_tz() -> ZoneInfo:
     """The zone in which pages show and take times."""
-    return ZoneInfo(current_app.config.get("APP_TIMEZONE") or "UTC")
+    return ZoneInfo(current_app.config["APP_TIMEZONE"])
 
 
 def to_local(dt: Optional[datetime]) -> Optional[datetime]:

@@ -7,7 +7,7 @@ overlap, the gap between runs stays about one interval, both sides converge.
 Then the process holding the lease is killed with SIGKILL in the middle of a
 run and the other one takes over once the lease (SYNC_LEASE_TTL_SECONDS=4)
 expires.  A SIGTERM'd worker stops its run at a checkpoint and gives the
-lease back (gunicorn.conf.py's worker_exit → sync_engine.shutdown_scheduler).
+lease back (gunicorn.conf.py's worker_exit → sync_scheduler.shutdown_scheduler).
 """
 from __future__ import annotations
 

@@ -639,7 +639,7 @@ def test_cli_sync_run(app, runner, sandbox):
 
 
 @pytest.mark.parametrize("sync_settings", [{"SYNC_PUSH_ON_CHANGE": True,
-                                            "SYNC_PUSH_DELAY_SECONDS": 0.5}])
+                                            "SYNC_PUSH_DELAY_SECONDS": 3.0}])
 def test_local_changes_are_pushed_soon_in_one_coalesced_run(app, client, sandbox,
                                                            admin_headers):
     from app import SyncRun, db
