@@ -36,38 +36,32 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event as sa_event, func, select
 
 import config as app_config
-from api_service import parse_object
 import csv_formats
 import sync_engine
 import sync_scheduler
+from api_service import parse_object
 from error_handlers import register_error_handlers
-from models import (  # noqa: F401  (re-exported: `from app import Employee` keeps working)
+from models import (
     EVENT_TYPES,
     ROLES,
-    SYNC_STATUSES,
     SYNCED_MODELS,
     ApiError,
-    Base,
     DomainError,
     Employee,
     Event,
     LocalTimeError,
     Schedule,
-    SyncLease,
-    SyncMixin,
     SyncRun,
-    SyncState,
-    UTCDateTime,
     User,
     WebhookMessage,
     app_tz,
     available_employees,
-    busy_employee_ids,
     check_schedule,
     db,
     event_type_for,
     fmt_local,
     get_live,
+    is_email,
     iso,
     live,
     local_day_bounds,
@@ -75,6 +69,7 @@ from models import (  # noqa: F401  (re-exported: `from app import Employee` kee
     parse_api_datetime,
     to_local,
     utcnow,
+    value_taken,
 )
 from sync_scheduler import notify_local_change
 
@@ -210,14 +205,22 @@ class PageOf:
         self.has_prev, self.has_next = page > 1, page < self.pages
 
 
-def page_number() -> int:
-    """The ?page= argument (1 when missing or not a positive number)."""
-    return max(1, request.args.get("page", 1, type=int) or 1)
+def _whole_number_arg(name: str, default: int, high: Optional[int] = None) -> Optional[int]:
+    """?<name>= as a whole number in 1..high (`default` when absent); None when it is not one."""
+    raw = request.args.get(name, "").strip()
+    value = int(raw) if raw.isascii() and raw.isdigit() else (default if raw == "" else 0)
+    return value if value >= 1 and (high is None or value <= high) else None
+
+
+def page_number(name: str = "page") -> int:
+    """A page's ?page= (or ?<name>=) number: 1 when missing or not a positive number."""
+    return _whole_number_arg(name, 1) or 1
 
 
 def paginate(model, conditions: list, order_by: list, page: int,
              per_page: Optional[int] = None) -> PageOf:
-    """One COUNT and one LIMIT/OFFSET query over `model` rows matching `conditions`."""
+    """One COUNT and one LIMIT/OFFSET query over `model` rows matching `conditions`
+    (every list: pages, JSON API, sync API)."""
     per_page = per_page or current_app.config["PAGE_SIZE"]
     total = db.session.scalar(select(func.count(model.id)).where(*conditions)) or 0
     query = select(model).where(*conditions).order_by(*order_by)
@@ -494,8 +497,6 @@ def reschedule(schedule_id: int):
 
 def read_employee_form(form, employee: Optional[Employee] = None) -> dict:
     """Name, code, email and active from an employee form, or FormErrors."""
-    import re
-
     values = {"name": (form.get("name") or "").strip(), "code": (form.get("code") or "").strip() or None,
               "email": (form.get("email") or "").strip() or None, "active": bool(form.get("active"))}
     errors = {}
@@ -503,23 +504,15 @@ def read_employee_form(form, employee: Optional[Employee] = None) -> dict:
         errors["name"] = "Enter a name (1–120 characters)."
     if values["code"] and len(values["code"]) > 64:
         errors["code"] = "The employee ID is at most 64 characters."
-    elif values["code"] and employee_code_taken(values["code"], employee):
+    elif values["code"] and value_taken(Employee.code, values["code"], employee):
         errors["code"] = f"Employee ID {values['code']} belongs to someone else."
     if values["email"] and len(values["email"]) > 255:
         errors["email"] = "The email address is at most 255 characters."
-    elif values["email"] and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", values["email"]):
+    elif values["email"] and not is_email(values["email"]):
         errors["email"] = "Enter an email address like name@example.com."
     if errors:
         raise FormErrors(errors)
     return values
-
-
-def employee_code_taken(code: str, employee: Optional[Employee]) -> bool:
-    """Whether another live employee already has this code."""
-    query = live(Employee).where(Employee.code == code)
-    if employee is not None:
-        query = query.where(Employee.id != employee.id)
-    return db.session.scalar(query.limit(1)) is not None
 
 
 def render_employees(values: dict, errors: dict, status: int = 200):
@@ -593,7 +586,7 @@ api = Blueprint("api", __name__, url_prefix="/api")
 # Bodies: read-only fields (`id`, the sync fields) and unknown fields are
 # ignored; every bad field is reported at once (422, details [{field, message}]).
 MAX_PER_PAGE = 500
-EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+DEFAULT_PER_PAGE = 50
 INT_MAX = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
 
 
@@ -685,10 +678,8 @@ def _boolean(value, name):
 
 
 def _email(value, name):
-    import re
-
     value = _text(255, nullable=True)(value, name)
-    if value is not None and not re.fullmatch(EMAIL_PATTERN, value):
+    if value is not None and not is_email(value):
         raise DomainError(f"{name} is not an email address")
     return value
 
@@ -702,10 +693,9 @@ def _event_type(value, name):
 def _page_args() -> tuple[int, int]:
     """`?page=` (≥1, default 1) and `?per_page=` (1..500, default 50), else 422."""
     problems, result = [], []
-    for name, default, high in (("page", 1, None), ("per_page", 50, MAX_PER_PAGE)):
-        raw = request.args.get(name, "").strip()
-        value = int(raw) if raw.isascii() and raw.isdigit() else (default if raw == "" else -1)
-        if value < 1 or (high is not None and value > high):
+    for name, default, high in (("page", 1, None), ("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)):
+        value = _whole_number_arg(name, default, high)
+        if value is None:
             limit = f"1 to {high}" if high else "1 or more"
             problems.append({"field": name, "message": f"{name} must be a whole number, {limit}"})
         result.append(value)
@@ -714,15 +704,17 @@ def _page_args() -> tuple[int, int]:
     return result[0], result[1]
 
 
-def _page_of(model, order_by: tuple, *conditions):
-    """One page of live records: one COUNT and one page query."""
+def _page_json(model, order_by: tuple, *conditions):
+    """A JSON page of `model` rows: {data, page, per_page, total}."""
     page, per_page = _page_args()
-    where = (model.deleted_at.is_(None), *conditions)
-    total = db.session.scalar(select(func.count()).select_from(model).where(*where))
-    query = select(model).where(*where).order_by(*order_by).limit(per_page).offset((page - 1) * per_page)
-    rows = db.session.scalars(query).all()
-    return jsonify({"data": [row.to_dict() for row in rows], "page": page,
-                    "per_page": per_page, "total": total})
+    listing = paginate(model, list(conditions), list(order_by), page, per_page)
+    return jsonify({"data": [row.to_dict() for row in listing.items], "page": page,
+                    "per_page": per_page, "total": listing.total})
+
+
+def _page_of(model, order_by: tuple, *conditions):
+    """One JSON page of live records."""
+    return _page_json(model, order_by, model.deleted_at.is_(None), *conditions)
 
 
 def _get_or_404(model, record_id: int):
@@ -833,13 +825,9 @@ def _employee_fields(data: dict, employee: Optional[Employee] = None) -> dict:
     body.take("active", _boolean)
     values = body.done()
     code = values.get("code")
-    if code is not None:
-        query = live(Employee).where(Employee.code == code)
-        if employee is not None:
-            query = query.where(Employee.id != employee.id)
-        if db.session.scalar(query.limit(1)) is not None:
-            raise ApiError(409, "duplicate", f"another employee has the code {code}",
-                           [{"field": "code", "message": "already used by another employee"}])
+    if code is not None and value_taken(Employee.code, code, employee):
+        raise ApiError(409, "duplicate", f"another employee has the code {code}",
+                       [{"field": "code", "message": "already used by another employee"}])
     return values
 
 
@@ -916,13 +904,9 @@ def _event_fields(data: dict, event: Optional[Event] = None) -> dict:
                              "which would fall outside the new window")
     values = body.done()
     ref = values.get("project_ref_num")
-    if ref is not None:
-        query = live(Event).where(Event.project_ref_num == ref)
-        if event is not None:
-            query = query.where(Event.id != event.id)
-        if db.session.scalar(query.limit(1)) is not None:
-            raise ApiError(409, "duplicate", f"another event has the reference number {ref}",
-                           [{"field": "project_ref_num", "message": "already used by another event"}])
+    if ref is not None and value_taken(Event.project_ref_num, ref, event):
+        raise ApiError(409, "duplicate", f"another event has the reference number {ref}",
+                       [{"field": "project_ref_num", "message": "already used by another event"}])
     return values
 
 
@@ -1119,13 +1103,7 @@ def sync_trigger():
 @login_required
 def sync_runs():
     """Run history, newest first, paged."""
-    page = max(1, request.args.get("page", 1, type=int) or 1)
-    per_page = min(500, max(1, request.args.get("per_page", 50, type=int) or 50))
-    total = db.session.scalar(select(func.count()).select_from(SyncRun))
-    runs = db.session.scalars(select(SyncRun).order_by(SyncRun.id.desc())
-                              .offset((page - 1) * per_page).limit(per_page))
-    return jsonify({"data": [r.to_dict() for r in runs], "page": page, "per_page": per_page,
-                    "total": total})
+    return _page_json(SyncRun, (SyncRun.id.desc(),))
 
 
 @sync_api.get("/runs/<int:run_id>")
@@ -1181,11 +1159,8 @@ webhook = Blueprint("webhook", __name__, url_prefix="/api/webhook")
 @webhook.post("/schedule_update")
 def webhook_schedule_update():
     """The vendor's signed change message: verified, recorded once, applied."""
-    try:
-        result = sync_engine.handle_webhook(current_app._get_current_object(),
-                                            request.get_data(cache=False), dict(request.headers))
-    except sync_engine.WebhookRejected as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    result = sync_engine.handle_webhook(current_app._get_current_object(),
+                                        request.get_data(cache=False), dict(request.headers))
     return jsonify({"ok": True, **result}), 200
 
 
@@ -1321,18 +1296,6 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
     return rows
 
 
-def _page_arg(name: str) -> int:
-    """A positive ?<name>= page number (1 when missing or bad)."""
-    return max(1, request.args.get(name, 1, type=int) or 1)
-
-
-def _model_page(query, count_query, page: int, per_page: int) -> PageOf:
-    """One COUNT and one LIMIT/OFFSET query."""
-    total = db.session.scalar(count_query) or 0
-    items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
-    return PageOf(items, page, per_page, total)
-
-
 def sync_chart(limit: int = 30) -> dict:
     """Coordinates for the server-drawn SVG chart of the last `limit` runs' counts."""
     runs = list(db.session.scalars(select(SyncRun).where(SyncRun.status != "running")
@@ -1381,16 +1344,16 @@ def sync_admin():
     """The sync admin page: config, health, actions, runs, failed records, conflicts, webhooks."""
     overview = sync_overview()
     counts, per_page = overview["counts"], 25
-    failed = records_in_status("failed", counts, _page_arg("failed_page"), per_page)
-    conflicts = records_in_status("conflict", counts, _page_arg("conflicts_page"), 10)
+    failed = records_in_status("failed", counts, page_number("failed_page"), per_page)
+    conflicts = records_in_status("conflict", counts, page_number("conflicts_page"), 10)
     names = _vendor_names(conflicts.items)
     conflict_views = [(resource, record, conflict_rows(resource, record, names))
                       for resource, record in conflicts.items]
-    runs = _model_page(select(SyncRun).order_by(SyncRun.started_at.desc(), SyncRun.id.desc()),
-                       select(func.count(SyncRun.id)), _page_arg("runs_page"), 20)
-    webhooks = _model_page(select(WebhookMessage).order_by(WebhookMessage.received_at.desc(),
-                                                           WebhookMessage.id.desc()),
-                           select(func.count(WebhookMessage.id)), _page_arg("webhooks_page"), 20)
+    runs = paginate(SyncRun, [], [SyncRun.started_at.desc(), SyncRun.id.desc()],
+                    page_number("runs_page"), 20)
+    webhooks = paginate(WebhookMessage, [], [WebhookMessage.received_at.desc(),
+                                             WebhookMessage.id.desc()],
+                        page_number("webhooks_page"), 20)
     return render_template("sync_admin.html", sync=overview, sync_config=sync_config_view(),
                            failed=failed, conflicts=conflicts, conflict_views=conflict_views,
                            runs=runs, webhooks=webhooks, chart=sync_chart(),

@@ -10,6 +10,7 @@ helpers → domain rules.
 """
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Optional
 from zoneinfo import ZoneInfo
@@ -90,23 +91,19 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
-class DomainError(Exception):
+class DomainError(ApiError):
     """A rule a record breaks: which field, why, and the HTTP status that fits."""
 
     def __init__(self, message: str, field: Optional[str] = None, status: int = 422,
                  code: str = "validation_failed", details: Any = None):
-        super().__init__(message)
-        self.message = message
+        if details is None and field:
+            details = [{"field": field, "message": message}]
+        super().__init__(status, code, message, details)
         self.field = field
-        self.status = status
-        self.code = code
-        self.details = details
 
     def to_api_error(self) -> ApiError:
-        details = self.details
-        if details is None and self.field:
-            details = [{"field": self.field, "message": self.message}]
-        return ApiError(self.status, self.code, self.message, details)
+        return ApiError(self.status, self.code, self.message, self.details)
+
 
 # ---------------------------------------------------------------------------
 # Models
@@ -479,9 +476,26 @@ def parse_api_datetime(value: Any, field: str) -> datetime:
 
 
 
+# One rule for an email address, pages and API alike.
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def is_email(text: str) -> bool:
+    return EMAIL_PATTERN.fullmatch(text) is not None
+
+
 def live(model):
     """A select of the model's rows that are not soft-deleted."""
     return select(model).where(model.deleted_at.is_(None))
+
+
+def value_taken(column, value, record=None) -> bool:
+    """Whether another live row of `column`'s model already has `value` (e.g. an employee code)."""
+    model = column.class_
+    query = live(model).where(column == value)
+    if record is not None:
+        query = query.where(model.id != record.id)
+    return db.session.scalar(query.limit(1)) is not None
 
 
 def get_live(model, record_id: int):

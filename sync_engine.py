@@ -67,6 +67,7 @@ from api_service import (
 )
 from models import (
     SYNCED_MODELS,
+    ApiError,
     Employee,
     Event,
     Schedule,
@@ -85,7 +86,6 @@ RESOURCES = ("employees", "events", "schedules")
 SINGULAR = {"employees": "employee", "events": "event", "schedules": "schedule"}
 PLURAL = {v: k for k, v in SINGULAR.items()}
 DIRECTIONS = ("both", "push", "pull")
-TRIGGERS = ("manual", "schedule", "webhook", "cli", "change")
 ACTIONS = ("created", "updated", "deleted")
 FIELDS = {
     "employees": ("name", "email", "active"),
@@ -1653,12 +1653,8 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
 # Webhooks
 # ---------------------------------------------------------------------------
 
-class WebhookRejected(Exception):
-    """A webhook answer other than 2xx: status and message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class WebhookRejected(ApiError):
+    """A webhook answer other than 2xx: status, code and message (answered as an ApiError)."""
 
 
 def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:

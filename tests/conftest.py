@@ -53,7 +53,7 @@ def make_app(database_url: str, **overrides):
 
 
 def _empty_tables(app) -> None:
-    from app import db
+    from models import db
 
     with app.app_context():
         db.session.remove()

@@ -107,7 +107,7 @@ def _signal(pid: int, sig) -> None:
 
 
 def runs(app) -> list:
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     with app.app_context():
         db.session.remove()
@@ -115,7 +115,7 @@ def runs(app) -> list:
 
 
 def lease(app):
-    from app import SyncLease, db
+    from models import SyncLease, db
 
     with app.app_context():
         db.session.remove()
@@ -136,7 +136,7 @@ def seed_local(app) -> None:
     """Local records the vendor does not have yet (pushed by the runs)."""
     from datetime import datetime, timezone
 
-    from app import Employee, Event, db
+    from models import Employee, Event, db
 
     start = datetime(2026, 12, 1, tzinfo=timezone.utc)
     with app.app_context():
@@ -149,7 +149,7 @@ def seed_local(app) -> None:
 
 def converged(app, sandbox: VendorSandbox) -> dict:
     """Per resource: (live here, live at the vendor, live here not synced)."""
-    from app import SYNCED_MODELS, db
+    from models import SYNCED_MODELS, db
 
     out = {}
     with app.app_context():

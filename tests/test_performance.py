@@ -26,7 +26,7 @@ SANDBOX_KEY = "perf-key"
 @contextmanager
 def statements(app, kinds=("before_cursor_execute",)):
     """Record the SQL statements run inside the block."""
-    from app import db
+    from models import db
 
     seen: list[str] = []
 
@@ -45,7 +45,7 @@ def statements(app, kinds=("before_cursor_execute",)):
 @contextmanager
 def commits(app):
     """Count database COMMITs inside the block."""
-    from app import db
+    from models import db
 
     seen: list[int] = []
     with app.app_context():
@@ -67,7 +67,7 @@ def bulk_records(app, events: int) -> None:
     Only events fail, so the admin page's failed list is one query at any size
     (a page spanning resources costs one query per resource on it: at most 3).
     """
-    from app import Employee, Event, Schedule, SyncRun, WebhookMessage, db
+    from models import Employee, Event, Schedule, SyncRun, WebhookMessage, db
 
     now = datetime.now(UTC)
     staff = max(3, events // 20)
@@ -146,7 +146,7 @@ def vendor_objects(resource: str, employees: int, events: int, schedules: int) -
 def apply_page(app, resource: str, items: list[dict]) -> list[str]:
     """Statements run to apply one pulled page and commit it."""
     import sync_engine
-    from app import db
+    from models import db
 
     with app.app_context(), statements(app) as seen:
         results = sync_engine.apply_items(resource, items, None, source="pull")
@@ -194,7 +194,7 @@ def sync_app(database_url, sandbox, **extra):
 
 def test_a_push_batch_commits_a_constant_number_of_times(database_url, sandbox, monkeypatch):
     import sync_engine
-    from app import Employee, Event, Schedule, db
+    from models import Employee, Event, Schedule, db
 
     monkeypatch.setattr(sync_engine.RunContext, "checkpoint", lambda self, force=False: None)
     app = sync_app(database_url, sandbox)
@@ -278,7 +278,7 @@ def test_a_push_batch_keeps_a_record_changed_while_its_create_was_in_flight_pend
     """The batch's answers are stored at its end: a record edited meanwhile keeps its edit."""
     import api_service
     import sync_engine
-    from app import Employee, db
+    from models import Employee, db
 
     app = sync_app(database_url, sandbox)
     try:

@@ -67,7 +67,7 @@ def test_history_older_than_the_setting_is_pruned(app):
     from datetime import datetime, timedelta, timezone
 
     import sync_engine
-    from app import SyncRun, WebhookMessage, db
+    from models import SyncRun, WebhookMessage, db
 
     now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
     old, recent = now - timedelta(days=31), now - timedelta(days=29)

@@ -122,7 +122,7 @@ def run(app, **kwargs) -> dict:
 
 def db_call(app, func):
     """Call func() in a fresh app context (its own session) and return the result."""
-    from app import db
+    from models import db
 
     with app.app_context():
         try:
@@ -133,7 +133,7 @@ def db_call(app, func):
 
 def rows(app, resource: str, include_deleted: bool = False) -> list[dict]:
     """Local records of a resource as dicts (with deleted_at and remote_version)."""
-    from app import SYNCED_MODELS, db
+    from models import SYNCED_MODELS, db
 
     def load():
         model = SYNCED_MODELS[resource]
