@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import event as sa_event, func, select
 
 from tests.factories import make_employee, make_event, make_schedule, utc
+from tests.helpers import assert_error, fields_of
 
 EVENT_BODY = {
     "project_ref_num": 606001, "project_name": "CORE - Snack Reset", "store_number": 1234,
@@ -22,20 +23,6 @@ def count(app, model_name: str) -> int:
     with app.app_context():
         return models.db.session.scalar(
             select(func.count()).select_from(model).where(model.deleted_at.is_(None)))
-
-
-def assert_error(response, status: int, code: str | None = None):
-    """An error answer: status, JSON body with code, message and error_id."""
-    assert response.status_code == status, response.get_json()
-    error = response.get_json()["error"]
-    assert error["message"] and error["error_id"]
-    if code:
-        assert error["code"] == code
-    return error
-
-
-def fields_of(error) -> set[str]:
-    return {d["field"] for d in error["details"]}
 
 
 @pytest.fixture

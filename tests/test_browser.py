@@ -18,8 +18,9 @@ import pytest
 
 from tests.conftest import ADMIN
 from tests.factories import make_employee, make_event, utc
-from tests.test_sync_support import *  # noqa: F401,F403  (sandbox, live, app_overrides, ...)
-from tests.test_sync_support import db_call, run, vendor_event, wait_for
+from tests.helpers import db_call, run, vendor_event, wait_for
+
+pytestmark = pytest.mark.vendor_sync
 
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="the playwright package is not installed")

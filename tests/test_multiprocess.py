@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.conftest import _empty_tables, make_app
+from tests.helpers import wait_for
 from tests.vendor_sandbox import VendorSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,16 +123,6 @@ def lease(app):
         return db.session.get(SyncLease, "sync")
 
 
-def wait_for(predicate, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
-
-
 def seed_local(app) -> None:
     """Local records the vendor does not have yet (pushed by the runs)."""
     from datetime import datetime, timezone
@@ -201,7 +192,7 @@ def test_two_processes_take_turns_converge_and_survive_a_killed_lease_holder(set
 
     # --- SIGKILL the holder in the middle of a (slow) run: the other takes over ----------
     sandbox.set_faults(latency_ms=400)
-    holder = wait_for(lambda: _holder(app, procs), timeout=3 * INTERVAL, step=0.02)
+    holder = wait_for(lambda: _holder(app, procs), timeout=3 * INTERVAL, interval=0.02)
     assert holder is not None, "no run was caught in progress"
     proc, killed_run, expires_at = holder
     proc.kill(signal.SIGKILL)
@@ -218,7 +209,7 @@ def test_two_processes_take_turns_converge_and_survive_a_killed_lease_holder(set
 
     # --- SIGTERM the survivor's worker mid-run: it stops at a checkpoint, lease given back --
     sandbox.set_faults(latency_ms=400)
-    holder = wait_for(lambda: _holder(app, [survivor]), timeout=3 * INTERVAL, step=0.02)
+    holder = wait_for(lambda: _holder(app, [survivor]), timeout=3 * INTERVAL, interval=0.02)
     assert holder is not None
     _, stopped_run, _ = holder
     for pid in survivor.worker_pids():

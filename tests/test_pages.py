@@ -1,15 +1,15 @@
 """The server-rendered pages: dashboard, schedule, calendar, employees, import."""
 from __future__ import annotations
 
-import contextlib
 import re
 from html import unescape
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event as sa_event, func, select
+from sqlalchemy import func, select
 
 from tests.factories import make_employee, make_event, make_schedule, utc
+from tests.helpers import statements
 
 
 # ---------------------------------------------------------------------------
@@ -54,25 +54,6 @@ class Ref:
 def ids(*records) -> list[Ref]:
     """Refs to records, taken while their session is still open."""
     return [Ref(r.id) for r in records]
-
-
-@contextlib.contextmanager
-def counting_queries(app):
-    """Count the SQL statements run inside the block."""
-    from models import db
-
-    seen = []
-
-    def before(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa_event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", before)
 
 
 def field_error(page: str, field: str) -> str:
@@ -173,7 +154,7 @@ def test_dashboard_runs_a_constant_number_of_queries(app, client, signed_in):
         with app.app_context():
             for i in range(n):
                 make_event(project_name=f"CORE - Bulk {i}", sync_status="failed" if i % 2 else "pending")
-        with counting_queries(app) as seen:
+        with statements(app) as seen:
             assert client.get("/").status_code == 200
         return len(seen)
 
@@ -394,7 +375,7 @@ def test_calendar_runs_a_constant_number_of_queries(app, client, signed_in):
         with app.app_context():
             for i in range(n):
                 make_schedule(make_event(), make_employee(), utc(2026, 12, 1 + i % 7, 9, 0))
-        with counting_queries(app) as seen:
+        with statements(app) as seen:
             assert client.get("/calendar?week=2026-12-01").status_code == 200
         return len(seen)
 

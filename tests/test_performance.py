@@ -8,57 +8,17 @@ in `python -m tests.bench`.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select
 
 from tests.conftest import ADMIN, AuthActions, _empty_tables, make_app
+from tests.helpers import API_KEY, commits, statements
 from tests.vendor_sandbox import VendorSandbox
 
 UTC = timezone.utc
 MONDAY = datetime(2026, 12, 7, tzinfo=UTC)  # the calendar week the pages show
-SANDBOX_KEY = "perf-key"
-
-
-@contextmanager
-def statements(app, kinds=("before_cursor_execute",)):
-    """Record the SQL statements run inside the block."""
-    from models import db
-
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa_event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", record)
-
-
-@contextmanager
-def commits(app):
-    """Count database COMMITs inside the block."""
-    from models import db
-
-    seen: list[int] = []
-    with app.app_context():
-        engine = db.engine
-
-    def record(conn):
-        seen.append(1)
-
-    sa_event.listen(engine, "commit", record)
-    try:
-        yield seen
-    finally:
-        sa_event.remove(engine, "commit", record)
 
 
 def bulk_records(app, events: int) -> None:
@@ -138,7 +98,7 @@ def test_a_busy_calendar_week_is_paged_and_says_how_many_each_day_has(app, clien
 
 def vendor_objects(resource: str, employees: int, events: int, schedules: int) -> list[dict]:
     """Real vendor objects from an in-process sandbox (no HTTP)."""
-    sandbox = VendorSandbox(api_key=SANDBOX_KEY)
+    sandbox = VendorSandbox(api_key=API_KEY)
     sandbox.bulk_seed(employees=employees, events=events, schedules=schedules)
     return {name: sandbox.objects(name) for name in ("employees", "events", "schedules")}
 
@@ -174,17 +134,11 @@ def test_a_pulled_page_costs_the_same_statements_for_10_and_100_items(app, resou
     assert len(update_small) == len(update_large), "\n".join(update_large)
 
 
-@pytest.fixture
-def sandbox():
-    with VendorSandbox(api_key=SANDBOX_KEY) as sb:
-        yield sb
-
-
 def sync_app(database_url, sandbox, **extra):
     from app import create_user
 
     application = make_app(database_url, SYNC_ENABLED=True, SYNC_PUSH_ON_CHANGE=False,
-                           EXTERNAL_API_BASE_URL=sandbox.base_url, EXTERNAL_API_KEY=SANDBOX_KEY,
+                           EXTERNAL_API_BASE_URL=sandbox.base_url, EXTERNAL_API_KEY=API_KEY,
                            EXTERNAL_API_RATE_LIMIT=100000, EXTERNAL_API_MAX_RETRIES=1,
                            WEBHOOK_SECRET="whsec_cGVyZm9ybWFuY2UtdGVzdC1zZWNyZXQ=", **extra)
     with application.app_context():

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import START, db_call, event_body, fmt, rows, wait_for
+from tests.helpers import START, db_call, event_body, fmt, rows, wait_for
 from tests.vendor_sandbox import SandboxError
+
+pytestmark = pytest.mark.vendor_sync
 
 ROUNDS = 15
 

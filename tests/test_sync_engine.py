@@ -10,9 +10,10 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.factories import make_employee, make_event, make_schedule
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import (API_KEY, START, db_call, event_body, fmt, one, rows, run,
-                                     vendor_employee, vendor_event, wait_for)
+from tests.helpers import (API_KEY, START, db_call, delete_local, event_body, fmt, one, rows,
+                           run, vendor_employee, vendor_event, wait_for)
+
+pytestmark = pytest.mark.vendor_sync
 
 
 def local(app, make, *args, **kwargs) -> int:
@@ -29,16 +30,6 @@ def change(app, resource: str, record_id: int, **fields) -> None:
         for name, value in fields.items():
             setattr(row, name, value)
         row.mark_changed()
-        db.session.commit()
-
-    db_call(app, do)
-
-
-def delete_local(app, resource: str, record_id: int) -> None:
-    from models import SYNCED_MODELS, db
-
-    def do():
-        db.session.get(SYNCED_MODELS[resource], record_id).soft_delete()
         db.session.commit()
 
     db_call(app, do)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event as sa_event, insert
+from sqlalchemy import insert
 
 from tests.conftest import ADMIN, SCHEDULER
 from tests.factories import make_employee, make_event, make_schedule, utc
+from tests.helpers import statements
 
 
 # -- helpers -----------------------------------------------------------------
@@ -45,25 +45,6 @@ def bulk_failed_events(count: int, start_ref: int = 700000) -> None:
             for n in range(count)]
     db.session.execute(insert(Event), rows)
     db.session.commit()
-
-
-@contextmanager
-def count_queries(app):
-    """Count SQL statements sent through db.engine while the block runs."""
-    from models import db
-
-    statements: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa_event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", before)
 
 
 def failed_rows(html: str) -> int:
@@ -448,9 +429,9 @@ def test_runs_and_webhooks_are_paged(app, client, auth):
 def _admin_page_queries(app, client, failed: int) -> int:
     with app.app_context():
         bulk_failed_events(failed, start_ref=800000 + failed)
-    with count_queries(app) as statements:
+    with statements(app) as seen:
         assert client.get("/sync/admin").status_code == 200
-    return len(statements)
+    return len(seen)
 
 
 def test_admin_page_queries_do_not_grow_with_failed_records(app, client, auth):

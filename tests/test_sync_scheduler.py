@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import make_employee
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import db_call, rows, wait_for
+from tests.helpers import db_call, rows, wait_for
+
+pytestmark = pytest.mark.vendor_sync
 
 
 @pytest.fixture
