@@ -136,27 +136,28 @@ class SyncStopped(SyncError):
 _stopping = threading.Event()
 
 
+# short name → (setting, type): what settings() reads (config.py declares each, with its default)
+SETTINGS = {
+    "enabled": ("SYNC_ENABLED", bool), "policy": ("SYNC_CONFLICT_POLICY", str),
+    "interval": ("SYNC_INTERVAL_MINUTES", float), "push_delay": ("SYNC_PUSH_DELAY_SECONDS", float),
+    "push_on_change": ("SYNC_PUSH_ON_CHANGE", bool), "page_size": ("SYNC_PAGE_SIZE", int),
+    "batch_size": ("SYNC_PUSH_BATCH_SIZE", int), "lease_ttl": ("SYNC_LEASE_TTL_SECONDS", float),
+    "lease_renew": ("SYNC_LEASE_RENEW_SECONDS", float),
+    "backoff_base": ("SYNC_BACKOFF_BASE_SECONDS", float),
+    "backoff_max": ("SYNC_BACKOFF_MAX_SECONDS", float),
+    "busy_retry": ("SYNC_BUSY_RETRY_SECONDS", float),
+    "first_run_delay": ("SYNC_FIRST_RUN_DELAY_SECONDS", float),
+    "health_cache": ("SYNC_HEALTH_CACHE_SECONDS", float),
+    "history_days": ("SYNC_HISTORY_DAYS", float),
+}
+
+
 def settings(app) -> dict:
-    """The sync settings under short names (config.py declares each, with its default)."""
-    config = app.config
-    return {
-        "enabled": bool(config["SYNC_ENABLED"]),
-        "policy": config["SYNC_CONFLICT_POLICY"],
-        "interval": float(config["SYNC_INTERVAL_MINUTES"]),
-        "push_delay": float(config["SYNC_PUSH_DELAY_SECONDS"]),
-        "push_on_change": bool(config["SYNC_PUSH_ON_CHANGE"]),
-        "page_size": int(config["SYNC_PAGE_SIZE"]),
-        "batch_size": int(config["SYNC_PUSH_BATCH_SIZE"]),
-        "lease_ttl": float(config["SYNC_LEASE_TTL_SECONDS"]),
-        "lease_renew": float(config["SYNC_LEASE_RENEW_SECONDS"]),
-        "backoff_base": float(config["SYNC_BACKOFF_BASE_SECONDS"]),
-        "backoff_max": float(config["SYNC_BACKOFF_MAX_SECONDS"]),
-        "busy_retry": float(config["SYNC_BUSY_RETRY_SECONDS"]),
-        "first_run_delay": float(config["SYNC_FIRST_RUN_DELAY_SECONDS"]),
-        "health_cache": float(config["SYNC_HEALTH_CACHE_SECONDS"]),
-        # webhook ids must outlive the vendor's 24 h of retries: never under 2 days
-        "history_days": max(2.0, float(config["SYNC_HISTORY_DAYS"])),
-    }
+    """The sync settings under short names, typed."""
+    conf = {short: kind(app.config[name]) for short, (name, kind) in SETTINGS.items()}
+    # webhook ids must outlive the vendor's 24 h of retries: never under 2 days
+    conf["history_days"] = max(2.0, conf["history_days"])
+    return conf
 
 
 def is_enabled(app) -> bool:

@@ -18,7 +18,8 @@ def test_the_modules_below_the_app_import_without_it():
 
 
 def test_every_setting_the_code_reads_is_declared_in_config():
-    """`config[...]` / `config.get(...)` keys in the app's modules all exist on Config."""
+    """`config[...]` / `config.get(...)` keys in the app's modules, and the settings tables of
+    the engine and the client, all exist on Config."""
     import re
 
     from config import Config
@@ -28,7 +29,14 @@ def test_every_setting_the_code_reads_is_declared_in_config():
     for path in sorted(ROOT.glob("*.py")):
         for key in pattern.findall(path.read_text(encoding="utf-8")):
             read.setdefault(key, path.name)
-    assert "SYNC_PAGE_SIZE" in read and "APP_TIMEZONE" in read  # the scan finds them
+    assert "CALENDAR_PAGE_SIZE" in read and "APP_TIMEZONE" in read  # the scan finds them
+    import api_service
+    import sync_engine
+
+    for name, _kind in sync_engine.SETTINGS.values():  # read through a table
+        read.setdefault(name, "sync_engine.SETTINGS")
+    for _option, name, _kind in api_service._SETTINGS:
+        read.setdefault(name, "api_service._SETTINGS")
     undeclared = {key: where for key, where in read.items() if not hasattr(Config, key)}
     assert undeclared == {}
 
