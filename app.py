@@ -66,12 +66,12 @@ from models import (
     live,
     local_day_bounds,
     local_to_utc,
+    notify_local_change,
     parse_api_datetime,
     to_local,
     utcnow,
     value_taken,
 )
-from sync_scheduler import notify_local_change
 
 log = logging.getLogger("app")
 

@@ -30,10 +30,10 @@ from models import (
     event_type_for,
     local_day_bounds,
     local_to_utc,
+    notify_local_change,
     to_local,
     utcnow,
 )
-from sync_scheduler import notify_local_change
 
 DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 DATE_EXAMPLE = "09/27/2025 12:00:00 AM"

@@ -10,6 +10,7 @@ helpers → domain rules.
 """
 from __future__ import annotations
 
+import logging
 import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Optional
@@ -32,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
+
+log = logging.getLogger("app")
 
 
 # ---------------------------------------------------------------------------
@@ -568,3 +571,16 @@ def check_schedule(event: Optional[Event], employee: Optional[Employee], start: 
 def fmt_local(dt: Optional[datetime], fmt: str = "%Y-%m-%d %H:%M") -> str:
     """A stored UTC datetime as text in APP_TIMEZONE."""
     return to_local(dt).strftime(fmt) if dt is not None else ""
+
+
+def notify_local_change() -> None:
+    """A local write was committed: ask for one coalesced push soon, through the app's
+    sync scheduler (`sync_scheduler.py` installs it; nothing when sync is off)."""
+    if not current_app.config["SYNC_ENABLED"]:
+        return
+    scheduler = current_app.extensions.get("sync_scheduler")
+    try:
+        if scheduler is not None:
+            scheduler.request("push")
+    except Exception:  # noqa: BLE001 - a local write must never fail because of sync
+        log.exception("could not queue a push; the next interval run will send it")

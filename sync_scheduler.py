@@ -17,7 +17,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from flask import Flask, current_app
+from flask import Flask
 
 import sync_engine
 from models import db, utcnow
@@ -204,13 +204,3 @@ def request_push(app: Flask) -> None:
 def request_pull(app: Flask) -> None:
     """Schedule ONE pull run soon (trigger "webhook"), coalesced like request_push."""
     _state(app).request("pull")
-
-
-def notify_local_change() -> None:
-    """A local write was committed: ask for a push soon (coalesced, never inside the request)."""
-    if not current_app.config["SYNC_ENABLED"]:
-        return
-    try:
-        request_push(current_app._get_current_object())
-    except Exception:  # noqa: BLE001 - a local write must never fail because of sync
-        log.exception("could not queue a push; the next interval run will send it")
