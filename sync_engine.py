@@ -1855,15 +1855,14 @@ def sync_status(app) -> dict:
                 "counts": status_counts()}
 
 
-_health_cache: dict = {}
-_health_lock = threading.Lock()
+_health_lock = threading.Lock()  # guards each app's app.extensions["sync_health"]
 
 
 def vendor_health(app) -> dict:
-    """{reachable, latency_ms, error}, cached SYNC_HEALTH_CACHE_SECONDS per app."""
+    """{reachable, latency_ms, error}, cached SYNC_HEALTH_CACHE_SECONDS in the app's extensions."""
     ttl = settings(app)["health_cache"]
     with _health_lock:
-        cached = _health_cache.get(id(app))
+        cached = app.extensions.get("sync_health")
         if cached and time.monotonic() - cached[0] < ttl:
             return dict(cached[1])
     try:
@@ -1877,7 +1876,7 @@ def vendor_health(app) -> dict:
     except Exception as exc:  # noqa: BLE001
         result = {"reachable": False, "latency_ms": None, "error": str(exc)[:300]}
     with _health_lock:
-        _health_cache[id(app)] = (time.monotonic(), result)
+        app.extensions["sync_health"] = (time.monotonic(), result)
     return dict(result)
 
 
