@@ -8,7 +8,7 @@ import pytest
 from tests.bench import free_port
 from tests.factories import make_employee, make_event, make_schedule
 from tests.fast_vendor import serve
-from tests.test_sync_support import API_KEY, START, db_call, rows
+from tests.helpers import API_KEY, START, db_call, rows
 
 COUNT = 12
 
