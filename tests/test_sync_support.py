@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -22,7 +23,7 @@ API_KEY = "sk-test-Zq81Xv3"
 
 __all__ = ["sandbox", "webhook_secret", "sync_settings", "app_overrides", "live", "API_KEY",
            "wait_for", "run", "rows", "one", "fmt", "START", "event_body", "new_secret",
-           "vendor_event", "vendor_employee", "db_call"]
+           "vendor_event", "vendor_employee", "db_call", "invariant_breaks"]
 
 START = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 
@@ -157,3 +158,17 @@ def one(app, resource: str, **match) -> dict | None:
              if all(r.get(k) == v for k, v in match.items())]
     assert len(found) <= 1, found
     return found[0] if found else None
+
+
+def invariant_breaks(app, sandbox) -> list[str]:
+    """What breaks the sync invariant (none: it holds): every live vendor object is linked
+    to exactly one live local record, every live linked local record to a live vendor object."""
+    breaks = []
+    for resource in ("employees", "events", "schedules"):
+        vendor = {o["id"] for o in sandbox.objects(resource)}
+        linked = Counter(r["external_id"] for r in rows(app, resource) if r["external_id"])
+        breaks += [f"{resource}: vendor object {oid} is linked to {linked[oid]} live local "
+                   "records" for oid in sorted(vendor) if linked[oid] != 1]
+        breaks += [f"{resource}: live local record linked to {ext}, which the vendor does "
+                   "not hold" for ext in sorted(set(linked) - vendor)]
+    return breaks
