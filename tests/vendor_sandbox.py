@@ -930,7 +930,10 @@ class VendorSandbox:
 
     def _clear_state(self) -> None:
         seq = getattr(getattr(self, "store", None), "seq", 0)
-        self.store = Store(random.Random(self.seed), seq_start=seq)
+        # ids go on from where they were: a vendor that lost its data (reset) does not give
+        # its new objects the ids of the old ones
+        ids = getattr(getattr(self, "store", None), "id_rng", None) or random.Random(self.seed)
+        self.store = Store(ids, seq_start=seq)
         self._idempotency: dict[str, tuple] = {}
         self._stats = Counter()
         self._by_method, self._by_status = Counter(), Counter()
