@@ -1257,8 +1257,10 @@ def run_summary(run: Optional[SyncRun]) -> str:
     """'pushed 3, pulled 2, failed 0, conflicts 0' for a run."""
     if run is None:
         return ""
+    extra = "".join(f", {name} {getattr(run, name)}" for name in ("held", "repaired")
+                    if getattr(run, name, 0))
     return (f"pushed {run.pushed}, pulled {run.pulled}, failed {run.failed}, "
-            f"conflicts {run.conflicts}")
+            f"conflicts {run.conflicts}{extra}")
 
 
 def health_from_run(run: Optional[SyncRun], counts: dict) -> str:

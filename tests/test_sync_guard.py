@@ -255,3 +255,29 @@ def test_scheduler_cannot_use_the_page_actions(app, sandbox, client):
                            data={"action": "apply", "csrf_token": token})
     assert response.status_code == 403
     assert len(rows(app, "employees")) == 12
+
+
+def test_two_admins_applying_at_once_one_wins(app, sandbox, admin_headers):
+    """Released together by a barrier, several rounds: one 200 deletes them, the other 409."""
+    import threading
+
+    for _round in range(3):
+        sandbox.bulk_seed(employees=12, events=0, schedules=0)
+        assert run(app)["status"] == "succeeded"
+        assert wiped(app, sandbox)["held"] == 12
+        barrier, answers = threading.Barrier(2), []
+
+        def apply():
+            client = app.test_client()
+            barrier.wait()
+            response = act(client, admin_headers, "employees", "apply")
+            answers.append((response.status_code, response.get_json()))
+
+        threads = [threading.Thread(target=apply) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(status for status, _ in answers) == [200, 409], answers
+        assert [body["count"] for status, body in answers if status == 200] == [12]
+        assert len(rows(app, "employees")) == 0
