@@ -281,3 +281,21 @@ def test_two_admins_applying_at_once_one_wins(app, sandbox, admin_headers):
         assert sorted(status for status, _ in answers) == [200, 409], answers
         assert [body["count"] for status, body in answers if status == 200] == [12]
         assert len(rows(app, "employees")) == 0
+
+
+@pytest.mark.parametrize("value,share", [("20%", 0.2), ("20", 0.2), (" 12.5 % ", 0.125),
+                                         ("OFF", None), ("0%", 0.0), ("100%", 1.0)])
+def test_guard_setting_values(value, share):
+    import config
+
+    assert config.delete_guard_share(value) == share
+
+
+@pytest.mark.parametrize("overrides,named", [({"SYNC_DELETE_GUARD": "lots"}, "SYNC_DELETE_GUARD"),
+                                             ({"SYNC_DELETE_GUARD": "120%"}, "SYNC_DELETE_GUARD"),
+                                             ({"SYNC_DELETE_GUARD_MIN": -1}, "SYNC_DELETE_GUARD_MIN")])
+def test_a_bad_guard_setting_is_refused_at_start(database_url, overrides, named):
+    import config
+
+    with pytest.raises(config.ConfigError, match=named):
+        make_app(database_url, **overrides)
