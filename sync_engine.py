@@ -1615,10 +1615,8 @@ def _push_delete(ctx, resource, model, row) -> None:
         try:
             obj = ctx.client.create(resource, local_payload(resource, row),
                                     idempotency_key=row.idempotency_key)
-            with _apply_lock:
-                row = _reread(model, row.id)
-                if row.external_id is None:
-                    row.external_id, row.remote_version = obj["id"], _version(obj)
+            with _apply_lock:  # a webhook or pull may have inserted its copy: merged here
+                _link_replayed_create(resource, model, row.id, obj)
                 db.session.commit()
         except (Duplicate, api_service.ValidationFailed, api_service.Conflict):
             pass
@@ -1651,6 +1649,20 @@ def _push_delete(ctx, resource, model, row) -> None:
         except NotFound:
             pass
     _mark_deleted_synced(ctx, model, row)
+
+
+def _link_replayed_create(resource, model, row_id: int, obj: dict) -> None:
+    """A create replayed for a record deleted here before its answer was stored: link the
+    record to the object (so its delete reaches the vendor).  A copy a webhook or pull
+    inserted meanwhile (the create had reached the vendor) is merged into it: the local
+    delete, the newer decision, stands."""
+    owner_id = db.session.scalar(select(model.id).where(model.external_id == obj["id"],
+                                                        model.id != row_id))
+    if owner_id is not None:
+        _merge_duplicate(resource, model, db.session.get(model, owner_id), row_id)
+    row = _reread(model, row_id)
+    if row.external_id is None:
+        row.external_id, row.remote_version = obj["id"], _version(obj)
 
 
 def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:

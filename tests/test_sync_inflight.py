@@ -161,3 +161,32 @@ def test_a_full_listing_repairs_a_record_linked_to_a_lost_object(app, sandbox):
     assert one(app, "employees", id=emp)["deleted_at"] is not None
     assert len(rows(app, "employees")) == len(others)
     assert invariant_breaks(app, sandbox) == []
+
+
+def test_a_create_whose_answer_was_lost_then_deleted_here_is_deleted_there(app, sandbox):
+    """The create reached the vendor but every answer was lost; the user deleted the event
+    here; the next pull brings the vendor's copy.  The local delete stands: the replayed
+    create links the record, the copy is merged into it, the vendor object is deleted."""
+    from tests.factories import make_event
+
+    from app import Event, db
+
+    evt = db_call(app, lambda: make_event(project_ref_num=700100).id)
+    sandbox.script_fault("POST", "/events", "apply_then_500")
+    for _ in range(3):  # every retry of the client fails too: the answer is lost
+        sandbox.script_fault("POST", "/events", "503")
+    assert run(app)["status"] == "partial"
+    [vendor] = sandbox.objects("events")
+    assert one(app, "events", id=evt)["external_id"] is None
+
+    def delete_here():
+        db.session.get(Event, evt).soft_delete()
+        db.session.commit()
+
+    db_call(app, delete_here)
+    result = run(app)
+    assert result["status"] == "succeeded", result
+    assert sandbox.objects("events") == []
+    assert rows(app, "events") == []
+    assert one(app, "events", id=evt)["external_id"] == vendor["id"]
+    assert invariant_breaks(app, sandbox) == []
