@@ -13,8 +13,10 @@ Layout, top to bottom:
 * runs (`start_run`, `run_sync`, `RunStats`)
 * applying vendor objects (`apply_items`: one function for pull pages and
   webhooks, with the version and conflict rules)
-* pull (`pull_resource`) and push (`push_resource`)
+* pull (`pull_resource`, with the deletion guard `_deletions_after_full_listing`)
+  and push (`push_resource`)
 * admin actions (`retry_failed`, `list_conflicts`, `resolve_conflict`)
+* held deletions (`held_deletions`, `held_counts`, `resolve_held`)
 * webhooks (`handle_webhook`)
 * soon-runs (`request_push`, `request_pull`), the scheduler
   (`start_scheduler`, `next_run_at`), status and health.
@@ -23,7 +25,10 @@ Rules in one place (see the docstrings): a pulled change never makes a
 record pending; a version not newer than `remote_version` is skipped; both
 sides changed → `SYNC_CONFLICT_POLICY` (last_write_wins by `updated_at`, or
 manual); nothing is ever hard-deleted; bookmarks (sync tokens) move only when
-a listing has been fully applied.
+a listing has been fully applied; a full listing never deletes more than
+SYNC_DELETE_GUARD of a resource (it holds them for an admin); a push re-reads
+its record under the apply lock before acting on the vendor's answer, so a
+decision taken meanwhile (a vendor delete applied, a conflict) stands.
 """
 from __future__ import annotations
 
@@ -1955,6 +1960,7 @@ def _restore_parents(resource: str, ids: list) -> dict:
 
 
 def _held_done_message(resource: str, action: str, count: int, also: dict) -> str:
+    """What an apply or restore did, in a sentence for the page and the API."""
     noun = resource if count != 1 else SINGULAR[resource]
     if action == "apply":
         return (f"{count} {noun} {'were' if count != 1 else 'was'} deleted here, as the "
