@@ -11,8 +11,9 @@ import pytest
 
 from tests.conftest import AuthActions, make_app
 from tests.factories import make_employee
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import db_call, invariant_breaks, rows, run
+from tests.helpers import db_call, invariant_breaks, rows, run
+
+pytestmark = pytest.mark.vendor_sync
 
 SEEDED = {"employees": 12, "events": 15, "schedules": 12}
 

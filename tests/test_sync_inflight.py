@@ -6,14 +6,17 @@ vendor (and waits for its webhook to be applied here) while the push waits.
 """
 from __future__ import annotations
 
+import pytest
+
 from tests.factories import make_employee
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import db_call, invariant_breaks, one, rows, run, vendor_employee
+from tests.helpers import db_call, invariant_breaks, one, rows, run, vendor_employee
+
+pytestmark = pytest.mark.vendor_sync
 
 
 def change(app, record_id: int, **fields) -> None:
     """A local user change of an employee (pending for the vendor)."""
-    from app import Employee, db
+    from models import Employee, db
 
     def do():
         row = db.session.get(Employee, record_id)
@@ -95,7 +98,7 @@ def test_a_create_answered_after_its_record_was_deleted_here_is_deleted_there(ap
     """A create in flight whose record a vendor rule deleted meanwhile: the stray object the
     create made is deleted at the vendor instead of being linked as synced."""
     import sync_engine
-    from app import Employee, db
+    from models import Employee, db
 
     emp = db_call(app, lambda: make_employee("Short Lived").id)
 
@@ -123,7 +126,7 @@ def test_a_full_listing_repairs_a_stray_vendor_object(app, sandbox):
     """What the old push left behind: a live vendor object linked to a record deleted here
     (and marked synced).  A full listing finds it, counts the repair, and the delete is
     sent: the invariant holds again."""
-    from app import Employee, db, utcnow
+    from models import Employee, db, utcnow
 
     emp, ext = synced_employee(app, "Stray")
     kept, _ = synced_employee(app, "Kept")
@@ -169,7 +172,7 @@ def test_a_create_whose_answer_was_lost_then_deleted_here_is_deleted_there(app, 
     create links the record, the copy is merged into it, the vendor object is deleted."""
     from tests.factories import make_event
 
-    from app import Event, db
+    from models import Event, db
 
     evt = db_call(app, lambda: make_event(project_ref_num=700100).id)
     sandbox.script_fault("POST", "/events", "apply_then_500")
