@@ -531,7 +531,7 @@ def test_schedule_create_against_a_vendor_schedule_links_and_resolves(app, sandb
 def test_second_trigger_during_a_run_is_409(app, client, sandbox, admin_headers):
     for n in range(3):
         local(app, make_employee, f"Slow {n}")
-    sandbox.set_faults(latency_ms=150)
+    sandbox.set_faults(latency_ms=500)  # the run outlasts a second Basic-auth request
     app.config["EXTERNAL_API_CONCURRENCY"] = 1  # the three creates one after the other
     first = client.post("/api/sync/trigger", json={"direction": "push"}, headers=admin_headers)
     assert first.status_code == 202
