@@ -80,6 +80,11 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     PAGE_SIZE = 50
 
+    # Largest request body in bytes (JSON and forms, the webhook too); past it: 413.
+    MAX_CONTENT_LENGTH = config("MAX_CONTENT_LENGTH", default=1024 * 1024, cast=int)
+    # Largest CSV upload in bytes (the import routes only); past it: 413.
+    MAX_CSV_UPLOAD_LENGTH = config("MAX_CSV_UPLOAD_LENGTH", default=100 * 1024 * 1024, cast=int)
+
     # Names of settings whose values are secrets: never logged or shown.
     SECRET_SETTINGS = ("SECRET_KEY", "EXTERNAL_API_KEY", "WEBHOOK_SECRET", "ADMIN_PASSWORD")
 

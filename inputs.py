@@ -11,9 +11,12 @@ cells) is checked against what the database and the calendar can hold:
   (no database can encode them), so both databases answer alike;
 * JSON for its nesting depth.
 
-Each rule raises `BadInput` (field, message, status); the routes turn it into
-their own answer (JSON 4xx for the API, an error page for pages, a problem line
-for a CSV row).  Imports nothing of the app.
+Each rule raises `BadInput` (field, message, status); error_handlers.py turns
+it into the answer (JSON for the API, an error page for pages) and the CSV
+reader into a problem line.  Also here: the `<int:...>` URL converter that
+stops at the INTEGER range (a larger id matches no route: 404) and the request
+class whose size limit is larger for the routes marked `@large_upload`.
+Imports nothing of the app.
 """
 from __future__ import annotations
 
@@ -21,6 +24,10 @@ import json
 import re
 from datetime import date, datetime, timezone
 from typing import Any, Optional
+
+import flask
+from flask import current_app
+from werkzeug.routing import IntegerConverter
 
 INT_MAX = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
 MIN_DAY = date(2, 1, 1)  # a year of margin: zone shifts and week arithmetic stay in 1..9999
@@ -149,3 +156,79 @@ def _walk(document: Any, max_depth: int) -> None:
         else:
             for index, item in enumerate(value):
                 stack.append((item, f"{path}[{index}]", depth + 1))
+
+
+def lenient_number(text: Optional[str], field: str, default: Optional[int] = None,
+                   low: int = 1, high: int = INT_MAX) -> Optional[int]:
+    """A page's optional number: `default` when missing or not a number in range,
+    but a number past the INTEGER range is BadInput (it would reach a query)."""
+    text = (text or "").strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        return default
+    if len(digits) > 12 or not -INT_MAX - 1 <= int(text) <= INT_MAX:
+        raise BadInput(field, f"{field} must be a whole number up to {INT_MAX}, got {text[:40]!r}")
+    number = int(text)
+    return number if low <= number <= high else default
+
+
+# -- routes: ids in paths, and the size of a body ------------------------------------
+
+def _digits_up_to(limit: int) -> str:
+    """A regex for the decimal numbers 0..limit (no sign, no leading zeros needed)."""
+    text = str(limit)
+    parts = [f"[0-9]{{1,{len(text) - 1}}}"] if len(text) > 1 else []
+    for i, digit in enumerate(text):
+        if digit != "0":
+            low = "1" if i == 0 else "0"
+            if int(digit) - 1 >= int(low):
+                rest = len(text) - i - 1
+                parts.append(text[:i] + f"[{low}-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    parts.append(text)
+    return "(?:" + "|".join(parts) + ")"
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` whose pattern matches only ids the INTEGER columns can hold.
+
+    A larger id matches no route at all (404 for every method), so it never
+    reaches a query; checking it after the match instead would make werkzeug
+    answer 405 for the methods the path has.
+    """
+
+    regex = _digits_up_to(INT_MAX)
+
+
+def large_upload(view):
+    """Mark a view that takes a CSV upload: MAX_CSV_UPLOAD_LENGTH instead of MAX_CONTENT_LENGTH."""
+    view.large_upload = True
+    return view
+
+
+class Request(flask.Request):
+    """A request whose body limits depend on its route (413 past them, before reading on)."""
+
+    def _large_upload(self) -> bool:
+        view = current_app.view_functions.get(self.endpoint) if self.url_rule is not None else None
+        return bool(getattr(view, "large_upload", False))
+
+    @property
+    def max_content_length(self) -> Optional[int]:
+        if self._max_content_length is None and current_app and self._large_upload():
+            return current_app.config["MAX_CSV_UPLOAD_LENGTH"]
+        return super().max_content_length
+
+    @max_content_length.setter
+    def max_content_length(self, value: Optional[int]) -> None:
+        self._max_content_length = value
+
+    @property
+    def max_form_memory_size(self) -> Optional[int]:
+        """A `file` part sent without a filename is a form field: it may be as large as a file."""
+        if self._max_form_memory_size is None and current_app and self._large_upload():
+            return current_app.config["MAX_CSV_UPLOAD_LENGTH"]
+        return super().max_form_memory_size
+
+    @max_form_memory_size.setter
+    def max_form_memory_size(self, value: Optional[int]) -> None:
+        self._max_form_memory_size = value

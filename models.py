@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import inputs
+
 
 # ---------------------------------------------------------------------------
 # Base, db (unbound; bound in create_app)
@@ -81,13 +83,14 @@ class ApiError(Exception):
     """An error answer: status, machine code, human message, optional details."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 extra: Optional[dict] = None):
+                 extra: Optional[dict] = None, fields: Optional[dict] = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
-        self.extra = extra or {}
+        self.extra = extra or {}  # beside "error" in the answer
+        self.fields = fields or {}  # inside "error" (e.g. a CSV's problem total)
 
 
 class DomainError(Exception):
@@ -400,8 +403,14 @@ def local_to_utc(naive: datetime) -> datetime:
     """A wall-clock time in APP_TIMEZONE → aware UTC (DST-correct).
 
     A time in the spring-forward gap does not exist and is refused; an
-    ambiguous time in the autumn overlap takes its first occurrence.
+    ambiguous time in the autumn overlap takes its first occurrence; a day
+    outside the years inputs.py supports is refused before any shift.
     """
+    try:
+        inputs.check_day(naive.date(), "time")
+    except inputs.BadInput:
+        raise LocalTimeError(f"{naive:%Y-%m-%d} is outside the supported years "
+                             f"({inputs.MIN_DAY.year:04d}–{inputs.MAX_DAY.year})") from None
     tz = app_tz()
     aware = naive.replace(tzinfo=tz, fold=0)
     back = aware.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None)
@@ -435,7 +444,12 @@ def parse_api_datetime(value: Any, field: str) -> datetime:
         raise DomainError(
             f"{field} has no UTC offset; send e.g. 2026-11-25T14:30:00Z", field=field
         )
-    return parsed.astimezone(timezone.utc)
+    try:
+        inputs.check_day(parsed.date(), field)
+        return inputs.check_instant(parsed, field)
+    except inputs.BadInput:
+        raise DomainError(f"{field} must lie in the years {inputs.MIN_DAY.year:04d} to "
+                          f"{inputs.MAX_DAY.year}, got {value!r}", field=field) from None
 
 
 

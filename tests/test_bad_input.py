@@ -31,6 +31,11 @@ def csv_file(*rows: str, filename: str | None = "WorkBankVisits.csv") -> dict:
     return {"file": (data, filename) if filename else data.decode()}
 
 
+def fresh_csv(*rows: str) -> dict:
+    """A multipart body with a fresh file object, ready to send."""
+    return materialize({"data": csv_file(*rows)}, {})["data"]
+
+
 def materialize(kwargs: dict, ids: dict) -> dict:
     """Fresh file objects for the multipart parts, seeded ids in form values."""
     kwargs = dict(kwargs)
@@ -219,12 +224,12 @@ def test_a_json_body_over_the_limit_is_413(app, client, admin_headers, seeded):
 @pytest.mark.parametrize("app_overrides", [{"MAX_CONTENT_LENGTH": 4096, "MAX_CSV_UPLOAD_LENGTH": 65536}])
 def test_a_csv_may_be_larger_than_json_but_not_past_its_own_limit(app, client, admin_headers):
     rows = [ROW.replace("707001", str(707100 + i)) for i in range(60)]  # about 6 KB: over the JSON limit
-    response = client.post("/api/import/events", headers=admin_headers, data=csv_file(*rows),
+    response = client.post("/api/import/events", headers=admin_headers, data=fresh_csv(*rows),
                            content_type="multipart/form-data")
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["created"] == 60
     rows = [ROW.replace("707001", str(708000 + i)) for i in range(700)]  # about 70 KB
-    response = client.post("/api/import/events", headers=admin_headers, data=csv_file(*rows),
+    response = client.post("/api/import/events", headers=admin_headers, data=fresh_csv(*rows),
                            content_type="multipart/form-data")
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "too_large"
@@ -239,7 +244,7 @@ def test_the_limits_are_settings(app):
 
 def test_a_csv_error_list_holds_the_first_100_problems_and_counts_all(app, client, admin_headers):
     rows = [ROW.replace("707001", f"bad{i}") for i in range(250)]
-    response = client.post("/api/import/events", headers=admin_headers, data=csv_file(*rows),
+    response = client.post("/api/import/events", headers=admin_headers, data=fresh_csv(*rows),
                            content_type="multipart/form-data")
     assert response.status_code == 422
     error = response.get_json()["error"]
