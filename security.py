@@ -35,10 +35,10 @@ from flask_talisman import Talisman
 from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from error_handlers import error_response
 from models import User, db
 
 limiter = Limiter(key_func=get_remote_address)
-talisman = Talisman()
 
 LOGIN_ENDPOINT = "pages.login"
 
@@ -174,10 +174,13 @@ def safe_next(target: Optional[str]) -> Optional[str]:
 # Wiring
 # ---------------------------------------------------------------------------
 
-def register_security(app: Flask, error_response) -> None:
-    """Bind the limiter and Talisman; 429s through the app's error path, with Retry-After."""
+def register_security(app: Flask) -> None:
+    """Bind the limiter and Talisman; 429s through the app's error path, with Retry-After.
+
+    Talisman keeps per-app settings on its instance, so each app gets its own.
+    """
     limiter.init_app(app)
-    talisman.init_app(
+    Talisman(
         app,
         force_https=False,  # TLS ends at the proxy; HSTS tells browsers to stay on HTTPS
         strict_transport_security=app.config["HSTS_MAX_AGE"] > 0,
