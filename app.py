@@ -1181,12 +1181,14 @@ def webhook_schedule_update():
     refused unread, and a chunked body is cut off at the limit (413 either way).
     """
     limit = current_app.config["WEBHOOK_MAX_BYTES"]
-    request.max_content_length = limit
+    request.max_content_length = limit + 1  # a stream is cut there: one byte over tells
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
+        raw = None
+    if raw is None or len(raw) > limit:
         sync_engine.count_rejected("too_large", f"413: the body is over {limit} bytes")
-        raise ApiError(413, "too_large", f"the body must be at most {limit} bytes") from None
+        raise ApiError(413, "too_large", f"the body must be at most {limit} bytes")
     try:
         result = sync_engine.handle_webhook(current_app._get_current_object(), raw,
                                             dict(request.headers))

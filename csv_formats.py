@@ -41,6 +41,11 @@ CHUNK = 500  # ids per IN (...) look-up, well under every database's limit
 FLUSH_EVERY = 1000
 MAX_INT = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+# A spreadsheet reads a cell starting with = + - @ tab or CR as a formula.  The
+# export writes such a text cell with a leading apostrophe (and one more before
+# apostrophes already leading such a value); the import takes one off again, so
+# an export imports back unchanged.  Numbers are written as numbers, unescaped.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
 
 # WorkBankVisits.csv: header → (attribute, required)
 IMPORT_COLUMNS = {
@@ -227,6 +232,16 @@ def _parse_row(line: int, values: dict, times: dict, errors: list) -> Optional[W
     return row if len(errors) == before else None
 
 
+def formula_escape(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula."""
+    return "'" + text if _FORMULA.match(text) else text
+
+
+def formula_unescape(text: str) -> str:
+    """The value `formula_escape` was given."""
+    return text[1:] if text[:1] == "'" and _FORMULA.match(text, 1) else text
+
+
 def _convert(attr: str, text: str, times: dict) -> Any:
     """A cell's text as the attribute's type; ValueError says why not."""
     if attr in ("start", "due", "schedule_at"):
@@ -244,6 +259,7 @@ def _convert(attr: str, text: str, times: dict) -> Any:
             raise ValueError(f"must be zero or more minutes, got {text!r}")
         return number
     limit = TEXT_LIMITS[attr]
+    text = formula_unescape(text)
     if len(text) > limit:
         raise ValueError(f"must be at most {limit} characters ({len(text)} given)")
     return text
@@ -565,8 +581,10 @@ def export_schedule_csv(from_date: Optional[date] = None, to_date: Optional[date
 def _export_row(row) -> list:
     (name, ref, mvid, store_number, store_name, start, due, minutes,
      rep_name, code, scheduled) = row
-    return [name, ref, mvid or "", _blank(store_number), store_name or "", _fmt(start), _fmt(due),
-            _blank(minutes), rep_name, code or "", _fmt(scheduled)]
+    text = formula_escape
+    return [text(name), ref, text(mvid or ""), _blank(store_number), text(store_name or ""),
+            _fmt(start), _fmt(due), _blank(minutes), text(rep_name), text(code or ""),
+            _fmt(scheduled)]
 
 
 def _blank(value: Optional[int]) -> Any:
