@@ -34,10 +34,12 @@ from flask_login import LoginManager, current_user, login_required, login_user, 
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event as sa_event, func, select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 import config as app_config
 import csv_formats
 import inputs
+import security
 import sync_engine
 from error_handlers import register_error_handlers
 from models import (  # noqa: F401  (re-exported: `from app import Employee` keeps working)
@@ -97,23 +99,19 @@ pages = Blueprint("pages", __name__)
 # Auth: session login for pages, HTTP Basic for the JSON API, roles
 # ---------------------------------------------------------------------------
 
-@login_manager.user_loader
-def load_user(user_id: str) -> Optional[User]:
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user is not None and user.active else None
+login_manager.user_loader(security.load_session_user)
 
 
 @login_manager.request_loader
 def load_user_from_basic_auth(req) -> Optional[User]:
-    """HTTP Basic (`curl -u name:password`) for API clients."""
+    """HTTP Basic (`curl -u name:password`) for API clients (failures are throttled)."""
     auth = req.authorization
     if auth is None or auth.type != "basic" or not auth.username:
         return None
-    user = db.session.scalar(select(User).where(User.username == auth.username))
-    if user is not None and user.active and user.check_password(auth.password or ""):
+    user = security.authenticate(auth.username, auth.password or "")
+    if user is not None:
         g.basic_auth = True
-        return user
-    return None
+    return user
 
 
 @login_manager.unauthorized_handler
@@ -158,30 +156,27 @@ def create_user(username: str, password: str, role: str = "scheduler") -> User:
     return user
 
 
-def _is_safe_next(target: Optional[str]) -> bool:
-    return bool(target) and target.startswith("/") and not target.startswith("//")
-
-
 @pages.route("/login", methods=["GET", "POST"])
+@security.throttle_signin
 def login():
-    """Sign in with a username and password."""
+    """Sign in with a username and password (failures are throttled: 429)."""
     error = None
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()
-        password = request.form.get("password") or ""
-        user = db.session.scalar(select(User).where(User.username == username))
-        if user is not None and user.active and user.check_password(password):
+        user = security.authenticate(username, request.form.get("password") or "")
+        if user is not None:
             login_user(user)
-            target = request.args.get("next")
-            return redirect(target if _is_safe_next(target) else url_for("pages.index"))
+            return redirect(security.safe_next(request.args.get("next")) or url_for("pages.index"))
         error = "Unknown username or wrong password."
-        log.info("failed login for %r", username)
+        log.info("failed login for %r", username[:80])
     return render_template("login.html", error=error), (401 if error else 200)
 
 
 @pages.route("/logout", methods=["POST"])
 def logout():
-    """Sign out (POST only, CSRF-protected)."""
+    """Sign out (POST only, CSRF-protected): every session of this user ends."""
+    if current_user.is_authenticated:
+        security.end_sessions(current_user)
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("pages.login"))
@@ -595,6 +590,7 @@ def set_employee_active(employee_id: int):
 # ---------------------------------------------------------------------------
 
 api = Blueprint("api", __name__, url_prefix="/api")
+security.throttle_signin(api)  # failed HTTP Basic sign-ins, like the login form's
 
 # Bodies: read-only fields (`id`, the sync fields) and unknown fields are
 # ignored; every bad field is reported at once (422, details [{field, message}]).
@@ -1076,6 +1072,7 @@ def export_schedule():
 # ---------------------------------------------------------------------------
 
 sync_api = Blueprint("sync_api", __name__, url_prefix="/api/sync")
+security.throttle_signin(sync_api)
 
 
 def _sync_error(exc: Exception) -> ApiError:
@@ -1200,10 +1197,23 @@ webhook = Blueprint("webhook", __name__, url_prefix="/api/webhook")
 
 @webhook.post("/schedule_update")
 def webhook_schedule_update():
-    """The vendor's signed change message: verified, recorded once, applied."""
+    """The vendor's signed change message: verified, recorded once, applied.
+
+    The body is read only up to WEBHOOK_MAX_BYTES: a larger Content-Length is
+    refused unread, and a chunked body is cut off at the limit (413 either way).
+    """
+    limit = current_app.config["WEBHOOK_MAX_BYTES"]
+    request.max_content_length = limit + 1  # a stream is cut there: one byte over tells
     try:
-        result = sync_engine.handle_webhook(current_app._get_current_object(),
-                                            request.get_data(cache=False), dict(request.headers))
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raw = None
+    if raw is None or len(raw) > limit:
+        sync_engine.count_rejected("too_large", f"413: the body is over {limit} bytes")
+        raise ApiError(413, "too_large", f"the body must be at most {limit} bytes")
+    try:
+        result = sync_engine.handle_webhook(current_app._get_current_object(), raw,
+                                            dict(request.headers))
     except sync_engine.WebhookRejected as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
     return jsonify({"ok": True, **result}), 200
@@ -1503,7 +1513,7 @@ def _record_names(errors: list) -> dict:
 def _back(default_endpoint: str = "pages.sync_admin"):
     """Redirect to the form's `next` (a local path) or to the admin page."""
     target = request.form.get("next")
-    return redirect(target if _is_safe_next(target) else url_for(default_endpoint))
+    return redirect(security.safe_next(target) or url_for(default_endpoint))
 
 
 def _run_request(form) -> tuple[list, str, bool]:
@@ -1689,24 +1699,33 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "pages.login"
+    security.register_security(app)  # first: throttled sign-ins answer 429 before anything
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa_event.listen(db.engine, "connect", _sqlite_pragmas)
 
     @app.before_request
-    def csrf_unless_api_client():
-        """CSRF on every form and session-authenticated API call.
+    def auth_then_csrf():
+        """API writes: 401 unless signed in, then CSRF unless signed in by HTTP Basic.
 
-        API clients authenticating with HTTP Basic (curl) and the vendor's
-        signed webhook carry no session cookie, so CSRF does not apply.
+        CSRF is skipped only for a request that authenticated with Basic
+        (curl sends no cookie a forger could ride on); a session cookie with
+        any other Authorization header still needs the token.  The vendor's
+        webhook is authenticated by its signature.  Pages keep CSRF first.
         """
         if request.method in ("GET", "HEAD", "OPTIONS"):
-            return
+            return None
         if request.path.startswith("/api/webhook/"):
-            return
-        if request.path.startswith("/api/") and request.authorization is not None:
-            return
+            return None
+        if request.path.startswith("/api/"):
+            if request.routing_exception is not None:
+                return None  # the 404/405 answers; no view runs
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if g.get("basic_auth"):
+                return None
         csrf.protect()
+        return None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

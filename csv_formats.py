@@ -45,6 +45,11 @@ MAX_INT = inputs.INT_MAX
 MAX_PROBLEMS = 100  # an error answer lists at most this many (and counts them all)
 TIME_CACHE = 4096  # distinct date/time texts remembered while reading a file
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+# A spreadsheet reads a cell starting with = + - @ tab or CR as a formula.  The
+# export writes such a text cell with a leading apostrophe (and one more before
+# apostrophes already leading such a value); the import takes one off again, so
+# an export imports back unchanged.  Numbers are written as numbers, unescaped.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
 
 # WorkBankVisits.csv: header → (attribute, required)
 IMPORT_COLUMNS = {
@@ -269,6 +274,16 @@ def _parse_row(line: int, values: dict, times: dict, errors: Problems) -> Option
     return row if len(errors) == before else None
 
 
+def formula_escape(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula."""
+    return "'" + text if _FORMULA.match(text) else text
+
+
+def formula_unescape(text: str) -> str:
+    """The value `formula_escape` was given."""
+    return text[1:] if text[:1] == "'" and _FORMULA.match(text, 1) else text
+
+
 def _convert(attr: str, text: str, times: dict) -> Any:
     """A cell's text as the attribute's type; ValueError says why not."""
     inputs.check_text(text, "the value")
@@ -287,6 +302,7 @@ def _convert(attr: str, text: str, times: dict) -> Any:
             raise ValueError(f"must be zero or more minutes, got {text!r}")
         return number
     limit = TEXT_LIMITS[attr]
+    text = formula_unescape(text)
     if len(text) > limit:
         raise ValueError(f"must be at most {limit} characters ({len(text)} given)")
     return text
@@ -597,8 +613,10 @@ def export_schedule_csv(from_date: Optional[date] = None, to_date: Optional[date
 def _export_row(row) -> list:
     (name, ref, mvid, store_number, store_name, start, due, minutes,
      rep_name, code, scheduled) = row
-    return [name, ref, mvid or "", _blank(store_number), store_name or "", _fmt(start), _fmt(due),
-            _blank(minutes), rep_name, code or "", _fmt(scheduled)]
+    text = formula_escape
+    return [text(name), ref, text(mvid or ""), _blank(store_number), text(store_name or ""),
+            _fmt(start), _fmt(due), _blank(minutes), text(rep_name), text(code or ""),
+            _fmt(scheduled)]
 
 
 def _blank(value: Optional[int]) -> Any:

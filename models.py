@@ -178,6 +178,9 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(16), default="scheduler")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Part of every session's id (`get_id`): signing out or a new password adds one,
+    # so a copy of an older session cookie no longer signs anyone in.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # Flask-Login protocol
     is_authenticated = True
@@ -188,14 +191,16 @@ class User(db.Model):
         return self.active
 
     def get_id(self) -> str:
-        return str(self.id)
+        return f"{self.id}:{self.session_version or 0}"
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
     def set_password(self, password: str) -> None:
+        """A new password also ends every session signed in with the old one."""
         self.password_hash = generate_password_hash(password)
+        self.session_version = (self.session_version or 0) + 1
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
@@ -350,7 +355,8 @@ class SyncLease(db.Model):
 
 
 class WebhookMessage(db.Model):
-    """Every verified webhook message, recorded once by its `webhook-id`."""
+    """Every verified webhook message, recorded once by its `webhook-id`; rejected
+    deliveries and repeats are counted in one row per minute and reason (`count`)."""
 
     __tablename__ = "webhook_messages"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -361,12 +367,13 @@ class WebhookMessage(db.Model):
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[Optional[str]] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     def to_dict(self) -> dict:
         return {
             "webhook_id": self.webhook_id, "type": self.type, "object_id": self.object_id,
             "version": self.version, "outcome": self.outcome, "detail": self.detail,
-            "received_at": iso(self.received_at),
+            "received_at": iso(self.received_at), "count": self.count,
         }
 
 
