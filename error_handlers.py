@@ -14,7 +14,7 @@ import re
 import uuid
 from typing import Any, Optional
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 import inputs
@@ -41,7 +41,7 @@ def wants_json() -> bool:
 
 def error_response(status: int, code: str, message: str, details: Any = None,
                    extra: Optional[dict] = None, exc: Optional[BaseException] = None,
-                   fields: Optional[dict] = None, headers: Optional[dict] = None):
+                   fields: Optional[dict] = None):
     """Log the error with a fresh id and answer it as JSON or as a page."""
     error_id = uuid.uuid4().hex[:12]
     line = "error_id=%s status=%s code=%s method=%s path=%s message=%s"
@@ -56,12 +56,12 @@ def error_response(status: int, code: str, message: str, details: Any = None,
             body["details"] = details
         body.update(fields or {})
         payload = {"error": body, **(extra or {})}
-        return jsonify(payload), status, headers or {}
+        return jsonify(payload), status
     template = f"errors/{status}.html"
     context = {"status": status, "code": code, "message": message, "error_id": error_id,
                "details": details}
     try:
-        return render_template([template, "errors/error.html"], **context), status, headers or {}
+        return render_template([template, "errors/error.html"], **context), status
     except Exception:  # noqa: BLE001 - the error page itself must not fail
         log.exception("error_id=%s could not render the error page", error_id)
         return f"Error {status}: {message} (error id {error_id})", status
@@ -91,9 +91,12 @@ def register_error_handlers(app: Flask) -> None:
                        " (MAX_CONTENT_LENGTH, or MAX_CSV_UPLOAD_LENGTH for a CSV upload); nothing was saved")
         if status >= 500:
             _rollback()
+        response = current_app.make_response(error_response(status, code, message))
         # keep what the exception says in its headers (Allow on a 405, Retry-After on a 429)
-        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        return error_response(status, code, message, headers=headers)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):

@@ -113,8 +113,10 @@ def check_text(value: str, field: str) -> str:
 def check_mapping(items, prefix: str = "") -> None:
     """Every (name, value) pair of a form or query string: clean names and values."""
     for name, value in items:
+        name = name or ""  # a multipart part may come without a name
         check_text(name, "parameter name")
-        check_text(value, prefix + name)
+        if isinstance(value, str):
+            check_text(value, prefix + name)
 
 
 # -- JSON ------------------------------------------------------------------------

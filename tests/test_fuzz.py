@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+from flask import request
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
@@ -28,6 +29,7 @@ ACCEPTED = ["2xx", "401", "403", "404", "409"]
 # Operations whose schema-valid requests may still break a rule the schema cannot express.
 DOMAIN_RULES = r"^/api/(employees|events|schedules)(/\{\w+\})?$|^/api/import/events$|^/api/sync/conflicts/"
 SYNC_OFF = r"^/api/webhook/"  # with sync off (the suite's default) the webhook answers 503 sync_disabled
+REQUESTS = {"sent": 0, "operations": set()}
 
 
 def fuzz_config() -> SchemathesisConfig:
@@ -40,17 +42,49 @@ def fuzz_config() -> SchemathesisConfig:
              "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED + ["422"]}}},
             {"include-path-regex": SYNC_OFF,
              "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "4xx", "503"]},
-                        "positive_data_acceptance": {"expected-statuses": ACCEPTED + ["503"]}}},
+                        "positive_data_acceptance": {"expected-statuses": ACCEPTED + ["503"]},
+                        "missing_required_header": {"expected-statuses": ["400", "401", "503"]}}},
         ],
     })
 
 
 @pytest.fixture
+def app_overrides() -> dict:
+    """Checks such as ignored_auth send wrong credentials on purpose: the sign-in
+    throttle (tested in test_security.py) must not turn the admin's calls into 429s."""
+    return {"SIGNIN_LIMIT_PER_ADDRESS": "100000 per minute", "SIGNIN_LIMIT_PER_NAME": "100000 per minute"}
+
+
+@pytest.fixture
 def api_schema(app):
     """The spec, sending its requests to the app under test (WSGI, no server)."""
+    from werkzeug.security import generate_password_hash
+
+    from models import User, db
+
+    with app.app_context():  # hashing cost is not under test here: a cheap hash keeps the run short
+        admin = db.session.scalar(db.select(User).where(User.username == ADMIN[0]))
+        admin.password_hash = generate_password_hash(ADMIN[1], method="pbkdf2:sha256:1")
+        db.session.commit()
     loaded = schemathesis.openapi.from_path(SPEC, config=fuzz_config())
     loaded.app = app
+
+    @app.before_request
+    def count_request():
+        REQUESTS["sent"] += 1
+        REQUESTS["operations"].add((request.method, request.url_rule.rule if request.url_rule else "-"))
+
     return loaded
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_counts(request):
+    """Print how many requests the run sent (the figure the README quotes)."""
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"schemathesis: {REQUESTS['sent']} requests to "
+                            f"{len(REQUESTS['operations'])} method/route pairs")
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
