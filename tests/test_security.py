@@ -85,8 +85,7 @@ def test_basic_clients_write_without_csrf(client, app, admin_headers):
     assert employee_count(app) == 1
 
 
-@pytest.mark.parametrize("authorization", ["Bearer junk", "Basic !!!",
-                                           AuthActions.basic(ADMIN[0], "wrong")["Authorization"]])
+@pytest.mark.parametrize("authorization", ["Bearer junk", "Basic !!!", "Digest x"])
 def test_a_session_with_a_junk_authorization_header_still_needs_csrf(client, auth, app,
                                                                        authorization):
     auth.login()
@@ -99,6 +98,19 @@ def test_a_session_with_a_junk_authorization_header_still_needs_csrf(client, aut
     response = client.post("/api/employees", json={"name": "Real"},
                            headers={"Authorization": authorization, "X-CSRFToken": token})
     assert response.status_code == 201
+
+
+def test_basic_credentials_sign_a_request_in_by_themselves_even_with_a_session(client, auth, app):
+    auth.login()  # an admin's session
+    wrong = AuthActions.basic(ADMIN[0], "wrong-password")
+    response = client.post("/api/employees", json={"name": "Forged"}, headers=wrong)
+    assert response.status_code == 401
+    assert employee_count(app) == 0
+    response = client.post("/api/sync/retry_failed", headers=AuthActions.basic(*SCHEDULER))
+    assert response.status_code == 403  # the scheduler's Basic, not the admin's session
+    response = client.post("/api/employees", json={"name": "Curl"},
+                           headers=AuthActions.basic(*SCHEDULER))
+    assert response.status_code == 201  # Basic: no CSRF token needed
 
 
 # ---------------------------------------------------------------------------
