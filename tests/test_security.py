@@ -16,17 +16,8 @@ from tests.conftest import ADMIN, SCHEDULER, AuthActions, csrf_from
 from tests.factories import make_employee, make_event, make_schedule, utc
 from tests.test_csv import export_rows, mark_all_synced, pending, upload
 
+# Each app starts the limiter's in-memory storage afresh: no failures counted yet.
 THROTTLE = {"SIGNIN_LIMIT_PER_NAME": "3 per minute", "SIGNIN_LIMIT_PER_ADDRESS": "6 per minute"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    """Every test starts with no failed sign-ins counted."""
-    from security import limiter
-
-    limiter.reset()
-    yield
-    limiter.reset()
 
 
 def login_post(client, username, password, query="", address="127.0.0.1"):
@@ -63,7 +54,7 @@ API_WRITES = [
 
 
 @pytest.mark.parametrize("method,path", API_WRITES)
-@pytest.mark.parametrize("authorization", [None, "Bearer junk", "Basic !!!", "Digest x"])
+@pytest.mark.parametrize("authorization", [None, "Bearer junk"])
 def test_an_unauthenticated_api_write_is_401_json_not_a_csrf_failure(client, method, path,
                                                                        authorization):
     headers = {"Authorization": authorization} if authorization else {}
