@@ -432,6 +432,30 @@ def test_a_flood_of_junk_deliveries_is_counted_not_stored_one_by_one(hook_app):
     assert {outcome for outcome, _, _ in stored} == {"rejected"}
 
 
+def test_junk_deliveries_racing_each_other_share_one_row(hook_app):
+    """Eight rejected deliveries released at once: one row, counted eight times."""
+    import threading
+
+    barrier = threading.Barrier(8)
+    statuses = []
+
+    def deliver(n):
+        client = hook_app.test_client()
+        barrier.wait(timeout=30)
+        statuses.append(client.post(WEBHOOK_URL, data="{}", headers={
+            "webhook-id": f"race-{n}", "webhook-timestamp": "1",
+            "webhook-signature": "v1,AAAA"}).status_code)
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [401] * 8
+    stored = webhook_rows(hook_app)
+    assert 1 <= len(stored) <= 2 and sum(count for _, count, _ in stored) == 8
+
+
 def test_a_body_over_the_limit_is_413_before_it_is_read(hook_app):
     hook_app.config["WEBHOOK_MAX_BYTES"] = 4096
     client = hook_app.test_client()
