@@ -136,7 +136,14 @@ def end_sessions(user: User) -> None:
 
 
 def load_session_user(user_id: str) -> Optional[User]:
-    """Flask-Login's user loader: `<id>:<session version>`, current and active, else None."""
+    """Flask-Login's user loader: `<id>:<session version>`, current and active, else None.
+
+    A request that carries HTTP Basic credentials is signed in by them alone
+    (right or wrong), never by a session cookie that happens to come with it.
+    """
+    auth = request.authorization
+    if auth is not None and auth.type == "basic":
+        return None
     number, _, version = (user_id or "").partition(":")
     if not (number.isdigit() and version.isdigit()) or len(number) > 18:
         return None

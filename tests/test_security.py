@@ -16,17 +16,8 @@ from tests.conftest import ADMIN, SCHEDULER, AuthActions, csrf_from
 from tests.factories import make_employee, make_event, make_schedule, utc
 from tests.test_csv import export_rows, mark_all_synced, pending, upload
 
+# Each app starts the limiter's in-memory storage afresh: no failures counted yet.
 THROTTLE = {"SIGNIN_LIMIT_PER_NAME": "3 per minute", "SIGNIN_LIMIT_PER_ADDRESS": "6 per minute"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    """Every test starts with no failed sign-ins counted."""
-    from security import limiter
-
-    limiter.reset()
-    yield
-    limiter.reset()
 
 
 def login_post(client, username, password, query="", address="127.0.0.1"):
@@ -63,7 +54,7 @@ API_WRITES = [
 
 
 @pytest.mark.parametrize("method,path", API_WRITES)
-@pytest.mark.parametrize("authorization", [None, "Bearer junk", "Basic !!!", "Digest x"])
+@pytest.mark.parametrize("authorization", [None, "Bearer junk"])
 def test_an_unauthenticated_api_write_is_401_json_not_a_csrf_failure(client, method, path,
                                                                        authorization):
     headers = {"Authorization": authorization} if authorization else {}
@@ -85,8 +76,7 @@ def test_basic_clients_write_without_csrf(client, app, admin_headers):
     assert employee_count(app) == 1
 
 
-@pytest.mark.parametrize("authorization", ["Bearer junk", "Basic !!!",
-                                           AuthActions.basic(ADMIN[0], "wrong")["Authorization"]])
+@pytest.mark.parametrize("authorization", ["Bearer junk", "Basic !!!", "Digest x"])
 def test_a_session_with_a_junk_authorization_header_still_needs_csrf(client, auth, app,
                                                                        authorization):
     auth.login()
@@ -99,6 +89,19 @@ def test_a_session_with_a_junk_authorization_header_still_needs_csrf(client, aut
     response = client.post("/api/employees", json={"name": "Real"},
                            headers={"Authorization": authorization, "X-CSRFToken": token})
     assert response.status_code == 201
+
+
+def test_basic_credentials_sign_a_request_in_by_themselves_even_with_a_session(client, auth, app):
+    auth.login()  # an admin's session
+    wrong = AuthActions.basic(ADMIN[0], "wrong-password")
+    response = client.post("/api/employees", json={"name": "Forged"}, headers=wrong)
+    assert response.status_code == 401
+    assert employee_count(app) == 0
+    response = client.post("/api/sync/retry_failed", headers=AuthActions.basic(*SCHEDULER))
+    assert response.status_code == 403  # the scheduler's Basic, not the admin's session
+    response = client.post("/api/employees", json={"name": "Curl"},
+                           headers=AuthActions.basic(*SCHEDULER))
+    assert response.status_code == 201  # Basic: no CSRF token needed
 
 
 # ---------------------------------------------------------------------------
@@ -427,6 +430,30 @@ def test_a_flood_of_junk_deliveries_is_counted_not_stored_one_by_one(hook_app):
     assert 1 <= len(stored) <= 2  # one row per minute and reason (a minute may turn)
     assert sum(count for _, count, _ in stored) == 200
     assert {outcome for outcome, _, _ in stored} == {"rejected"}
+
+
+def test_junk_deliveries_racing_each_other_share_one_row(hook_app):
+    """Eight rejected deliveries released at once: one row, counted eight times."""
+    import threading
+
+    barrier = threading.Barrier(8)
+    statuses = []
+
+    def deliver(n):
+        client = hook_app.test_client()
+        barrier.wait(timeout=30)
+        statuses.append(client.post(WEBHOOK_URL, data="{}", headers={
+            "webhook-id": f"race-{n}", "webhook-timestamp": "1",
+            "webhook-signature": "v1,AAAA"}).status_code)
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [401] * 8
+    stored = webhook_rows(hook_app)
+    assert 1 <= len(stored) <= 2 and sum(count for _, count, _ in stored) == 8
 
 
 def test_a_body_over_the_limit_is_413_before_it_is_read(hook_app):
