@@ -1748,12 +1748,16 @@ def register_input_rules(app: Flask) -> None:
         """A NUL in a query parameter or form field is 422 naming it.
 
         Only once the caller is known (anonymous calls get their 401 or the
-        login page first), except on the login form itself; the webhook's
-        body is the sync engine's to check.
+        login page first), except the login form's fields (its `next` is
+        checked by security.safe_next); the webhook's body is the sync
+        engine's to check.
         """
         if request.endpoint in (None, "static", "webhook.webhook_schedule_update"):
             return
-        if request.endpoint != "pages.login" and not current_user.is_authenticated:
+        if request.endpoint == "pages.login":
+            inputs.check_mapping(request.form.items(multi=True))  # `next` is security.safe_next's
+            return
+        if not current_user.is_authenticated:
             return
         inputs.check_mapping(request.args.items(multi=True))
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):

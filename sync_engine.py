@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
 import api_service
+import inputs
 from api_service import (
     TIMESTAMP_FIELDS,
     AuthError,
@@ -1817,10 +1818,10 @@ REQUIRED_FIELDS = {"employees": ("name",),
                    "events": ("project_ref_num", "project_name", "start_datetime", "due_datetime"),
                    "schedules": ("event_id", "employee_id", "start_datetime")}
 MINIMUMS = {"project_ref_num": 1, "estimated_minutes": 0}
-INT32 = 2**31 - 1
+INT32 = inputs.INT_MAX
 VENDOR_ID_LENGTH = 64
-# A stored instant must stay a valid datetime when shown in any zone (±1 day).
-EARLIEST, LATEST = datetime(1, 1, 2, tzinfo=timezone.utc), datetime(9999, 12, 30, tzinfo=timezone.utc)
+# The instants local input may carry too (inputs.py): shown in any zone, a week added, still a date.
+EARLIEST, LATEST = inputs.MIN_INSTANT, inputs.MAX_INSTANT - timedelta(microseconds=1)
 
 
 def vendor_field_problems(resource: str, data: dict, deleted: bool = False) -> list[str]:
@@ -1874,8 +1875,10 @@ def _column_problems(column, name: str, value: Any) -> list[str]:
         return []
     if not isinstance(value, str):
         return [f"{name} must be a string"]
-    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
-        return [f"{name} contains a NUL character or an unpaired surrogate"]
+    try:
+        inputs.check_text(value, name)
+    except inputs.BadInput as exc:
+        return [exc.message]
     if not value.strip() and not column.nullable:
         return [f"{name} must not be empty"]
     length = getattr(column.type, "length", None)

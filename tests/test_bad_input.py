@@ -144,6 +144,7 @@ PAGE_CASES = [
     ("NUL in an edited name", "POST", "/employees/{employee}/edit", {"data": {"name": "Ana\x00"}}, 422),
     ("NUL in an imported cell", "POST", "/import",
      {"data": csv_file(ROW.replace("Springfield", "Spring\x00field")), "content_type": "multipart/form-data"}, 422),
+    ("NUL in the sign-in name", "POST", "/login", {"data": {"username": "admin\x00", "password": "x"}}, 422),
     ("sync run id 2^63", "GET", f"/sync/admin/runs/{2**63}", {}, 404),
     ("sync admin runs page huge", "GET", f"/sync/admin?runs_page={HUGE}", {}, 422),
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from flask import request
+from flask import request as flask_request
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
@@ -56,7 +56,7 @@ def app_overrides() -> dict:
 
 
 @pytest.fixture
-def api_schema(app):
+def api_schema(app, request):
     """The spec, sending its requests to the app under test (WSGI, no server)."""
     from werkzeug.security import generate_password_hash
 
@@ -72,19 +72,16 @@ def api_schema(app):
     @app.before_request
     def count_request():
         REQUESTS["sent"] += 1
-        REQUESTS["operations"].add((request.method, request.url_rule.rule if request.url_rule else "-"))
+        rule = flask_request.url_rule
+        if rule is not None and rule.rule.startswith("/api/"):
+            REQUESTS["operations"].add((flask_request.method, rule.rule))
 
-    return loaded
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_counts(request):
-    """Print how many requests the run sent (the figure the README quotes)."""
-    yield
+    REQUESTS["sent"], REQUESTS["operations"] = 0, set()
+    yield loaded
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"schemathesis: {REQUESTS['sent']} requests to "
-                            f"{len(REQUESTS['operations'])} method/route pairs")
+    if reporter is not None:  # the figure the README quotes
+        reporter.write_line(f"\n{request.node.name}: {REQUESTS['sent']} requests "
+                            f"({len(REQUESTS['operations'])} routed /api/ operations reached)")
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
