@@ -4,17 +4,14 @@ that end, local-only redirects, security headers, CSV formulas, webhook floods.
 from __future__ import annotations
 
 import io
-import json
-import uuid
-from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import pytest
-from standardwebhooks import Webhook
 
 from tests.conftest import ADMIN, SCHEDULER, AuthActions, csrf_from
 from tests.factories import make_employee, make_event, make_schedule, utc
 from tests.test_csv import export_rows, mark_all_synced, pending, upload
+from tests.test_sync_engine import signed
 
 # Each app starts the limiter's in-memory storage afresh: no failures counted yet.
 THROTTLE = {"SIGNIN_LIMIT_PER_NAME": "3 per minute", "SIGNIN_LIMIT_PER_ADDRESS": "6 per minute"}
@@ -396,12 +393,7 @@ def hook_settings():
 
 
 def sign(body, msg_id=None):
-    raw = body if isinstance(body, str) else json.dumps(body)
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    now = datetime.now(timezone.utc)
-    return raw, {"webhook-id": msg_id, "webhook-timestamp": str(int(now.timestamp())),
-                 "webhook-signature": Webhook(SECRET).sign(msg_id, now, raw),
-                 "Content-Type": "application/json"}
+    return signed(SECRET, body, msg_id)
 
 
 def webhook_rows(app):
