@@ -34,9 +34,12 @@ from flask_login import LoginManager, current_user, login_required, login_user, 
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event as sa_event, func, select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 import config as app_config
 import csv_formats
+import inputs
+import security
 import sync_engine
 import sync_scheduler
 from api_service import parse_object
@@ -93,23 +96,19 @@ pages = Blueprint("pages", __name__)
 # Auth: session login for pages, HTTP Basic for the JSON API, roles
 # ---------------------------------------------------------------------------
 
-@login_manager.user_loader
-def load_user(user_id: str) -> Optional[User]:
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user is not None and user.active else None
+login_manager.user_loader(security.load_session_user)
 
 
 @login_manager.request_loader
 def load_user_from_basic_auth(req) -> Optional[User]:
-    """HTTP Basic (`curl -u name:password`) for API clients."""
+    """HTTP Basic (`curl -u name:password`) for API clients (failures are throttled)."""
     auth = req.authorization
     if auth is None or auth.type != "basic" or not auth.username:
         return None
-    user = db.session.scalar(select(User).where(User.username == auth.username))
-    if user is not None and user.active and user.check_password(auth.password or ""):
+    user = security.authenticate(auth.username, auth.password or "")
+    if user is not None:
         g.basic_auth = True
-        return user
-    return None
+    return user
 
 
 @login_manager.unauthorized_handler
@@ -154,30 +153,27 @@ def create_user(username: str, password: str, role: str = "scheduler") -> User:
     return user
 
 
-def _is_safe_next(target: Optional[str]) -> bool:
-    return bool(target) and target.startswith("/") and not target.startswith("//")
-
-
 @pages.route("/login", methods=["GET", "POST"])
+@security.throttle_signin
 def login():
-    """Sign in with a username and password."""
+    """Sign in with a username and password (failures are throttled: 429)."""
     error = None
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()
-        password = request.form.get("password") or ""
-        user = db.session.scalar(select(User).where(User.username == username))
-        if user is not None and user.active and user.check_password(password):
+        user = security.authenticate(username, request.form.get("password") or "")
+        if user is not None:
             login_user(user)
-            target = request.args.get("next")
-            return redirect(target if _is_safe_next(target) else url_for("pages.index"))
+            return redirect(security.safe_next(request.args.get("next")) or url_for("pages.index"))
         error = "Unknown username or wrong password."
-        log.info("failed login for %r", username)
+        log.info("failed login for %r", username[:80])
     return render_template("login.html", error=error), (401 if error else 200)
 
 
 @pages.route("/logout", methods=["POST"])
 def logout():
-    """Sign out (POST only, CSRF-protected)."""
+    """Sign out (POST only, CSRF-protected): every session of this user ends."""
+    if current_user.is_authenticated:
+        security.end_sessions(current_user)
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("pages.login"))
@@ -205,16 +201,9 @@ class PageOf:
         self.has_prev, self.has_next = page > 1, page < self.pages
 
 
-def _whole_number_arg(name: str, default: int, high: Optional[int] = None) -> Optional[int]:
-    """?<name>= as a whole number in 1..high (`default` when absent); None when it is not one."""
-    raw = request.args.get(name, "").strip()
-    value = int(raw) if raw.isascii() and raw.isdigit() else (default if raw == "" else 0)
-    return value if value >= 1 and (high is None or value <= high) else None
-
-
 def page_number(name: str = "page") -> int:
-    """A page's ?page= (or ?<name>=) number: 1 when missing or not a positive number."""
-    return _whole_number_arg(name, 1) or 1
+    """A page's ?page= (1 when missing or not a positive number; 422 past the INTEGER range)."""
+    return inputs.lenient_number(request.args.get(name), name, default=1)
 
 
 def paginate(model, conditions: list, order_by: list, page: int,
@@ -228,12 +217,13 @@ def paginate(model, conditions: list, order_by: list, page: int,
     return PageOf(items, page, per_page, total)
 
 
-def parse_local_date(text: Optional[str]) -> Optional[date]:
-    """A YYYY-MM-DD date from a form or query string, or None."""
+def parse_local_date(text: Optional[str], field: str = "date") -> Optional[date]:
+    """A YYYY-MM-DD date from a form or query string, or None; 422 near the calendar's ends."""
     try:
-        return date.fromisoformat((text or "").strip())
+        day = date.fromisoformat((text or "").strip())
     except ValueError:
         return None
+    return inputs.check_day(day, field)
 
 
 def parse_local_time(text: Optional[str]) -> Optional[time]:
@@ -261,7 +251,7 @@ def dashboard_filters() -> dict:
     """The dashboard's ?type= and ?store= filters, cleaned."""
     event_type = request.args.get("type", "")
     return {"type": event_type if event_type in EVENT_TYPES else "",
-            "store": request.args.get("store", type=int)}
+            "store": inputs.lenient_number(request.args.get("store"), "store", low=-inputs.INT_MAX - 1)}
 
 
 def render_dashboard(import_errors: Optional[list] = None, status: int = 200):
@@ -288,6 +278,7 @@ def index():
 
 @pages.route("/import", methods=["POST"])
 @login_required
+@inputs.large_upload
 def import_events():
     """Import a WorkBankVisits CSV uploaded from the dashboard (all or nothing)."""
     upload = request.files.get("file")
@@ -298,7 +289,11 @@ def import_events():
         result = csv_formats.import_events_csv(upload.stream)
     except csv_formats.CsvImportError as exc:
         db.session.rollback()
-        return render_dashboard(list(exc.details or []), 422)
+        problems = list(exc.details)
+        if exc.total > len(problems):
+            problems.append({"line": None, "column": None,
+                             "message": f"… and {exc.total - len(problems)} more problems."})
+        return render_dashboard(problems, 422)
     # import_events_csv commits and asks for a push itself.
     flash("Imported: {created} new, {updated} updated, {unchanged} unchanged events, "
           "{scheduled} scheduled.".format(**{k: result.get(k, 0) for k in
@@ -317,7 +312,8 @@ def read_schedule_form(form) -> tuple[date, time, Employee]:
     if at is None:
         errors["time"] = "Enter a time as HH:MM."
     raw_id = (form.get("employee_id") or "").strip()
-    employee = get_live(Employee, int(raw_id)) if raw_id.isdigit() else None
+    known = raw_id.isascii() and raw_id.isdigit() and inputs.in_int_range(int(raw_id[:12]))
+    employee = get_live(Employee, int(raw_id)) if known else None
     if employee is None:
         errors["employee_id"] = "Choose an employee." if not raw_id else "That employee does not exist."
     if errors:
@@ -433,7 +429,7 @@ def week_bounds(day: date) -> tuple[date, datetime, datetime]:
 @login_required
 def calendar():
     """Scheduled work for one week (Monday first, APP_TIMEZONE), day by day."""
-    monday, start, end = week_bounds(parse_local_date(request.args.get("week")) or local_today())
+    monday, start, end = week_bounds(parse_local_date(request.args.get("week"), "week") or local_today())
     conditions = [Schedule.deleted_at.is_(None), Schedule.start_datetime >= start,
                   Schedule.start_datetime < end, Schedule.event.has(Event.deleted_at.is_(None))]
     listing = paginate(Schedule, conditions, [Schedule.start_datetime, Schedule.id], page_number(),
@@ -582,20 +578,25 @@ def set_employee_active(employee_id: int):
 # ---------------------------------------------------------------------------
 
 api = Blueprint("api", __name__, url_prefix="/api")
+security.throttle_signin(api)  # failed HTTP Basic sign-ins, like the login form's
 
 # Bodies: read-only fields (`id`, the sync fields) and unknown fields are
 # ignored; every bad field is reported at once (422, details [{field, message}]).
 MAX_PER_PAGE = 500
+EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 DEFAULT_PER_PAGE = 50
-INT_MAX = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
+INT_MAX = inputs.INT_MAX
 
 
-def _json_object() -> dict:
-    """The request body as a JSON object, else 400."""
-    data = request.get_json(force=True, silent=True)
-    if not isinstance(data, dict):
+def _json_object(optional: bool = False) -> dict:
+    """The request body as a JSON object (depth-limited, clean text), else 400/422 (413 when too big)."""
+    data = request.get_data(cache=True)
+    if optional and not data.strip():
+        return {}
+    document = inputs.parse_json(data)
+    if not isinstance(document, dict):
         raise ApiError(400, "bad_request", "the body must be a JSON object")
-    return data
+    return document
 
 
 def _invalid(details: list[dict]) -> ApiError:
@@ -691,14 +692,13 @@ def _event_type(value, name):
 
 
 def _page_args() -> tuple[int, int]:
-    """`?page=` (≥1, default 1) and `?per_page=` (1..500, default 50), else 422."""
+    """`?page=` (1..2147483647, default 1) and `?per_page=` (1..500, default 50), else 422."""
     problems, result = [], []
-    for name, default, high in (("page", 1, None), ("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)):
-        value = _whole_number_arg(name, default, high)
-        if value is None:
-            limit = f"1 to {high}" if high else "1 or more"
-            problems.append({"field": name, "message": f"{name} must be a whole number, {limit}"})
-        result.append(value)
+    for name, default, high in (("page", 1, INT_MAX), ("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)):
+        try:
+            result.append(inputs.whole_number(request.args.get(name), name, default, high=high))
+        except inputs.BadInput as exc:
+            problems.append(exc.detail())
     if problems:
         raise _invalid(problems)
     return result[0], result[1]
@@ -762,15 +762,25 @@ def _refuse_if_scheduled(condition, what: str) -> None:
 
 
 def _day_arg(value: str, name: str) -> date:
-    """A YYYY-MM-DD date, else 422 naming the parameter."""
+    """A YYYY-MM-DD date in the supported years, else 422 naming the parameter."""
     import re
 
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise ValueError
-        return date.fromisoformat(value)
+        return inputs.check_day(date.fromisoformat(value), name)
+    except inputs.BadInput as exc:
+        raise _invalid([exc.detail()]) from None
     except ValueError:
-        raise _invalid([{"field": name, "message": f"{name} must be a date as YYYY-MM-DD, got {value!r}"}]) from None
+        raise _invalid([{"field": name, "message": f"{name} must be a date as YYYY-MM-DD, got {value[:40]!r}"}]) from None
+
+
+def _optional_arg(name: str) -> Optional[str]:
+    """A query parameter that may be left out, but not given empty (422)."""
+    value = request.args.get(name)
+    if value is not None and not value.strip():
+        raise _invalid([{"field": name, "message": f"{name} is empty: leave it out or give a value"}])
+    return value.strip() if value is not None else None
 
 
 # -- employees ---------------------------------------------------------------
@@ -860,11 +870,9 @@ def get_event(event_id: int):
 @api.patch("/events/<int:event_id>")
 @login_required
 def update_event(event_id: int):
-    """Change some of an event's fields (a new project name re-derives the type)."""
+    """Change exactly the fields named (a new project name keeps the event type)."""
     event = _get_or_404(Event, event_id)
     values = _event_fields(_json_object(), event)
-    if "event_type" not in values and values.get("project_name", event.project_name) != event.project_name:
-        values["event_type"] = event_type_for(values["project_name"])
     for name, value in values.items():
         setattr(event, name, value)
     return _save(event)
@@ -917,12 +925,12 @@ def _event_fields(data: dict, event: Optional[Event] = None) -> dict:
 def list_schedules():
     """Schedules by time, a page at a time; `?from=&to=` (dates or RFC 3339) narrow them."""
     conditions = []
-    low, high = request.args.get("from"), request.args.get("to")
-    if low:
+    low, high = _optional_arg("from"), _optional_arg("to")
+    if low is not None:
         conditions.append(Schedule.start_datetime >= _bound_arg(low, "from", end=False))
-    if high:
+    if high is not None:
         bound = _bound_arg(high, "to", end=True)
-        conditions.append(Schedule.start_datetime < bound if len(high.strip()) == 10
+        conditions.append(Schedule.start_datetime < bound if len(high) == 10
                           else Schedule.start_datetime <= bound)
     return _page_of(Schedule, (Schedule.start_datetime, Schedule.id), *conditions)
 
@@ -992,7 +1000,7 @@ def _bound_arg(value: str, name: str, end: bool) -> datetime:
         return parse_api_datetime(value, name)
     except DomainError as exc:
         raise _invalid([{"field": name, "message": f"{name} must be YYYY-MM-DD or an RFC 3339 timestamp"
-                                                  f" ({exc.message})"}]) from None
+                                                  f" in the years 0002 to 9998 ({exc.message})"}]) from None
 
 
 # -- scheduling helpers, CSV import and export -------------------------------
@@ -1006,28 +1014,35 @@ def available_employees_on(day: str):
 
 @api.post("/import/events", endpoint="import_events")
 @login_required
+@inputs.large_upload
 def api_import_events():
-    """Import a WorkBankVisits.csv (multipart field `file`): counts, or 422 with every bad row."""
+    """Import a WorkBankVisits.csv (multipart field `file`, with or without a filename).
 
+    Counts, or 422 with the first 100 problems and their total.
+    """
     upload = request.files.get("file")
-    if upload is None:
+    source = upload.stream if upload is not None else request.form.get("file")
+    if source is None:
         raise ApiError(400, "bad_request", "send the CSV file as the multipart form field 'file'")
     try:
-        result = csv_formats.import_events_csv(upload.stream)
+        result = csv_formats.import_events_csv(source)
     except csv_formats.CsvImportError as exc:
-        raise ApiError(422, "invalid_csv", exc.message, exc.details) from None
+        raise ApiError(422, "invalid_csv", exc.message, exc.details, fields={"total": exc.total}) from None
     return jsonify(result)
 
 
 @api.get("/export/schedule")
 @login_required
 def export_schedule():
-    """CalendarSchedule.csv of live schedules (`?from=&to=` local dates, inclusive)."""
+    """CalendarSchedule.csv of live schedules (`?from=&to=` local dates, inclusive).
+
+    Every argument is checked before the first byte is sent: a bad one is a JSON 422.
+    """
     from flask import Response, stream_with_context
 
-    low, high = request.args.get("from"), request.args.get("to")
-    from_date = _day_arg(low.strip(), "from") if low else None
-    to_date = _day_arg(high.strip(), "to") if high else None
+    low, high = _optional_arg("from"), _optional_arg("to")
+    from_date = _day_arg(low, "from") if low is not None else None
+    to_date = _day_arg(high, "to") if high is not None else None
     body = stream_with_context(csv_formats.iter_schedule_csv(from_date, to_date))
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": 'attachment; filename="CalendarSchedule.csv"'})
@@ -1038,6 +1053,7 @@ def export_schedule():
 # ---------------------------------------------------------------------------
 
 sync_api = Blueprint("sync_api", __name__, url_prefix="/api/sync")
+security.throttle_signin(sync_api)
 
 
 def _sync_error(exc: Exception) -> ApiError:
@@ -1051,12 +1067,7 @@ def _sync_error(exc: Exception) -> ApiError:
 
 def _sync_body() -> dict:
     """The optional JSON object body of a sync POST."""
-    if not request.get_data():
-        return {}
-    data = request.get_json(force=True, silent=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "the body must be a JSON object")
-    return data
+    return _json_object(optional=True)
 
 
 @sync_api.get("/health")
@@ -1089,7 +1100,11 @@ def sync_trigger():
     except ValueError as exc:
         field = "direction" if "direction" in str(exc) else "resources"
         raise ApiError(422, "validation_failed", str(exc), [{"field": field, "message": str(exc)}])
-    wait, full = bool(body.get("wait", False)), bool(body.get("full", False))
+    flags = _Body(body, partial=True)
+    flags.take("wait", _boolean)
+    flags.take("full", _boolean)
+    flags = flags.done()
+    wait, full = flags.get("wait", False), flags.get("full", False)
     try:
         run = sync_engine.start_run(current_app._get_current_object(), trigger="manual",
                                     resources=resources, direction=direction, full=full,
@@ -1185,9 +1200,22 @@ webhook = Blueprint("webhook", __name__, url_prefix="/api/webhook")
 
 @webhook.post("/schedule_update")
 def webhook_schedule_update():
-    """The vendor's signed change message: verified, recorded once, applied."""
-    result = sync_engine.handle_webhook(current_app._get_current_object(),
-                                        request.get_data(cache=False), dict(request.headers))
+    """The vendor's signed change message: verified, recorded once, applied.
+
+    The body is read only up to WEBHOOK_MAX_BYTES: a larger Content-Length is
+    refused unread, and a chunked body is cut off at the limit (413 either way).
+    """
+    limit = current_app.config["WEBHOOK_MAX_BYTES"]
+    request.max_content_length = limit + 1  # a stream is cut there: one byte over tells
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raw = None
+    if raw is None or len(raw) > limit:
+        sync_engine.count_rejected("too_large", f"413: the body is over {limit} bytes")
+        raise ApiError(413, "too_large", f"the body must be at most {limit} bytes")
+    result = sync_engine.handle_webhook(current_app._get_current_object(), raw,
+                                        dict(request.headers))
     return jsonify({"ok": True, **result}), 200
 
 
@@ -1425,7 +1453,7 @@ def _record_names(errors: list) -> dict:
 def _back(default_endpoint: str = "pages.sync_admin"):
     """Redirect to the form's `next` (a local path) or to the admin page."""
     target = request.form.get("next")
-    return redirect(target if _is_safe_next(target) else url_for(default_endpoint))
+    return redirect(security.safe_next(target) or url_for(default_endpoint))
 
 
 def _run_request(form) -> tuple[list, str, bool]:
@@ -1572,6 +1600,7 @@ def create_app(config_name: Optional[str] = None, overrides: Optional[dict] = No
         app.config.update(overrides)
     config_class.validate(app.config)
     register_logging(app)
+    register_input_rules(app)
     register_extensions(app)
     register_routes(app)
     register_error_handlers(app)
@@ -1608,24 +1637,33 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "pages.login"
+    security.register_security(app)  # first: throttled sign-ins answer 429 before anything
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa_event.listen(db.engine, "connect", _sqlite_pragmas)
 
     @app.before_request
-    def csrf_unless_api_client():
-        """CSRF on every form and session-authenticated API call.
+    def auth_then_csrf():
+        """API writes: 401 unless signed in, then CSRF unless signed in by HTTP Basic.
 
-        API clients authenticating with HTTP Basic (curl) and the vendor's
-        signed webhook carry no session cookie, so CSRF does not apply.
+        CSRF is skipped only for a request that authenticated with Basic
+        (curl sends no cookie a forger could ride on); a session cookie with
+        any other Authorization header still needs the token.  The vendor's
+        webhook is authenticated by its signature.  Pages keep CSRF first.
         """
         if request.method in ("GET", "HEAD", "OPTIONS"):
-            return
+            return None
         if request.path.startswith("/api/webhook/"):
-            return
-        if request.path.startswith("/api/") and request.authorization is not None:
-            return
+            return None
+        if request.path.startswith("/api/"):
+            if request.routing_exception is not None:
+                return None  # the 404/405 answers; no view runs
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if g.get("basic_auth"):
+                return None
         csrf.protect()
+        return None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -1636,6 +1674,32 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def register_input_rules(app: Flask) -> None:
+    """inputs.py's rules: ids in paths, body limits, and clean text in queries and forms."""
+    app.request_class = inputs.Request
+    app.url_map.converters["int"] = inputs.IdConverter
+
+    @app.before_request
+    def refuse_unclean_text():
+        """A NUL in a query parameter or form field is 422 naming it.
+
+        Only once the caller is known (anonymous calls get their 401 or the
+        login page first), except the login form's fields (its `next` is
+        checked by security.safe_next); the webhook's body is the sync
+        engine's to check.
+        """
+        if request.endpoint in (None, "static", "webhook.webhook_schedule_update"):
+            return
+        if request.endpoint == "pages.login":
+            inputs.check_mapping(request.form.items(multi=True))  # `next` is security.safe_next's
+            return
+        if not current_user.is_authenticated:
+            return
+        inputs.check_mapping(request.args.items(multi=True))
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            inputs.check_mapping(request.form.items(multi=True))
 
 
 def register_routes(app: Flask) -> None:

@@ -119,9 +119,27 @@ class Config:
     WTF_CSRF_CHECK_DEFAULT = False  # checked in a before_request hook (see app.py)
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    # Session cookies only over HTTPS (production), and HSTS's max-age in seconds
+    # (0: no Strict-Transport-Security header; it is only ever sent over HTTPS).
+    SESSION_COOKIE_SECURE = False
+    HSTS_MAX_AGE = 0
     # Rows per page of the dashboard and employee list, and per page of the week's calendar.
     PAGE_SIZE = config("PAGE_SIZE", default=50, cast=int)
     CALENDAR_PAGE_SIZE = config("CALENDAR_PAGE_SIZE", default=100, cast=int)
+
+    # Largest request body in bytes (JSON and forms, the webhook too); past it: 413.
+    MAX_CONTENT_LENGTH = config("MAX_CONTENT_LENGTH", default=1024 * 1024, cast=int)
+    # Largest CSV upload in bytes (the import routes only); past it: 413.
+    MAX_CSV_UPLOAD_LENGTH = config("MAX_CSV_UPLOAD_LENGTH", default=100 * 1024 * 1024, cast=int)
+    # Failed sign-ins (login form and HTTP Basic alike) allowed per client address and
+    # per user name before 429 (Flask-Limiter notation, "N per minute; M per hour").
+    SIGNIN_LIMIT_PER_ADDRESS = config("SIGNIN_LIMIT_PER_ADDRESS", default="20 per minute; 100 per hour")
+    SIGNIN_LIMIT_PER_NAME = config("SIGNIN_LIMIT_PER_NAME", default="5 per minute; 20 per hour")
+    # Where the limiter counts: memory:// (one process) or shared storage such as
+    # redis://host:6379 so that several processes or hosts count together.
+    RATELIMIT_STORAGE_URI = config("RATELIMIT_STORAGE_URI", default="memory://")
+    # Largest webhook body accepted (bytes); larger deliveries get 413 unread.
+    WEBHOOK_MAX_BYTES = config("WEBHOOK_MAX_BYTES", default=65536, cast=int)
 
     # Names of settings whose values are secrets: never logged or shown.
     SECRET_SETTINGS = ("SECRET_KEY", "EXTERNAL_API_KEY", "WEBHOOK_SECRET", "ADMIN_PASSWORD")
@@ -188,6 +206,8 @@ class ProductionConfig(Config):
     """Production: every secret must come from the environment."""
 
     APP_CONFIG = "production"
+    SESSION_COOKIE_SECURE = True
+    HSTS_MAX_AGE = config("HSTS_MAX_AGE", default=31536000, cast=int)
 
     @classmethod
     def validate(cls, settings: dict) -> None:

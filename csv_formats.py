@@ -1,10 +1,11 @@
 """The CSV files schedulers already have (docs: /work/shared/csv-formats.md).
 
 `import_events_csv(stream)` reads a WorkBankVisits.csv: the whole file is
-checked first (`parse_work_bank`, no database), then checked against the
-database with bulk look-ups (`_plan`), then applied in one transaction.
-Any problem raises `CsvImportError` listing every bad row, and nothing is
-saved.  `export_schedule_csv()` / `iter_schedule_csv()` write a
+checked first as it streams (`parse_work_bank`, no database; a bad file is
+read in bounded memory), then checked against the database with bulk
+look-ups (`_plan`), then applied in one transaction.  Any problem raises
+`CsvImportError` listing the first 100 problems and counting them all, and
+nothing is saved.  `export_schedule_csv()` / `iter_schedule_csv()` write a
 CalendarSchedule.csv that imports back without changing anything.
 
 Times in the files are wall-clock times in APP_TIMEZONE with second
@@ -21,6 +22,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 from sqlalchemy import insert, select
 
+import inputs
 from models import (
     Employee,
     Event,
@@ -39,8 +41,15 @@ DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 DATE_EXAMPLE = "09/27/2025 12:00:00 AM"
 CHUNK = 500  # ids per IN (...) look-up, well under every database's limit
 FLUSH_EVERY = 1000
-MAX_INT = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
+MAX_INT = inputs.INT_MAX
+MAX_PROBLEMS = 100  # an error answer lists at most this many (and counts them all)
+TIME_CACHE = 4096  # distinct date/time texts remembered while reading a file
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+# A spreadsheet reads a cell starting with = + - @ tab or CR as a formula.  The
+# export writes such a text cell with a leading apostrophe (and one more before
+# apostrophes already leading such a value); the import takes one off again, so
+# an export imports back unchanged.  Numbers are written as numbers, unescaped.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
 
 # WorkBankVisits.csv: header → (attribute, required)
 IMPORT_COLUMNS = {
@@ -76,13 +85,35 @@ TEXT_LIMITS = {"project_name": 200, "store_name": 200, "location_mvid": 64,
                "employee_code": 64, "rep_name": 120}
 
 
-class CsvImportError(Exception):
-    """A file that cannot be imported; `details` lists every problem."""
+class Problems:
+    """The first MAX_PROBLEMS problems of a file, in order, and how many there are in all."""
 
-    def __init__(self, details: list[dict]):
-        self.details = details
-        count = len(details)
-        super().__init__(f"the file has {count} problem{'s' if count != 1 else ''}; nothing was imported")
+    def __init__(self, problems: Iterable[dict] = ()):
+        self.listed: list[dict] = []
+        self.total = 0
+        for problem in problems:
+            self.append(problem)
+
+    def append(self, problem: dict) -> None:
+        self.total += 1
+        if len(self.listed) < MAX_PROBLEMS:
+            self.listed.append(problem)
+
+    def __len__(self) -> int:
+        return self.total
+
+
+class CsvImportError(Exception):
+    """A file that cannot be imported: the first problems in `details`, all counted in `total`."""
+
+    def __init__(self, problems):
+        if not isinstance(problems, Problems):
+            problems = Problems(problems)
+        self.details, self.total = problems.listed, problems.total
+        count = self.total
+        listed = f" (the first {len(self.details)} are listed)" if count > len(self.details) else ""
+        super().__init__(f"the file has {count} problem{'s' if count != 1 else ''}{listed}; "
+                         "nothing was imported")
 
     @property
     def message(self) -> str:
@@ -125,29 +156,39 @@ class WorkBankRow:
 # Reading and checking a file (no database)
 # ---------------------------------------------------------------------------
 
-def decode_csv(data: bytes) -> str:
-    """UTF-8 text (a byte-order mark is dropped), or CsvImportError on line 1."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise CsvImportError([_problem(
-            1, "", f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
-                   "save it as 'CSV UTF-8' and try again")]) from None
+def text_lines(source: Any) -> io.TextIOBase:
+    """The file as text read as it streams (UTF-8, a byte-order mark dropped)."""
+    if isinstance(source, str):
+        return io.StringIO(source.lstrip("\ufeff"), newline="")
+    if not hasattr(source, "read"):
+        source = io.BytesIO(bytes(source or b""))
+    return io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
 
 
-def parse_work_bank(text: str) -> tuple[list[WorkBankRow], list[dict]]:
-    """Check every row of a WorkBankVisits.csv: (good rows, problems)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _not_utf8(line: int, exc: UnicodeDecodeError) -> dict:
+    return _problem(line, "", f"the file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                              f"near line {line}); save it as 'CSV UTF-8' and try again")
+
+
+def parse_work_bank(stream: io.TextIOBase) -> tuple[list[WorkBankRow], Problems, set[str]]:
+    """Check every row of a WorkBankVisits.csv as it streams: (good rows, problems, columns present).
+
+    Once a row is wrong nothing will be imported, so good rows are no longer
+    kept: a bad file of any size is read in bounded memory.
+    """
+    reader = csv.reader(stream)
+    problems = Problems()
     try:
         header = next(reader)
     except StopIteration:
-        return [], [_problem(1, "", "the file is empty: expected a header row and data rows")]
+        return [], Problems([_problem(1, "", "the file is empty: expected a header row and data rows")]), set()
+    except UnicodeDecodeError as exc:
+        return [], Problems([_not_utf8(1, exc)]), set()
     except csv.Error as exc:
-        return [], [_problem(1, "", f"the header row is not valid CSV: {exc}")]
-    positions, errors = _read_header(header)
-    if errors:
-        return [], errors
+        return [], Problems([_problem(1, "", f"the header row is not valid CSV: {exc}")]), set()
+    positions, header_problems = _read_header(header)
+    if header_problems:
+        return [], Problems(header_problems), set()
     rows: list[WorkBankRow] = []
     seen: dict[int, int] = {}
     times: dict[str, Any] = {}
@@ -158,24 +199,30 @@ def parse_work_bank(text: str) -> tuple[list[WorkBankRow], list[dict]]:
             cells = next(reader)
         except StopIteration:
             break
+        except UnicodeDecodeError as exc:
+            problems.append(_not_utf8(line, exc))
+            break
         except csv.Error as exc:
-            errors.append(_problem(line, "", f"not valid CSV: {exc}"))
+            problems.append(_problem(line, "", f"not valid CSV: {exc}"))
             break
         previous_end = reader.line_num
         if not any(cell.strip() for cell in cells):
             continue  # blank lines and rows of bare commas
+        if len(times) > TIME_CACHE:
+            times.clear()
         values = {attr: (cells[i].strip() if i < len(cells) else "") for attr, i in positions.items()}
-        row = _parse_row(line, values, times, errors)
+        row = _parse_row(line, values, times, problems)
         if row is None:
             continue
         if row.project_ref_num in seen:
-            errors.append(_problem(line, "Project Reference Number",
-                                   f"{row.project_ref_num} is also on line {seen[row.project_ref_num]}; "
-                                   "each reference number may appear once"))
+            problems.append(_problem(line, "Project Reference Number",
+                                     f"{row.project_ref_num} is also on line {seen[row.project_ref_num]}; "
+                                     "each reference number may appear once"))
             continue
         seen[row.project_ref_num] = line
-        rows.append(row)
-    return rows, errors
+        if not problems:
+            rows.append(row)
+    return ([] if problems else rows), problems, _present_fields(header)
 
 
 def _read_header(header: list[str]) -> tuple[dict[str, int], list[dict]]:
@@ -197,7 +244,7 @@ def _read_header(header: list[str]) -> tuple[dict[str, int], list[dict]]:
     return positions, errors
 
 
-def _parse_row(line: int, values: dict, times: dict, errors: list) -> Optional[WorkBankRow]:
+def _parse_row(line: int, values: dict, times: dict, errors: Problems) -> Optional[WorkBankRow]:
     """One row's values checked and converted, or None (problems appended)."""
     before = len(errors)
 
@@ -227,8 +274,19 @@ def _parse_row(line: int, values: dict, times: dict, errors: list) -> Optional[W
     return row if len(errors) == before else None
 
 
+def formula_escape(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula."""
+    return "'" + text if _FORMULA.match(text) else text
+
+
+def formula_unescape(text: str) -> str:
+    """The value `formula_escape` was given."""
+    return text[1:] if text[:1] == "'" and _FORMULA.match(text, 1) else text
+
+
 def _convert(attr: str, text: str, times: dict) -> Any:
     """A cell's text as the attribute's type; ValueError says why not."""
+    inputs.check_text(text, "the value")
     if attr in ("start", "due", "schedule_at"):
         if text not in times:
             times[text] = _parse_time(text)
@@ -244,6 +302,7 @@ def _convert(attr: str, text: str, times: dict) -> Any:
             raise ValueError(f"must be zero or more minutes, got {text!r}")
         return number
     limit = TEXT_LIMITS[attr]
+    text = formula_unescape(text)
     if len(text) > limit:
         raise ValueError(f"must be at most {limit} characters ({len(text)} given)")
     return text
@@ -306,11 +365,9 @@ def import_events_csv(source: Any) -> dict:
     "employees_created"}`; raises CsvImportError (nothing saved) when any row
     is wrong.
     """
-    text = _read_source(source)
-    rows, errors = parse_work_bank(text)
-    if errors:
-        raise CsvImportError(errors)
-    present = _present_fields(text)
+    rows, problems, present = parse_work_bank(text_lines(source))
+    if problems:
+        raise CsvImportError(problems)
     try:
         plan = _plan(rows, present)
         if plan.errors:
@@ -325,17 +382,8 @@ def import_events_csv(source: Any) -> dict:
     return result
 
 
-def _read_source(source: Any) -> str:
-    if hasattr(source, "read"):
-        source = source.read()
-    if isinstance(source, str):
-        return source.lstrip("\ufeff")
-    return decode_csv(bytes(source or b""))
-
-
-def _present_fields(text: str) -> set[str]:
+def _present_fields(header: list[str]) -> set[str]:
     """The event attributes whose column the file has (others are left alone)."""
-    header = next(csv.reader(io.StringIO(text, newline="")))
     names = {cell.strip().lstrip("\ufeff").strip().casefold() for cell in header}
     return {attr for attr, name in EVENT_FIELDS.items() if name.casefold() in names}
 
@@ -565,8 +613,10 @@ def export_schedule_csv(from_date: Optional[date] = None, to_date: Optional[date
 def _export_row(row) -> list:
     (name, ref, mvid, store_number, store_name, start, due, minutes,
      rep_name, code, scheduled) = row
-    return [name, ref, mvid or "", _blank(store_number), store_name or "", _fmt(start), _fmt(due),
-            _blank(minutes), rep_name, code or "", _fmt(scheduled)]
+    text = formula_escape
+    return [text(name), ref, text(mvid or ""), _blank(store_number), text(store_name or ""),
+            _fmt(start), _fmt(due), _blank(minutes), text(rep_name), text(code or ""),
+            _fmt(scheduled)]
 
 
 def _blank(value: Optional[int]) -> Any:

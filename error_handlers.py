@@ -14,9 +14,10 @@ import re
 import uuid
 from typing import Any, Optional
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+import inputs
 from models import ApiError, db
 
 __all__ = ["ApiError", "configure_logging", "error_response", "register_error_handlers"]
@@ -39,7 +40,8 @@ def wants_json() -> bool:
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,
-                   extra: Optional[dict] = None, exc: Optional[BaseException] = None):
+                   extra: Optional[dict] = None, exc: Optional[BaseException] = None,
+                   fields: Optional[dict] = None):
     """Log the error with a fresh id and answer it as JSON or as a page."""
     error_id = uuid.uuid4().hex[:12]
     line = "error_id=%s status=%s code=%s method=%s path=%s message=%s"
@@ -52,6 +54,7 @@ def error_response(status: int, code: str, message: str, details: Any = None,
         body: dict = {"code": code, "message": message, "error_id": error_id}
         if details is not None:
             body["details"] = details
+        body.update(fields or {})
         payload = {"error": body, **(extra or {})}
         return jsonify(payload), status
     template = f"errors/{status}.html"
@@ -69,7 +72,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.extra)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.extra,
+                              fields=exc.fields)
+
+    @app.errorhandler(inputs.BadInput)
+    def handle_bad_input(exc: inputs.BadInput):
+        return error_response(exc.status, CODES[exc.status], exc.message, [exc.detail()])
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException):
@@ -78,9 +86,17 @@ def register_error_handlers(app: Flask) -> None:
         if status == 400 and "CSRF" in (exc.description or ""):
             code = "csrf_failed"
         message = exc.description or exc.name
+        if status == 413:
+            message = (f"the body is over this route's limit of {request.max_content_length} bytes"
+                       " (MAX_CONTENT_LENGTH, or MAX_CSV_UPLOAD_LENGTH for a CSV upload); nothing was saved")
         if status >= 500:
             _rollback()
-        return error_response(status, code, message)
+        response = current_app.make_response(error_response(status, code, message))
+        # keep what the exception says in its headers (Allow on a 405, Retry-After on a 429)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):

@@ -35,6 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import inputs
+
 log = logging.getLogger("app")
 
 
@@ -86,13 +88,14 @@ class ApiError(Exception):
     """An error answer: status, machine code, human message, optional details."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 extra: Optional[dict] = None):
+                 extra: Optional[dict] = None, fields: Optional[dict] = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
-        self.extra = extra or {}
+        self.extra = extra or {}  # beside "error" in the answer
+        self.fields = fields or {}  # inside "error" (e.g. a CSV's problem total)
 
 
 class DomainError(ApiError):
@@ -211,6 +214,9 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(16), default="scheduler")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Part of every session's id (`get_id`): signing out or a new password adds one,
+    # so a copy of an older session cookie no longer signs anyone in.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # Flask-Login protocol
     is_authenticated = True
@@ -221,14 +227,16 @@ class User(db.Model):
         return self.active
 
     def get_id(self) -> str:
-        return str(self.id)
+        return f"{self.id}:{self.session_version or 0}"
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
     def set_password(self, password: str) -> None:
+        """A new password also ends every session signed in with the old one."""
         self.password_hash = generate_password_hash(password)
+        self.session_version = (self.session_version or 0) + 1
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
@@ -387,7 +395,8 @@ class SyncLease(db.Model):
 
 
 class WebhookMessage(db.Model):
-    """Every verified webhook message, recorded once by its `webhook-id`."""
+    """Every verified webhook message, recorded once by its `webhook-id`; rejected
+    deliveries and repeats are counted in one row per minute and reason (`count`)."""
 
     __tablename__ = "webhook_messages"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -398,12 +407,13 @@ class WebhookMessage(db.Model):
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[Optional[str]] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     def to_dict(self) -> dict:
         return {
             "webhook_id": self.webhook_id, "type": self.type, "object_id": self.object_id,
             "version": self.version, "outcome": self.outcome, "detail": self.detail,
-            "received_at": iso(self.received_at),
+            "received_at": iso(self.received_at), "count": self.count,
         }
 
 
@@ -459,8 +469,14 @@ def local_to_utc(naive: datetime) -> datetime:
     """A wall-clock time in APP_TIMEZONE → aware UTC (DST-correct).
 
     A time in the spring-forward gap does not exist and is refused; an
-    ambiguous time in the autumn overlap takes its first occurrence.
+    ambiguous time in the autumn overlap takes its first occurrence; a day
+    outside the years inputs.py supports is refused before any shift.
     """
+    try:
+        inputs.check_day(naive.date(), "time")
+    except inputs.BadInput:
+        raise LocalTimeError(f"{naive:%Y-%m-%d} is outside the supported years "
+                             f"({inputs.MIN_DAY.year:04d}–{inputs.MAX_DAY.year})") from None
     tz = app_tz()
     aware = naive.replace(tzinfo=tz, fold=0)
     back = aware.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None)
@@ -494,7 +510,12 @@ def parse_api_datetime(value: Any, field: str) -> datetime:
         raise DomainError(
             f"{field} has no UTC offset; send e.g. 2026-11-25T14:30:00Z", field=field
         )
-    return parsed.astimezone(timezone.utc)
+    try:
+        inputs.check_day(parsed.date(), field)
+        return inputs.check_instant(parsed, field)
+    except inputs.BadInput:
+        raise DomainError(f"{field} must lie in the years {inputs.MIN_DAY.year:04d} to "
+                          f"{inputs.MAX_DAY.year}, got {value!r}", field=field) from None
 
 
 

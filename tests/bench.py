@@ -515,8 +515,60 @@ class Bench:
                  target="flat (≤ 1.3× for 4× the data)", met=ratio <= 1.3,
                  note=f"page size {self.page_size()}")
 
+    # -- a 50 MB CSV of bad rows: peak RSS growth of the import ---------------------
 
-CASES = ("pull", "push", "pages", "csv", "memory")
+    def csv_bad_memory(self) -> None:
+        """Upload a CSV of bad rows through the route and measure the process's peak RSS growth.
+
+        Linux only: the peak (VmHWM) is reset through /proc/self/clear_refs just
+        before the request, so the figure is the request's own growth over the
+        resident size it started from (the file's bytes are made beforehand).
+        """
+        size = self.n(50 * 2**20)
+        row = ("CORE - Reset,{ref},mv1,not-a-number,Store 1,12/01/2026 12:00:00 AM,"
+               "12/07/2026 11:59:00 PM,60,,,\r\n")
+        header = ("Project Name,Project Reference Number,Location MVID,Store Number,Store Name,"
+                  "Start Date/Time,Due Date/Time,Estimated Time,Employee ID,Rep Name,Schedule Date/Time\r\n")
+        lines, total, ref = [header], len(header), 900000
+        while total < size:
+            lines.append(row.format(ref=ref))
+            total += len(lines[-1])
+            ref += 1
+        boundary = "benchboundary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bad.csv\"\r\n"
+                f"Content-Type: text/csv\r\n\r\n{''.join(lines)}\r\n--{boundary}--\r\n").encode()
+        rows = len(lines) - 1
+        del lines
+        auth = base64.b64encode(b"bench:bench-pass-123").decode()
+        with self.app.app_context():
+            from app import create_user
+
+            create_user("bench", "bench-pass-123", role="admin")
+        client = self.app.test_client()
+
+        def status_kib(field: str) -> int:
+            with open("/proc/self/status") as status:
+                return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # reset the peak resident set size
+        before = status_kib("VmRSS")
+        started = time.perf_counter()
+        response = client.post("/api/import/events", data=body, headers={"Authorization": f"Basic {auth}"},
+                               content_type=f"multipart/form-data; boundary={boundary}")
+        seconds = time.perf_counter() - started
+        growth = (status_kib("VmHWM") - before) / 1024
+        error = response.get_json()["error"]
+        assert response.status_code == 422 and error["total"] == rows, (response.status_code, error.get("total"))
+        self.add(f"CSV import of a {len(body) / 2**20:.0f} MB file of {rows} bad rows",
+                 f"{growth:.0f} MiB peak RSS growth", target="≤ 64 MiB, answer ≤ 64 KiB",
+                 met=growth <= 64 and len(response.data) <= 65536,
+                 note=f"{seconds:.1f} s, answer {len(response.data) / 1024:.1f} KiB, "
+                      f"{len(error['details'])} of {error['total']} problems listed")
+
+
+CASES = ("pull", "push", "pages", "csv", "memory", "csvbad")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -561,7 +613,8 @@ def main(argv=None) -> int:
         app = make_app(url, vendor)
         bench = Bench(app, vendor, 10 if args.quick else 1)
         by_latency = {"pull": bench.first_pull_and_noop, "push": bench.push}
-        once = {"pages": bench.pages, "csv": bench.csv_import, "memory": bench.memory}
+        once = {"pages": bench.pages, "csv": bench.csv_import, "memory": bench.memory,
+                "csvbad": bench.csv_bad_memory}
         for name in args.only or CASES:
             print(f"== {name}", flush=True)
             if name in by_latency:

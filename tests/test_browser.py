@@ -82,10 +82,14 @@ def page(browser, live):
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    refused: list[str] = []  # what the Content-Security-Policy blocked
+    tab.on("console", lambda msg: refused.append(msg.text)
+           if "Content Security Policy" in msg.text else None)
     yield tab
     context.close()
     assert not outside, f"the page tried to fetch from the internet: {outside}"
     assert not errors, f"JavaScript errors: {errors}"
+    assert not refused, f"the Content-Security-Policy blocked: {refused}"
 
 
 def login(page, username: str = ADMIN[0], password: str = ADMIN[1]) -> None:
