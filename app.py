@@ -1595,6 +1595,8 @@ def register_routes(app: Flask) -> None:
     """URL rules for the login, pages, JSON API, sync API and webhook."""
     for blueprint in (pages, api, sync_api, webhook):
         app.register_blueprint(blueprint)
+    # Browsers and bookmarks ask for /favicon.ico whatever the page links: answer it.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
 
 
 def upgrade_database(app: Flask) -> None:

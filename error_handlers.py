@@ -29,6 +29,16 @@ CODES = {
     422: "validation_failed", 429: "rate_limited", 500: "internal_error", 503: "unavailable",
 }
 
+# Our wording in place of Werkzeug's default descriptions (an abort() with a
+# description of its own keeps it).  Pages add their own text in templates/errors/.
+MESSAGES = {
+    403: "This needs the admin role.",
+    404: "Nothing here: the address is wrong or the record was deleted.",
+    405: "This address does not accept that method.",
+    413: "The upload is too large.",
+    500: "Something went wrong on our side; nothing was saved.",
+}
+
 
 def wants_json() -> bool:
     """JSON for the API (and for clients that ask only for JSON)."""
@@ -78,6 +88,8 @@ def register_error_handlers(app: Flask) -> None:
         if status == 400 and "CSRF" in (exc.description or ""):
             code = "csrf_failed"
         message = exc.description or exc.name
+        if exc.description == type(exc).description and status in MESSAGES:
+            message = MESSAGES[status]
         if status >= 500:
             _rollback()
         return error_response(status, code, message)
@@ -85,8 +97,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
         _rollback()
-        return error_response(500, "internal_error",
-                              "Something went wrong on our side; nothing was saved.", exc=exc)
+        return error_response(500, "internal_error", MESSAGES[500], exc=exc)
 
 
 def _rollback() -> None:
