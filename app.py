@@ -1176,9 +1176,12 @@ def webhook_schedule_update():
 SYNC_RESOURCE_LABELS = {"employees": "Employee", "events": "Event", "schedules": "Schedule"}
 HEALTH_LABELS = {"ok": "OK", "degraded": "Degraded", "down": "Down", "disabled": "Sync off",
                  "unknown": "Not checked yet"}
-WEBHOOK_OUTCOMES = {"applied": "applied", "duplicate": "duplicate, already seen",
-                    "stale": "older version ignored", "conflict": "conflict, waiting for an admin",
-                    "deferred": "deferred, will be applied later", "rejected": "rejected"}
+# Webhook outcomes in words an admin reads (the detail, also in words, follows).
+WEBHOOK_OUTCOMES = {"applied": "Applied", "duplicate": "Repeat delivery",
+                    "stale": "Ignored", "skipped": "Ignored",
+                    "conflict": "Conflict, waiting for an admin",
+                    "local_wins": "Our newer change kept",
+                    "deferred": "Waiting, applied after the next pull", "rejected": "Refused"}
 
 
 def sync_health_view(last_run: Optional[SyncRun], counts: dict) -> dict:
@@ -1296,29 +1299,38 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
     return rows
 
 
-def sync_chart(limit: int = 30) -> dict:
-    """Coordinates for the server-drawn SVG chart of the last `limit` runs' counts."""
-    runs = list(db.session.scalars(select(SyncRun).where(SyncRun.status != "running")
+def sync_chart(hours: int = 24, limit: int = 500) -> dict:
+    """Coordinates for the server-drawn SVG chart: records moved (pushed + pulled) and
+    failures of each finished run of the last `hours`, placed by start time (at most
+    the newest `limit` runs, so a busy day stays one bounded query)."""
+    now = utcnow()
+    since = now - timedelta(hours=hours)
+    runs = list(db.session.scalars(select(SyncRun).where(SyncRun.status != "running",
+                                                         SyncRun.started_at >= since)
                                    .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
                                    .limit(limit)))[::-1]
-    width, height, left, bottom, top = 640, 200, 40, 24, 12
-    series_names = ("pushed", "pulled", "failed", "conflicts")
-    peak = max([1] + [getattr(run, name) or 0 for run in runs for name in series_names])
-    step = (width - left - 10) / max(1, len(runs) - 1)
-    plot_h = height - bottom - top
+    width, height, left, right, bottom, top = 640, 200, 40, 10, 24, 12
+    values = {"moved": [(run.pushed or 0) + (run.pulled or 0) for run in runs],
+              "failed": [run.failed or 0 for run in runs]}
+    peak = max([1] + values["moved"] + values["failed"])
+    plot_w, plot_h = width - left - right, height - bottom - top
+    span = (now - since).total_seconds()
 
-    def point(i, value):
-        return round(left + i * step, 1), round(top + plot_h - plot_h * (value or 0) / peak, 1)
+    def x_at(moment) -> float:
+        return round(left + plot_w * (moment - since).total_seconds() / span, 1)
 
     series = []
-    for name in series_names:
-        points = [point(i, getattr(run, name)) for i, run in enumerate(runs)]
-        series.append({"name": name, "points": points,
-                       "path": " ".join(f"{x},{y}" for x, y in points),
-                       "values": [getattr(run, name) or 0 for run in runs]})
+    for name, numbers in values.items():
+        points = [(x_at(run.started_at), round(top + plot_h - plot_h * value / peak, 1))
+                  for run, value in zip(runs, numbers)]
+        series.append({"name": name, "points": points, "values": numbers,
+                       "path": " ".join(f"{x},{y}" for x, y in points)})
+    marks = [since + timedelta(hours=h) for h in range(0, hours + 1, 6)]
     return {"runs": runs, "series": series, "width": width, "height": height, "left": left,
-            "top": top, "bottom": height - bottom, "peak": peak,
-            "ticks": sorted({0, peak // 2, peak})}
+            "right": width - right, "top": top, "bottom": height - bottom, "peak": peak,
+            "hours": hours, "ticks": sorted({0, peak // 2, peak}),
+            "times": [(x_at(m), to_local(m).strftime("%H:%M")) for m in marks],
+            "markers": len(runs) <= 60}
 
 
 def sync_config_view() -> dict:
