@@ -1535,7 +1535,13 @@ def create_app(config_name: Optional[str] = None, overrides: Optional[dict] = No
     app.config.from_object(config_class)
     if overrides:
         app.config.update(overrides)
-    config_class.validate(app.config)
+    try:
+        config_class.validate(app.config)
+    except app_config.ConfigError as exc:
+        if click.get_current_context(silent=True) is not None:
+            # a `flask` command: click prints "Error: <what is missing>", exit 1, no traceback
+            raise click.ClickException(f"Not starting: {exc}") from None
+        raise
     register_logging(app)
     register_extensions(app)
     register_routes(app)
