@@ -37,6 +37,7 @@ from sqlalchemy import event as sa_event, func, select
 
 import config as app_config
 import csv_formats
+import demo_data
 import sync_engine
 import sync_scheduler
 from api_service import parse_object
@@ -1700,20 +1701,18 @@ def seed_demo_data() -> int:
         if db.session.scalar(live(Employee).where(Employee.code == code)) is None:
             staff.append(Employee(code=code, name=name, email=email))
     db.session.add_all(staff)
-    projects = ["CORE - Snack Reset", "Juicer Production", "DIGITAL - Shelf Tags",
-                "Supervisor Walkthrough", "FREEOSK - Sampling Kiosk", "Seasonal Endcap"]
-    stores = [(1234, "Springfield Supercenter"), (2210, "Shelbyville Market"), (3107, "Capital City Plaza")]
     base_ref = 606100 + int(utcnow().timestamp()) % 1000 * 100
     events = []
     for n in range(12):
-        name = projects[n % len(projects)]
-        store_number, store_name = stores[n % len(stores)]
+        _type, name = demo_data.PROJECTS[n % len(demo_data.PROJECTS)]
+        store_number, store_name = demo_data.STORES[n % len(demo_data.STORES)]
         first = today + timedelta(days=n % 5)
         events.append(Event(
             project_ref_num=base_ref + n, project_name=name, event_type=event_type_for(name),
-            store_number=store_number, store_name=store_name, location_mvid=uuid.uuid4().hex[:8],
-            start_datetime=local_to_utc(datetime.combine(first, time(0, 0))),
-            due_datetime=local_to_utc(datetime.combine(first + timedelta(days=6), time(23, 59))),
+            store_number=store_number, store_name=store_name, location_mvid=f"MV-{store_number:05d}",
+            start_datetime=local_to_utc(datetime.combine(first, time(demo_data.WORKDAY_START))),
+            due_datetime=local_to_utc(datetime.combine(first + timedelta(days=1 + n % 4),
+                                                       time(demo_data.WORKDAY_END))),
             estimated_minutes=60 * (1 + n % 4),
         ))
     db.session.add_all(events)
@@ -1721,7 +1720,7 @@ def seed_demo_data() -> int:
     if len(staff) >= 2:
         for event, person in ((events[0], staff[0]), (events[1], staff[1])):
             db.session.add(Schedule(event_id=event.id, employee_id=person.id,
-                                    start_datetime=event.start_datetime + timedelta(hours=9)))
+                                    start_datetime=event.start_datetime + timedelta(hours=1)))
     db.session.commit()
     notify_local_change()
     return len(staff)
