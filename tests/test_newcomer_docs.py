@@ -136,3 +136,22 @@ def test_demo_data_looks_like_one_company(app):
         assert due - start >= timedelta(hours=WORKDAY_END - WORKDAY_START)
     assert all(len(names) == 1 for names in names_of.values()), names_of
     assert set(names_of) <= {number for number, _ in STORES}
+
+
+def test_make_test_with_pytest_args_keeps_the_summary_line():
+    """`make test PYTEST_ARGS=-q` must not become `pytest -q -q` (which hides "N passed")."""
+    import subprocess
+    import sys
+
+    target = "tests/test_structure.py::test_every_setting_the_code_reads_is_declared_in_config"
+    for extra in ("-q", "-qq --quiet -x"):
+        dry = subprocess.run(["make", "-n", "test", f"PYTEST_ARGS={extra} {target}".strip()],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert dry.returncode == 0, dry.stderr
+        line = [line for line in dry.stdout.splitlines() if "-m pytest" in line][-1]
+        args = shlex.split(line)
+        assert sum(arg in ("-q", "--quiet") for arg in args) + 2 * args.count("-qq") == 1, line
+        done = subprocess.run([sys.executable, *args[1:]], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:]
+        assert re.search(r"^1 passed in [\d.]+s", done.stdout, re.M), (extra, done.stdout)
