@@ -1709,7 +1709,8 @@ def seed_demo_data() -> int:
         first = today + timedelta(days=n % 5)
         events.append(Event(
             project_ref_num=base_ref + n, project_name=name, event_type=event_type_for(name),
-            store_number=store_number, store_name=store_name, location_mvid=f"MV-{store_number:05d}",
+            store_number=store_number, store_name=store_name,
+            location_mvid=f"MV-{store_number:05d}",
             start_datetime=local_to_utc(datetime.combine(first, time(demo_data.WORKDAY_START))),
             due_datetime=local_to_utc(datetime.combine(first + timedelta(days=1 + n % 4),
                                                        time(demo_data.WORKDAY_END))),

@@ -23,7 +23,8 @@ def test_scheduler_meets_our_admins_only_page(page):  # noqa: F811
     heading = page.get_by_role("heading", level=1)
     assert heading.inner_text() == "This page is for admins"
     body = page.locator("main").inner_text()
-    assert f"You are signed in as {SCHEDULER[0]}, a scheduler. Only admins can open this page." in body
+    assert (f"You are signed in as {SCHEDULER[0]}, a scheduler. "
+            "Only admins can open this page.") in body
     assert "permission" not in body.lower()
     screenshot(page, "newcomer-403-scheduler")
     page.get_by_role("link", name="Back to the dashboard").click()
