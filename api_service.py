@@ -7,10 +7,13 @@ Layout, top to bottom:
 * timestamps: ``parse_timestamp``, ``format_timestamp``, ``parse_object``
 * errors: ``VendorError`` and its tree, ``error_from_response`` (the one place
   that maps a status and an ``error.code`` to an exception)
-* rate limit: ``TokenBucket`` and the process-wide registry ``shared_limiter``
+* rate limit: ``TokenBucket`` and the process-wide registry ``shared_limiter``;
+  ``PoolPause``: a ``Retry-After`` one request got holds every thread's next request
 * retry policy: ``RetryPolicy`` (urllib3 ``Retry``), built by ``build_retry``,
   and ``VendorAdapter``, which decides per request whether it may be retried
-* ``VendorClient``: the methods the sync engine calls.
+* ``VendorClient``: the methods the sync engine calls; ``iter_pages`` fetches
+  one page ahead while the caller applies the current one, ``run_concurrently``
+  sends over a small pool of keep-alive connections (``workers``).
 
 The retry policy lives in one place.  ``build_retry`` makes the only retrying
 ``Retry``; ``RetryPolicy.get_backoff_time`` and ``RetryPolicy.jitter`` compute
@@ -30,7 +33,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -370,6 +376,45 @@ def shared_limiter(key: str, rate: float) -> TokenBucket | None:
         return bucket
 
 
+class PoolPause:
+    """A pause that every thread sending to one vendor honours before a new request.
+
+    A ``429`` (or ``503``) with ``Retry-After`` that the client is going to wait
+    out ``hold``s it: the thread that got the answer waits in its retry, and
+    every other worker waits here before its next first attempt, so the whole
+    pool slows down, not just one worker.  ``clock`` is an attribute for tests;
+    the wait sleeps through the caller's sleep function (the retry policy's
+    ``pause``, which tests replace).
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        """No new request before ``seconds`` from now (the longest hold wins)."""
+        with self._lock:
+            self.until = max(self.until, self.clock() + max(0.0, float(seconds)))
+
+    def wait(self, sleep: Callable[[float], None]) -> float:
+        """Wait out the hold, if any; return the time waited."""
+        left = self.until - self.clock()
+        if left <= 0:
+            return 0.0
+        sleep(left)
+        return left
+
+
+_PAUSES: dict[str, PoolPause] = {}
+
+
+def shared_pause(key: str) -> PoolPause:
+    """The process-wide pause for ``key`` (a base URL): the vendor limits per key."""
+    with _LIMITERS_LOCK:
+        return _PAUSES.setdefault(key, PoolPause())
+
+
 # --------------------------------------------------------------------------
 # Retry policy
 # --------------------------------------------------------------------------
@@ -430,8 +475,11 @@ class RetryPolicy(Retry):
         time.sleep(seconds)
 
     def sleep(self, response: Any = None) -> None:
-        """Wait before the next attempt: Retry-After or backoff, then the rate limit."""
+        """Wait before the next attempt: Retry-After (holding every worker's next request
+        too) or backoff, then the rate limit."""
         delay = self.retry_after_seconds(response)
+        if delay is not None and self.observer is not None:
+            self.observer.hold_pool(delay)
         if delay is None:
             delay = self.get_backoff_time()
         if delay > 0:
@@ -543,7 +591,8 @@ class VendorClient:
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 10.0,
                  connect_timeout: float = 3.05, max_retries: int = 5, rate_limit: float = 10.0,
-                 backoff_factor: float = 0.5, backoff_max: float = 30.0, pool_maxsize: int = 10):
+                 backoff_factor: float = 0.5, backoff_max: float = 30.0, pool_maxsize: int = 10,
+                 concurrency: int = 4):
         if not base_url:
             raise ValueError("base_url is required (EXTERNAL_API_BASE_URL)")
         if not api_key:
@@ -553,9 +602,16 @@ class VendorClient:
         self.timeout = (float(connect_timeout), float(timeout))
         self.max_retries = int(max_retries)
         self.limiter = shared_limiter(self.base_url.lower(), float(rate_limit or 0))
+        self.pause = shared_pause(self.base_url.lower())
+        # requests in flight at once: never more than the rate limit allows in a second
+        self.workers = max(1, int(concurrency or 1))
+        if rate_limit and rate_limit > 0:
+            self.workers = max(1, min(self.workers, int(rate_limit)))
+        pool_maxsize = max(pool_maxsize, self.workers + 1)  # + the pull's page-ahead fetch
         self.requests_sent = 0
         self._count_lock = threading.Lock()
         self._local = threading.local()
+        self._first_pages: dict = {}  # (resource, sync_token, limit) -> Future (start_listings)
         self.retry = build_retry(max_retries, backoff_factor, backoff_max, observer=self)
         self.session = requests.Session()
         self.session.headers.update({
@@ -604,10 +660,15 @@ class VendorClient:
         self._local.attempts = getattr(self._local, "attempts", 0) + 1
 
     def before_attempt(self) -> None:
-        """Called before the first attempt of every request: rate limit and count."""
+        """Called before the first attempt of every request: pool pause, rate limit, count."""
+        self.pause.wait(self.retry.pause)
         if self.limiter is not None:
             self.limiter.acquire()
         self._count_attempt()
+
+    def hold_pool(self, seconds: float) -> None:
+        """Called when a Retry-After will be waited out: every worker waits it out too."""
+        self.pause.hold(seconds)
 
     def on_retry(self, method, url, cause, number, limit) -> None:
         """Called when a retry has been decided: count it and log one INFO line."""
@@ -708,30 +769,120 @@ class VendorClient:
         self.request("DELETE", _item_path(resource, id), headers=headers)
 
     def iter_pages(self, resource: str, sync_token: str | None = None,
-                   limit: int = 100) -> Iterator[Page]:
+                   limit: int = 100, ahead: bool = True) -> Iterator[Page]:
         """Yield every page of a listing, following next_page_token to the end.
 
         The first request sends ``limit`` (and ``sync_token`` if given); later
-        ones send only ``page_token``, as the contract requires.
+        ones send only ``page_token``, as the contract requires.  With ``ahead``
+        the next page is requested (in a helper thread) while the caller works
+        on the current one: at most two pages are held at a time.  Close
+        the iterator (``contextlib.closing``) to stop early: it waits for the
+        request in flight.
         """
         if not 1 <= int(limit) <= 500:
             raise ValueError("limit must be between 1 and 500")
         params: dict[str, Any] = {"limit": int(limit)}
         if sync_token:
             params["sync_token"] = sync_token
+        path = _collection_path(resource)
+
+        def fetch(query: dict) -> Page:
+            return _page(self._json(self.request("GET", path, params=query)))
+
         seen: set[str] = set()
-        while True:
-            body = self._json(self.request("GET", _collection_path(resource), params=params))
-            page = _page(body)
-            yield page
-            token = page.next_page_token
-            if not token:
-                return
-            if token in seen:
-                raise VendorError("vendor repeated a page token; stopping the listing",
-                                  code="page_token_loop")
-            seen.add(token)
-            params = {"page_token": token}
+        future = None
+        started = self._first_pages.pop((resource, sync_token or None, int(limit)), None)
+        try:
+            page = started.result() if started is not None else fetch(params)
+            while True:
+                token = page.next_page_token
+                if token in seen:
+                    raise VendorError("vendor repeated a page token; stopping the listing",
+                                      code="page_token_loop")
+                if token:
+                    seen.add(token)
+                    if ahead:
+                        future = _helpers().submit(fetch, {"page_token": token})
+                yield page
+                if not token:
+                    return
+                page, future = (future.result() if future is not None
+                                else fetch({"page_token": token})), None
+        finally:
+            if future is not None and not future.cancel():
+                futures_wait([future])  # stopped early: the page in flight ends first
+
+    def start_listings(self, listings: Iterable[tuple[str, str | None, int]]) -> None:
+        """Request the first page of each ``(resource, sync_token, limit)`` listing now, all
+        at once; ``iter_pages`` with the same arguments then starts from that answer (an
+        error, such as an expired token, is raised there).  A sync with nothing new
+        waits for one round trip instead of one per resource."""
+        listings = list(listings)
+        if not listings:
+            return
+        pool = _helpers()
+        for resource, token, limit in listings:
+            params: dict[str, Any] = {"limit": int(limit)}
+            if token:
+                params["sync_token"] = token
+            self._first_pages[(resource, token or None, int(limit))] = pool.submit(
+                lambda path, query: _page(self._json(self.request("GET", path, params=query))),
+                _collection_path(resource), params)
+
+    def run_concurrently(self, send: Callable[[Any], Any], items: Iterable[Any],
+                         stop: Callable[[], bool] = lambda: False
+                         ) -> Iterator[tuple[Any, Any, BaseException | None]]:
+        """``send(item)`` for each item over ``workers`` threads (keep-alive connections of
+        this client's pool); yields ``(item, result, error)`` in the items' order.
+
+        At most ``workers`` sends run at once (and as many wait their turn);
+        ``stop()`` is asked before each new one is queued (true: no more are
+        queued, those queued are still yielded).  Closing the iterator early
+        (``contextlib.closing``) cancels the queued ones and waits for those
+        running.  Every send shares the rate limit and the pool pause.  With one
+        worker the sends run in the calling thread.
+        """
+        items = iter(items)
+        if self.workers <= 1:
+            for item in items:
+                if stop():
+                    return
+                try:
+                    yield item, send(item), None
+                except Exception as exc:  # noqa: BLE001 - handed to the caller
+                    yield item, None, exc
+            return
+        window: deque = deque()
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vendor-send")
+        try:
+            for item in items:
+                if stop():
+                    break
+                window.append((item, pool.submit(send, item)))
+                if len(window) >= 2 * self.workers:  # a few queued: no worker idles
+                    yield _outcome(*window.popleft())
+            while window:
+                yield _outcome(*window.popleft())
+        finally:  # closed early: the queued ones are never sent, those in flight finish
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_HELPERS: list = []
+
+
+def _helpers() -> ThreadPoolExecutor:
+    """The process's threads for listing requests sent ahead (first pages, the next page):
+    kept between runs, since starting threads cost more than a no-op sync's requests."""
+    with _LIMITERS_LOCK:
+        if not _HELPERS:
+            _HELPERS.append(ThreadPoolExecutor(8, thread_name_prefix="vendor-ahead"))
+        return _HELPERS[0]
+
+
+def _outcome(item: Any, future) -> tuple[Any, Any, BaseException | None]:
+    """(item, result, None) or (item, None, the exception) of a finished send."""
+    error = future.exception()
+    return (item, None, error) if error is not None else (item, future.result(), None)
 
 
 # (constructor option, setting, type) read by VendorClient.from_config
@@ -739,6 +890,7 @@ _SETTINGS = (
     ("timeout", "EXTERNAL_API_TIMEOUT_SECONDS", float),
     ("max_retries", "EXTERNAL_API_MAX_RETRIES", int),
     ("rate_limit", "EXTERNAL_API_RATE_LIMIT", float),
+    ("concurrency", "EXTERNAL_API_CONCURRENCY", int),
     ("backoff_factor", "EXTERNAL_API_BACKOFF_FACTOR", float),
     ("backoff_max", "EXTERNAL_API_BACKOFF_MAX", float),
 )

@@ -1150,6 +1150,33 @@ def sync_retry_failed():
     return jsonify({"retried": sync_engine.retry_failed(current_app._get_current_object())})
 
 
+@sync_api.get("/held")
+@login_required
+def sync_held():
+    """Deletions held by SYNC_DELETE_GUARD per resource (resources with none left out)."""
+    return jsonify({resource: {"count": item["count"], "run_id": item["run_id"],
+                               "sample": [record.to_dict() for record in item["sample"]]}
+                    for resource, item in sync_engine.held_deletions().items()})
+
+
+@sync_api.post("/held/<resource>")
+@admin_required
+def sync_resolve_held(resource: str):
+    """Apply or restore one resource's held deletions: {"action": "apply" | "restore"}."""
+    if resource not in SYNCED_MODELS:
+        raise ApiError(404, "not_found", f"no resource {resource!r}; use "
+                                         f"{', '.join(SYNCED_MODELS)}")
+    action = _sync_body().get("action")
+    if action not in sync_engine.HELD_ACTIONS:
+        raise ApiError(422, "validation_failed", "action must be 'apply' or 'restore'",
+                       [{"field": "action", "message": "must be 'apply' or 'restore'"}])
+    try:
+        result = sync_engine.resolve_held(current_app._get_current_object(), resource, action)
+    except sync_engine.NothingHeld as exc:
+        raise ApiError(409, "nothing_held", str(exc)) from None
+    return jsonify(result)
+
+
 # ---------------------------------------------------------------------------
 # Routes: webhook (/api/webhook/schedule_update)
 # ---------------------------------------------------------------------------
@@ -1348,6 +1375,7 @@ def sync_config_view() -> dict:
         "timeout": config.get("EXTERNAL_API_TIMEOUT_SECONDS"), "max_retries": config.get("EXTERNAL_API_MAX_RETRIES"),
         "rate_limit": config.get("EXTERNAL_API_RATE_LIMIT"),
         "scheduler_enabled": bool(config.get("SCHEDULER_ENABLED")),
+        "delete_guard": config["SYNC_DELETE_GUARD"], "delete_guard_min": config["SYNC_DELETE_GUARD_MIN"],
     }
 
 
@@ -1372,7 +1400,7 @@ def sync_admin():
                            runs=runs, webhooks=webhooks, chart=sync_chart(),
                            resources=SYNCED_MODELS, labels=SYNC_RESOURCE_LABELS,
                            record_label=sync_record_label, outcomes=WEBHOOK_OUTCOMES,
-                           page_args=_admin_page_args())
+                           page_args=_admin_page_args(), held=sync_engine.held_deletions())
 
 
 def _admin_page_args() -> dict:
@@ -1470,6 +1498,25 @@ def sync_admin_retry_failed():
     """Retry every failed record (no-JS form)."""
     count = sync_engine.retry_failed(current_app._get_current_object())
     flash(f"{count} failed record{'s' if count != 1 else ''} will be sent again.", "success")
+    return _back()
+
+
+@pages.route("/sync/admin/held/<resource>", methods=["POST"])
+@admin_required
+def sync_admin_held(resource: str):
+    """Apply or restore one resource's held deletions (no-JS form of the banner)."""
+    if resource not in SYNCED_MODELS:
+        abort(404)
+    action = request.form.get("action")
+    if action not in sync_engine.HELD_ACTIONS:
+        flash("Choose Apply the deletions or Restore them to the vendor.", "error")
+        return _back()
+    try:
+        result = sync_engine.resolve_held(current_app._get_current_object(), resource, action)
+    except sync_engine.NothingHeld as exc:
+        flash(str(exc), "info")
+    else:
+        flash(result["message"], "success")
     return _back()
 
 

@@ -32,6 +32,17 @@ class ConfigError(RuntimeError):
     """Raised at start-up when the configuration cannot work."""
 
 
+def delete_guard_share(value) -> float | None:
+    """SYNC_DELETE_GUARD as a share (0.2 for "20%"), None for "off"; ValueError if bad."""
+    text = str(value).strip().lower()
+    if text == "off":
+        return None
+    number = float(text[:-1] if text.endswith("%") else text)
+    if not 0 <= number <= 100:
+        raise ValueError(f"{value!r} is not a percentage from 0 to 100")
+    return number / 100
+
+
 class Config:
     """Defaults shared by every environment."""
 
@@ -56,6 +67,9 @@ class Config:
     EXTERNAL_API_TIMEOUT_SECONDS = config("EXTERNAL_API_TIMEOUT_SECONDS", default=10.0, cast=float)
     EXTERNAL_API_MAX_RETRIES = config("EXTERNAL_API_MAX_RETRIES", default=5, cast=int)
     EXTERNAL_API_RATE_LIMIT = config("EXTERNAL_API_RATE_LIMIT", default=10.0, cast=float)
+    # Requests a push keeps in flight at once (keep-alive connections); never more
+    # than EXTERNAL_API_RATE_LIMIT allows in one second.
+    EXTERNAL_API_CONCURRENCY = config("EXTERNAL_API_CONCURRENCY", default=4, cast=int)
 
     WEBHOOK_SECRET = config("WEBHOOK_SECRET", default=None)
     SYNC_ENABLED = _bool("SYNC_ENABLED", False)
@@ -68,6 +82,12 @@ class Config:
     # The database lease that lets one run at a time across processes: a run renews it
     # while it works; a crashed holder's lease is taken over once it expires.
     SYNC_LEASE_TTL_SECONDS = config("SYNC_LEASE_TTL_SECONDS", default=120.0, cast=float)
+    # The deletion guard: a full listing (after a 410, or a full resync) that would delete
+    # more than this share of one resource's linked local records, and at least
+    # SYNC_DELETE_GUARD_MIN of them, deletes none: they are held for an admin (/sync/admin,
+    # /api/sync/held).  A percentage ("20%"; "20" means the same), or "off".
+    SYNC_DELETE_GUARD = config("SYNC_DELETE_GUARD", default="20%")
+    SYNC_DELETE_GUARD_MIN = config("SYNC_DELETE_GUARD_MIN", default=10, cast=int)
     # Seconds after start before the interval job's first run.
     SYNC_FIRST_RUN_DELAY_SECONDS = config("SYNC_FIRST_RUN_DELAY_SECONDS", default=10.0, cast=float)
     # Whether a committed local change asks for a push SYNC_PUSH_DELAY_SECONDS later
@@ -120,6 +140,13 @@ class Config:
             problems.append(f"APP_TIMEZONE {settings.get('APP_TIMEZONE')!r} is not a known time zone")
         if settings.get("SYNC_INTERVAL_MINUTES", 1) <= 0:
             problems.append("SYNC_INTERVAL_MINUTES must be positive")
+        try:
+            delete_guard_share(settings.get("SYNC_DELETE_GUARD", "20%"))
+        except ValueError:
+            problems.append("SYNC_DELETE_GUARD must be a percentage such as '20%', or 'off'")
+        if not isinstance(settings.get("SYNC_DELETE_GUARD_MIN", 0), int) \
+                or settings.get("SYNC_DELETE_GUARD_MIN", 0) < 0:
+            problems.append("SYNC_DELETE_GUARD_MIN must be a whole number, 0 or more")
         if problems:
             raise ConfigError("Configuration error: " + "; ".join(problems) + ".")
 
@@ -153,6 +180,8 @@ class TestingConfig(Config):
     ADMIN_PASSWORD = None
     APP_TIMEZONE = "UTC"
     SYNC_CONFLICT_POLICY = "last_write_wins"
+    SYNC_DELETE_GUARD = "20%"
+    SYNC_DELETE_GUARD_MIN = 10
 
 
 class ProductionConfig(Config):

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     exists,
     select,
 )
@@ -348,6 +349,9 @@ class SyncRun(db.Model):
     errors: Mapped[list] = mapped_column(JSON, default=list)
     message: Mapped[Optional[str]] = mapped_column(Text)
     requests_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # deletions held by SYNC_DELETE_GUARD, and breaks of the sync invariant repaired
+    held: Mapped[int] = mapped_column(Integer, default=0)
+    repaired: Mapped[int] = mapped_column(Integer, default=0)
 
     def to_dict(self) -> dict:
         return {
@@ -357,6 +361,7 @@ class SyncRun(db.Model):
             "pushed": self.pushed, "pulled": self.pulled, "failed": self.failed,
             "conflicts": self.conflicts, "errors": self.errors or [],
             "message": self.message, "requests_sent": self.requests_sent,
+            "held": self.held or 0, "repaired": self.repaired or 0,
         }
 
 
@@ -400,6 +405,25 @@ class WebhookMessage(db.Model):
             "version": self.version, "outcome": self.outcome, "detail": self.detail,
             "received_at": iso(self.received_at),
         }
+
+
+class HeldDeletion(db.Model):
+    """A local record a full listing no longer returned, not deleted because the listing
+    would have deleted more than SYNC_DELETE_GUARD of its kind: it waits for an admin
+    (apply the deletion, or restore the record to the vendor).  It counts only while the
+    record is live and still linked to `external_id`."""
+
+    __tablename__ = "sync_held_deletions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource: Mapped[str] = mapped_column(String(16))
+    record_id: Mapped[int] = mapped_column(Integer)
+    external_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[Optional[int]] = mapped_column(Integer)
+    held_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("resource", "record_id", name="uq_sync_held_deletions_record"),
+    )
 
 
 SYNCED_MODELS = {"employees": Employee, "events": Event, "schedules": Schedule}

@@ -13,8 +13,10 @@ Layout, top to bottom:
 * runs (`start_run`, `run_sync`, `RunStats`)
 * applying vendor objects (`apply_items`: one function for pull pages and
   webhooks, with the version and conflict rules)
-* pull (`pull_resource`) and push (`push_resource`)
+* pull (`pull_resource`, with the deletion guard `_deletions_after_full_listing`)
+  and push (`push_resource`)
 * admin actions (`retry_failed`, `retry_record`, `list_conflicts`, `resolve_conflict`)
+* held deletions (`held_deletions`, `held_counts`, `resolve_held`)
 * webhooks (`handle_webhook`)
 * history pruning, status and health (`status_counts`, `last_run`,
   `health_status`, `health`): what the pages and /api/sync/* show.
@@ -27,7 +29,10 @@ Rules in one place (see the docstrings): a pulled change never makes a
 record pending; a version not newer than `remote_version` is skipped; both
 sides changed → `SYNC_CONFLICT_POLICY` (last_write_wins by `updated_at`, or
 manual); nothing is ever hard-deleted; bookmarks (sync tokens) move only when
-a listing has been fully applied.
+a listing has been fully applied; a full listing never deletes more than
+SYNC_DELETE_GUARD of a resource (it holds them for an admin); a push re-reads
+its record under the apply lock before acting on the vendor's answer, so a
+decision taken meanwhile (a vendor delete applied, a conflict) stands.
 """
 from __future__ import annotations
 
@@ -38,13 +43,14 @@ import socket
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
 
 from flask import current_app, has_app_context
-from sqlalchemy import and_, bindparam, func, insert, literal_column, or_, select, union_all, update
+from sqlalchemy import (and_, bindparam, delete, func, insert, literal_column, or_, select,
+                        union_all, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
@@ -65,11 +71,13 @@ from api_service import (
     parse_object,
     parse_timestamp,
 )
+from config import delete_guard_share
 from models import (
     SYNCED_MODELS,
     ApiError,
     Employee,
     Event,
+    HeldDeletion,
     Schedule,
     SyncLease,
     SyncMixin,
@@ -149,6 +157,7 @@ SETTINGS = {
     "first_run_delay": ("SYNC_FIRST_RUN_DELAY_SECONDS", float),
     "health_cache": ("SYNC_HEALTH_CACHE_SECONDS", float),
     "history_days": ("SYNC_HISTORY_DAYS", float),
+    "delete_guard_min": ("SYNC_DELETE_GUARD_MIN", int),
 }
 
 
@@ -157,6 +166,7 @@ def settings(app) -> dict:
     conf = {short: kind(app.config[name]) for short, (name, kind) in SETTINGS.items()}
     # webhook ids must outlive the vendor's 24 h of retries: never under 2 days
     conf["history_days"] = max(2.0, conf["history_days"])
+    conf["delete_guard"] = delete_guard_share(app.config["SYNC_DELETE_GUARD"])  # None: off
     return conf
 
 
@@ -354,6 +364,9 @@ class RunStats:
     failed: int = 0
     conflicts: int = 0
     deferred: int = 0
+    held: int = 0
+    repaired: int = 0
+    held_notes: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     errors_total: int = 0
 
@@ -361,6 +374,14 @@ class RunStats:
         self.errors_total += 1
         if len(self.errors) < MAX_STORED_ERRORS:
             self.errors.append({"resource": resource, "id": record_id, "message": message})
+
+    def merge(self, other: "RunStats") -> None:
+        """Add a push worker's counters and errors to the run's."""
+        for name in ("pushed", "pulled", "failed", "conflicts", "deferred"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors_total += other.errors_total - len(other.errors)
+        for error in other.errors:
+            self.error(error["resource"], error["id"], error["message"])
 
 
 @dataclass
@@ -397,7 +418,8 @@ class RunContext:
 
 def _write_counts(stats: RunStats, **extra) -> None:
     values = dict(pushed=stats.pushed, pulled=stats.pulled, failed=stats.failed,
-                  conflicts=stats.conflicts, errors=list(stats.errors), **extra)
+                  conflicts=stats.conflicts, held=stats.held, repaired=stats.repaired,
+                  errors=list(stats.errors), **extra)
     db.session.execute(update(SyncRun).where(SyncRun.id == stats.run_id).values(**values)
                          .execution_options(synchronize_session=False))
     db.session.commit()
@@ -435,13 +457,13 @@ def start_run(app, trigger: str = "manual", resources=None, direction: str = "bo
             run = SyncRun(status="running", trigger=trigger, direction=direction,
                             resources=chosen, started_at=utcnow(), errors=[])
             db.session.add(run)
-            db.session.commit()
-            renew_lease(owner, conf["lease_ttl"], run.id)
+            db.session.flush()  # its id; renew_lease commits the run with the lease's run_id
+            run_id = run.id
+            renew_lease(owner, conf["lease_ttl"], run_id)
         except Exception:
             db.session.rollback()
             release_lease(owner)
             raise
-        run_id = run.id
         if wait:
             _execute(app, run_id, owner, chosen, direction, full)
             db.session.expire_all()
@@ -486,13 +508,17 @@ def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
     started = time.monotonic()
     try:
         client = make_client(app)
-        ctx = RunContext(app, client, owner, stats, settings(app))
+        # start_run has just renewed the lease: the first checkpoints need not
+        ctx = RunContext(app, client, owner, stats, settings(app), last_renew=time.monotonic())
         if direction in ("both", "pull"):
+            _start_listings(ctx, resources, full)
             for resource in resources:
                 pull_resource(ctx, resource, full=full)
         if direction in ("both", "push"):
             push_all(ctx, resources)
-        status = "partial" if (stats.failed or stats.conflicts or stats.deferred) else "succeeded"
+        status = ("partial" if (stats.failed or stats.conflicts or stats.deferred or stats.held)
+                  else "succeeded")
+        message = _held_message(stats, ctx.conf)
     except AuthError as exc:
         message = ("the vendor refused the API key (401): check EXTERNAL_API_KEY; "
                    f"vendor said: {exc.message}")
@@ -517,9 +543,9 @@ def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
             release_lease(owner)
             if client is not None:
                 client.close()
-    log.info("sync run %s %s in %.2fs: pulled=%d pushed=%d failed=%d conflicts=%d",
-             run_id, status, time.monotonic() - started, stats.pulled, stats.pushed,
-             stats.failed, stats.conflicts)
+    log.info("sync run %s %s in %.2fs: pulled=%d pushed=%d failed=%d conflicts=%d held=%d "
+             "repaired=%d", run_id, status, time.monotonic() - started, stats.pulled,
+             stats.pushed, stats.failed, stats.conflicts, stats.held, stats.repaired)
 
 
 # ---------------------------------------------------------------------------
@@ -781,7 +807,33 @@ class _NewRows:
         if not self.items:
             return
         items, self.items, self.ids, self.slots = self.items, [], set(), set()
-        db.session.execute(insert(self.model.__table__), [values for _, values, _ in items])
+        rows = [values for _, values, _ in items]
+        if not _copy_rows(self.model.__table__, rows):
+            db.session.execute(insert(self.model.__table__), rows)
+
+
+def _copy_rows(table, rows: list[dict]) -> bool:
+    """Insert with COPY on PostgreSQL (psycopg 3), in the session's transaction; False
+    elsewhere, or when a column with a default is left out (executemany then).  A first
+    pull's inserts were the largest part of its time on PostgreSQL (pyinstrument);
+    COPY sends a page as one stream instead of a statement per row."""
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
+        return False
+    names = list(rows[0])
+    if any(c.default is not None and c.name not in names for c in table.columns) \
+            or any(list(row) != names for row in rows):
+        return False
+    dialect = connection.dialect
+    procs = [table.c[name].type._cached_bind_processor(dialect) for name in names]
+    quote = dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    with connection.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row([proc(row[n]) if proc else row[n]
+                                for n, proc in zip(names, procs)])
+    return True
 
 
 def _same_slot(resource: str, row, obj: dict, refs: Refs) -> bool:
@@ -1010,6 +1062,16 @@ def _state(resource: str):
     return state
 
 
+def _start_listings(ctx: RunContext, resources: list[str], full: bool) -> None:
+    """Ask for the first page of every listing of the run at once (one query for the
+    tokens): they are applied one resource after the other, as before."""
+    tokens = {} if full else dict(db.session.execute(
+        select(SyncState.resource, SyncState.sync_token).where(SyncState.resource.in_(resources))
+    ).all())
+    db.session.rollback()
+    ctx.client.start_listings((r, tokens.get(r), ctx.conf["page_size"]) for r in resources)
+
+
 def pull_resource(ctx: RunContext, resource: str, full: bool = False) -> None:
     """Incremental (or full) listing, each page applied and committed as one transaction.
 
@@ -1106,6 +1168,35 @@ def _tally(ctx, resource, obj, res: Applied, postponed: list) -> None:
         ctx.stats.pulled += 1
     elif res.outcome == "deferred":
         postponed.append(obj)
+    elif res.outcome == "stale":
+        _repair_stray(ctx, resource, obj, res.row)
+
+
+def _repair_stray(ctx, resource: str, obj: dict, row) -> None:
+    """The invariant, for a listed object: a live vendor object linked to a record deleted
+    here (and synced), at the version we last saw, is a stray (e.g. a create answered after
+    its record was deleted).  The local delete stands: it is sent again, so this run's push
+    deletes the object at the vendor.  (A newer version undeletes the record instead: the
+    vendor's later word, `_apply_one`.)"""
+    if (obj.get("deleted") or row is None or row.deleted_at is None
+            or row.sync_status != "synced" or row.external_id != obj.get("id")
+            or _version(obj) != row.remote_version):
+        return
+    row.sync_status = "pending"
+    row.sync_attempts = 0
+    row.next_attempt_at = None
+    row.sync_error = "the vendor still held it after its delete here: deleting it there"
+    _count_repair(ctx, resource, row.id, f"repaired: vendor {SINGULAR[resource]} {obj['id']} "
+                                         f"was live though #{row.id} was deleted here; "
+                                         "it is deleted at the vendor")
+
+
+def _count_repair(ctx, resource: str, record_id, message: str) -> None:
+    """Count one repair of the sync invariant in the run (and log it)."""
+    log.warning("sync invariant: %s #%s %s", resource, record_id, message)
+    if ctx is not None:
+        ctx.stats.repaired += 1
+        ctx.stats.error(resource, record_id, message)
 
 
 def _retry_postponed(ctx, resource, postponed: list) -> bool:
@@ -1125,9 +1216,36 @@ def _retry_postponed(ctx, resource, postponed: list) -> bool:
 
 
 def _deletions_after_full_listing(ctx, resource: str, seen: set, started: datetime) -> None:
-    """Linked live rows the full listing did not return were deleted at the vendor."""
+    """Linked live rows the full listing did not return were deleted at the vendor: deleted
+    here too, unless they are more than SYNC_DELETE_GUARD of the resource's linked rows
+    (and at least SYNC_DELETE_GUARD_MIN): then none is deleted, all are held for an admin.
+
+    The listing is the vendor's latest word on the resource: what an earlier listing held
+    and this one returned again is held no more.
+    """
     model = SYNCED_MODELS[resource]
-    last_id = 0
+    gone = _gone_after_full_listing(ctx, model, seen, started)
+    db.session.execute(delete(HeldDeletion).where(HeldDeletion.resource == resource))
+    if not gone:
+        return
+    linked = _over_guard(ctx.conf, model, len(gone))
+    if linked:
+        _hold(ctx, resource, gone, linked)
+        return
+    size = ctx.conf["batch_size"]
+    for start in range(0, len(gone), size):
+        # the deletion time is unknown: a competing local change wins (loses nothing)
+        tombs = [{"id": ext, "deleted": True, "version": None, "updated_at": None}
+                 for _id, ext in gone[start:start + size]]
+        for res in apply_items(resource, tombs, ctx, source="pull"):
+            if res.outcome in ("applied", "local_wins"):
+                ctx.stats.pulled += 1
+
+
+def _gone_after_full_listing(ctx, model, seen: set, started: datetime) -> list[tuple]:
+    """(id, external_id) of the linked live rows a full listing did not return (and that
+    were last synced before it started), read in keyset batches."""
+    gone, last_id = [], 0
     while True:
         batch = db.session.execute(
             select(model.id, model.external_id, model.last_synced)
@@ -1135,17 +1253,48 @@ def _deletions_after_full_listing(ctx, resource: str, seen: set, started: dateti
                    or_(model.last_synced.is_(None), model.last_synced < started))
             .order_by(model.id).limit(ctx.conf["batch_size"])).all()
         if not batch:
-            return
+            return gone
         last_id = batch[-1][0]
-        gone = [ext for _id, ext, synced in batch
-                if ext not in seen and (synced is None or synced < started)]
-        if gone:
-            # the deletion time is unknown: a competing local change wins (loses nothing)
-            tombs = [{"id": ext, "deleted": True, "version": None, "updated_at": None}
-                     for ext in gone]
-            for res in apply_items(resource, tombs, ctx, source="pull"):
-                if res.outcome in ("applied", "local_wins"):
-                    ctx.stats.pulled += 1
+        gone += [(row_id, ext) for row_id, ext, synced in batch
+                 if ext not in seen and (synced is None or synced < started)]
+
+
+def _over_guard(conf: dict, model, count: int) -> int:
+    """The number of linked live rows when deleting `count` of them trips the deletion
+    guard (more than SYNC_DELETE_GUARD of them, at least SYNC_DELETE_GUARD_MIN), else 0."""
+    share = conf["delete_guard"]
+    if share is None or count < conf["delete_guard_min"]:
+        return 0
+    linked = db.session.scalar(select(func.count()).select_from(model).where(
+        model.external_id.is_not(None), model.deleted_at.is_(None)))
+    return linked if count > share * linked else 0
+
+
+def _hold(ctx, resource: str, gone: list, linked: int) -> None:
+    """Record the deletions as held (one executemany) instead of applying them."""
+    now = utcnow()
+    db.session.execute(insert(HeldDeletion), [
+        {"resource": resource, "record_id": row_id, "external_id": ext,
+         "run_id": ctx.stats.run_id, "held_at": now} for row_id, ext in gone])
+    ctx.stats.held += len(gone)
+    ctx.stats.held_notes.append((resource, len(gone), linked))
+    message = (f"{len(gone)} of {linked} linked {resource} are missing from the vendor's "
+               "full listing: held by SYNC_DELETE_GUARD, nothing deleted here")
+    ctx.stats.error(resource, None, message)
+    log.warning("sync run %s: %s", ctx.stats.run_id, message)
+
+
+def _held_message(stats: RunStats, conf: dict) -> Optional[str]:
+    """The run's message when it held deletions: how many, and why."""
+    if not stats.held_notes:
+        return None
+    what = ", ".join(f"{count} {resource} ({100 * count / linked:.0f}% of the {linked} "
+                     "linked here)" for resource, count, linked in stats.held_notes)
+    return (f"deletions held: the vendor's full listing no longer has {what}; that is more "
+            f"than SYNC_DELETE_GUARD ({100 * conf['delete_guard']:g}%, at least "
+            f"{conf['delete_guard_min']}), so nothing was deleted here. The vendor may have "
+            "lost its data: an admin applies the deletions or restores the records to the "
+            "vendor on /sync/admin (or POST /api/sync/held/<resource>)")
 
 
 # ---------------------------------------------------------------------------
@@ -1157,9 +1306,21 @@ def push_all(ctx: RunContext, resources: list[str]) -> None:
     order = [("schedules", "delete")]
     order += [(r, "upsert") for r in RESOURCES]
     order += [("events", "delete"), ("employees", "delete")]
+    waiting = _phases_with_pending(resources)
     for resource, phase in order:
-        if resource in resources:
+        if (resource, phase) in waiting:
             push_resource(ctx, resource, phase)
+
+
+def _phases_with_pending(resources: list[str]) -> set:
+    """The (resource, phase) pairs with a pending record, in one query: a sync with
+    nothing to send asks once, not once per phase."""
+    parts = [select(literal_column(f"'{r}'"), SYNCED_MODELS[r].deleted_at.is_not(None))
+             .where(SYNCED_MODELS[r].sync_status == "pending").distinct() for r in resources]
+    query = parts[0] if len(parts) == 1 else union_all(*parts)
+    found = {(r, "delete" if deleted else "upsert") for r, deleted in db.session.execute(query)}
+    db.session.rollback()
+    return found
 
 
 def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
@@ -1190,15 +1351,61 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
         batch = list(db.session.scalars(select(model).where(model.id.in_(ids))))  # noqa: F841 (held)
         ctx.results = []
         try:
-            for row_id in ids:
-                _push_one(ctx, resource, model, row_id, phase)
-                ctx.checkpoint()
+            _push_batch(ctx, resource, model, ids, phase)
         except BaseException:
             db.session.rollback()
             _store_results(ctx)
             raise
         _store_results(ctx)
         last_id = ids[-1]
+
+
+def _push_batch(ctx: RunContext, resource: str, model, ids: list, phase: str) -> None:
+    """Send a batch's records: over the client's workers (EXTERNAL_API_CONCURRENCY), a
+    few records at a time in a database session of the worker's own, or one by one
+    when there is one worker.
+
+    The phases of `push_all` run one after the other, each finished before the next
+    begins, so no schedule is sent before the events and employees it names.  The
+    run's counters and lease are kept in this thread; the answers gather in
+    `ctx.results`, stored together by the caller.
+    """
+    if ctx.client.workers <= 1 or not _sessions_share_data():
+        for row_id in ids:
+            _push_one(ctx, resource, model, row_id, phase)
+            ctx.checkpoint()
+        return
+
+    merging = threading.Lock()
+
+    def send(chunk):  # a worker's share: one session, its rows loaded in one query
+        worker = RunContext(ctx.app, ctx.client, None, RunStats(run_id=ctx.stats.run_id),
+                            ctx.conf, results=ctx.results)
+        try:
+            with ctx.app.app_context():
+                held = db.session.scalars(select(model).where(model.id.in_(chunk))).all()  # noqa: F841
+                for row_id in chunk:
+                    _push_one(worker, resource, model, row_id, phase)
+        finally:
+            with merging:
+                ctx.stats.merge(worker.stats)
+
+    # the batch split evenly: a session, a connection check-out and a look-up per record
+    # cost more than the send (on PostgreSQL, round trips to a busy server)
+    size = max(1, -(-len(ids) // ctx.client.workers))
+    chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
+    with closing(ctx.client.run_concurrently(send, chunks)) as outcomes:
+        for _chunk, _none, error in outcomes:
+            if error is not None:
+                raise error  # AuthError, LeaseLost...: the workers in flight finish first
+            with merging:
+                ctx.checkpoint()
+
+
+def _sessions_share_data() -> bool:
+    """Do sessions of other threads see this database? (not an in-memory SQLite one)"""
+    url = db.engine.url
+    return not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
 
 
 def _reserve_keys(model, ids: list) -> None:
@@ -1219,7 +1426,7 @@ def _store_results(ctx) -> None:
     with _apply_lock:
         try:
             for args in _store_batch(results):
-                _store_now(*args)
+                _store_now(*args, ctx=ctx)
             db.session.commit()
         except BaseException:
             db.session.rollback()  # the keys stay: the next run replays these creates
@@ -1229,7 +1436,8 @@ def _store_results(ctx) -> None:
 def _store_batch(results: list) -> list:
     """The batch's answers in one owner look-up and one UPDATE executemany (building a
     statement per record was a third of a push).  Returns the rows for `_store_now`:
-    an object another row already holds, or a row changed here while in flight."""
+    an object another row already holds, or a row changed or decided (deleted, in
+    conflict) while in flight."""
     model = results[0][1]
     owners = dict(db.session.execute(select(model.external_id, model.id).where(
         model.external_id.in_({obj["id"] for _, _, _, obj, _ in results}))).all())
@@ -1243,6 +1451,7 @@ def _store_batch(results: list) -> list:
         table = model.__table__
         db.session.execute(
             update(table).where(table.c.id == bindparam("b_id"), table.c.updated_at == bindparam("b_sent"),
+                                table.c.deleted_at.is_(None), table.c.sync_status == "pending",
                                 or_(table.c.remote_version.is_(None),
                                     table.c.remote_version <= bindparam("b_version")))
             .values(external_id=bindparam("b_ext"), remote_version=bindparam("b_version"),
@@ -1362,29 +1571,49 @@ def _store_result(ctx, resource, model, row_id, obj, sent) -> None:
         db.session.commit()
 
 
-def _store_now(resource, model, row_id, obj, sent) -> None:
-    """Write a successful answer; the row stays pending if the user changed it meanwhile."""
-    now = utcnow()
+def _reread(model, row_id: int):
+    """The row as the database holds it now, locked as the pull and the webhook lock it
+    (FOR UPDATE on PostgreSQL; the caller holds `_apply_lock`)."""
+    return db.session.scalar(_rows_of(model).where(model.id == row_id).with_for_update()
+                             .execution_options(populate_existing=True))
+
+
+def _decided_elsewhere(row) -> bool:
+    """Did a newer decision (a vendor delete applied, a conflict, a change adopted) take the
+    row out of the push while its request was in flight?  Then its rules stand."""
+    return row is None or row.deleted_at is not None or row.sync_status != "pending"
+
+
+def _store_now(resource, model, row_id, obj, sent, ctx=None) -> None:
+    """Write a successful answer after re-reading the row (the caller holds _apply_lock and
+    commits).  Synced only if nothing changed meanwhile; changed here: stays pending with
+    the answer's id and version (pushed again); deleted meanwhile by the vendor's rules: the
+    delete stands, and an object our create made is a stray: linked and deleted there."""
     version = _version(obj)
-    if True:  # the caller holds _apply_lock and commits
-        owner_id = db.session.scalar(select(model.id).where(model.external_id == obj["id"],
-                                                              model.id != row_id))
-        if owner_id is not None:
-            _merge_duplicate(resource, model, db.session.get(model, owner_id), row_id)
-        newer = or_(model.remote_version.is_(None), model.remote_version <= version)
-        done = db.session.execute(
-            update(model).where(model.id == row_id, model.updated_at == sent, newer)
-            .values(external_id=obj["id"], remote_version=version,
-                    **SyncMixin.synced_values(now))
-            .execution_options(synchronize_session=False)).rowcount
-        if not done:  # changed here while the request was in flight: push again later
-            db.session.execute(
-                update(model).where(model.id == row_id, newer)
-                .values(external_id=obj["id"], remote_version=version, idempotency_key=None)
-                .execution_options(synchronize_session=False))
-            db.session.execute(
-                update(model).where(model.id == row_id, model.external_id.is_(None))
-                .values(external_id=obj["id"]).execution_options(synchronize_session=False))
+    owner_id = db.session.scalar(select(model.id).where(model.external_id == obj["id"],
+                                                        model.id != row_id))
+    if owner_id is not None:
+        _merge_duplicate(resource, model, db.session.get(model, owner_id), row_id)
+    row = _reread(model, row_id)
+    if row is None:
+        return
+    newer = row.remote_version is None or version is None or row.remote_version <= version
+    if row.sync_status == "pending":
+        if newer:
+            row.external_id, row.remote_version, row.idempotency_key = obj["id"], version, None
+            if row.updated_at == sent and row.deleted_at is None:
+                row.mark_synced()
+        elif row.external_id is None:
+            row.external_id = obj["id"]
+    elif row.external_id is None and row.deleted_at is not None and row.sync_status == "synced":
+        row.external_id, row.remote_version, row.idempotency_key = obj["id"], version, None
+        row.sync_status, row.sync_attempts, row.next_attempt_at = "pending", 0, None
+        row.sync_error = "created at the vendor after it was deleted here: deleting it there"
+        _count_repair(ctx, resource, row_id, f"repaired: the create of #{row_id} was answered "
+                                             f"after it was deleted here; vendor object "
+                                             f"{obj['id']} is deleted there")
+    elif row.external_id is None:  # in conflict or failed meanwhile: keep the link known
+        row.external_id = obj["id"]
 
 
 def _merge_duplicate(resource, model, other, row_id) -> None:
@@ -1408,6 +1637,10 @@ def _link_duplicate(ctx, resource, model, row, exc: Duplicate) -> None:
         raise exc
     obj = ctx.client.get(resource, existing)
     with _apply_lock:
+        row = _reread(model, row.id)
+        if _decided_elsewhere(row):
+            db.session.commit()
+            return
         other = db.session.scalar(select(model).where(model.external_id == existing))
         if other is not None and other.id != row.id:
             if other.deleted_at is not None and other.sync_status == "pending":
@@ -1430,8 +1663,13 @@ def _link_duplicate(ctx, resource, model, row, exc: Duplicate) -> None:
 
 
 def _resolve_push_conflict(ctx, resource, model, row, current, payload, sent) -> None:
-    """412 on PATCH: the vendor changed it too."""
+    """412 on PATCH: the vendor changed it too (the row re-read first: a decision taken
+    while the PATCH was in flight stands)."""
     with _apply_lock:
+        row = _reread(model, row.id)
+        if _decided_elsewhere(row):
+            db.session.commit()
+            return
         if current.get("deleted"):
             res = _reconcile(resource, row, current, ctx)
         elif not differing_fields(resource, row, current):
@@ -1450,9 +1688,18 @@ def _resolve_push_conflict(ctx, resource, model, row, current, payload, sent) ->
 
 def _vendor_lost_it(ctx, resource, model, row) -> None:
     """404 on PATCH: deleted at the vendor after our last pull; the local change is kept
-    by creating it again (the reading that loses no data), recorded as a conflict."""
-    tomb = {"id": row.external_id, "deleted": True, "version": None, "updated_at": None}
+    by creating it again (the reading that loses no data), recorded as a conflict.
+
+    The row is re-read first: if the vendor's delete reached us meanwhile (webhook, pull)
+    and its rules decided (the delete won, or a conflict), that decision stands."""
     with _apply_lock:
+        row = _reread(model, row.id)
+        if _decided_elsewhere(row):
+            db.session.commit()
+            log.info("%s #%s: the 404 was already decided here; nothing re-created",
+                     resource, getattr(row, "id", None))
+            return
+        tomb = {"id": row.external_id, "deleted": True, "version": None, "updated_at": None}
         res = _reconcile(resource, row, tomb, ctx)
         db.session.commit()
     if res.outcome == "local_wins":
@@ -1465,8 +1712,9 @@ def _push_delete(ctx, resource, model, row) -> None:
         try:
             obj = ctx.client.create(resource, local_payload(resource, row),
                                     idempotency_key=row.idempotency_key)
-            row.external_id, row.remote_version = obj["id"], _version(obj)
-            db.session.commit()
+            with _apply_lock:  # a webhook or pull may have inserted its copy: merged here
+                _link_replayed_create(resource, model, row.id, obj)
+                db.session.commit()
         except (Duplicate, api_service.ValidationFailed, api_service.Conflict):
             pass
     if row.external_id is None:
@@ -1498,6 +1746,20 @@ def _push_delete(ctx, resource, model, row) -> None:
         except NotFound:
             pass
     _mark_deleted_synced(ctx, model, row)
+
+
+def _link_replayed_create(resource, model, row_id: int, obj: dict) -> None:
+    """A create replayed for a record deleted here before its answer was stored: link the
+    record to the object (so its delete reaches the vendor).  A copy a webhook or pull
+    inserted meanwhile (the create had reached the vendor) is merged into it: the local
+    delete, the newer decision, stands."""
+    owner_id = db.session.scalar(select(model.id).where(model.external_id == obj["id"],
+                                                        model.id != row_id))
+    if owner_id is not None:
+        _merge_duplicate(resource, model, db.session.get(model, owner_id), row_id)
+    row = _reread(model, row_id)
+    if row.external_id is None:
+        row.external_id, row.remote_version = obj["id"], _version(obj)
 
 
 def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
@@ -1555,8 +1817,13 @@ def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
 
 
 def _mark_deleted_synced(ctx, model, row) -> None:
-    row.mark_synced()
-    db.session.commit()
+    """The delete reached the vendor (or there was nothing to reach): synced, unless a
+    newer decision took the row meanwhile (re-read under the apply lock)."""
+    with _apply_lock:
+        row = _reread(model, row.id)
+        if row is not None and row.deleted_at is not None and row.sync_status == "pending":
+            row.mark_synced()
+        db.session.commit()
     ctx.stats.pushed += 1
 
 
@@ -1656,6 +1923,141 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
     if keep == "local":
         _ask(app, "push")
     return result
+
+
+# ---------------------------------------------------------------------------
+# Held deletions (SYNC_DELETE_GUARD): counted, applied or restored by an admin
+# ---------------------------------------------------------------------------
+
+HELD_ACTIONS = ("apply", "restore")
+
+
+class NothingHeld(SyncError):
+    """An apply or restore of a resource with no deletion held."""
+
+
+def _held_join(resource: str):
+    """HeldDeletion joined to its record while the record is live and still linked to the
+    object the listing lacked (a record deleted, re-created or re-linked since is not held)."""
+    model = SYNCED_MODELS[resource]
+    return (model, and_(model.id == HeldDeletion.record_id,
+                        model.external_id == HeldDeletion.external_id,
+                        model.deleted_at.is_(None), HeldDeletion.resource == resource))
+
+
+def held_counts() -> dict:
+    """{resource: number of deletions held} (one count query per resource)."""
+    out = {}
+    for resource in RESOURCES:
+        model, on = _held_join(resource)
+        out[resource] = db.session.scalar(select(func.count()).select_from(HeldDeletion)
+                                          .join(model, on))
+    return out
+
+
+def held_deletions(sample: int = 5) -> dict:
+    """{resource: {"count", "run_id", "sample": [records]}} for resources with some held."""
+    out = {}
+    for resource in RESOURCES:
+        model, on = _held_join(resource)
+        count, run_id = db.session.execute(
+            select(func.count(), func.max(HeldDeletion.run_id)).select_from(HeldDeletion)
+            .join(model, on)).one()
+        if count:
+            rows = db.session.scalars(_rows_of(model).join(HeldDeletion, on)
+                                      .order_by(model.id).limit(sample)).all()
+            out[resource] = {"count": count, "run_id": run_id, "sample": rows}
+    return out
+
+
+def resolve_held(app, resource: str, action: str) -> dict:
+    """Apply the held deletions of a resource (delete here as the listing said) or restore
+    them (each record pushed again as a new object; a schedule's held event and employee
+    with it).  Returns {"resource", "action", "count", "also", "message"}; NothingHeld
+    when none is held, LookupError / ValueError for a bad resource / action."""
+    if resource not in RESOURCES:
+        raise LookupError(f"unknown resource {resource!r}; use {', '.join(RESOURCES)}")
+    if action not in HELD_ACTIONS:
+        raise ValueError("action must be 'apply' or 'restore'")
+    with _context(app), _apply_lock:
+        ids = _take_held(resource)
+        if not ids:
+            db.session.commit()
+            raise NothingHeld(f"No {SINGULAR[resource]} deletions are held.")
+        also = {}
+        if action == "apply":
+            count = _apply_held(resource, ids)
+        else:
+            count, also = _restore_held(resource, ids), _restore_parents(resource, ids)
+        db.session.commit()
+    if action == "restore":
+        _ask(app, "push")
+    return {"resource": resource, "action": action, "count": count, "also": also,
+            "message": _held_done_message(resource, action, count, also)}
+
+
+def _take_held(resource: str, record_ids: Optional[list] = None) -> list:
+    """The ids of the records held for `resource` (all, or those of `record_ids`), their
+    held rows removed (locked FOR UPDATE on PostgreSQL: a second admin finds none)."""
+    model, on = _held_join(resource)
+    query = select(HeldDeletion.id, model.id).join(model, on)
+    if record_ids is not None:
+        query = query.where(_in(model.id, record_ids))
+    found = db.session.execute(query.with_for_update(of=HeldDeletion)).all()
+    stale = delete(HeldDeletion).where(HeldDeletion.resource == resource)
+    if record_ids is not None:
+        stale = stale.where(HeldDeletion.id.in_([held_id for held_id, _ in found]))
+    db.session.execute(stale.execution_options(synchronize_session=False))
+    return [record_id for _, record_id in found]
+
+
+def _apply_held(resource: str, ids: list) -> int:
+    """Delete the records here as the vendor's listing said (its tombstone rules)."""
+    model = SYNCED_MODELS[resource]
+    count = 0
+    for start in range(0, len(ids), 200):
+        exts = db.session.scalars(select(model.external_id).where(
+            _in(model.id, ids[start:start + 200]))).all()
+        tombs = [{"id": ext, "deleted": True, "version": None, "updated_at": None}
+                 for ext in exts]
+        count += sum(res.outcome == "applied"
+                     for res in apply_items(resource, tombs, None, source="pull"))
+    return count
+
+
+def _restore_held(resource: str, ids: list) -> int:
+    """Unlink the records so that the push creates each again at the vendor."""
+    model = SYNCED_MODELS[resource]
+    for start in range(0, len(ids), 200):
+        for row in db.session.scalars(_rows_of(model).where(_in(model.id, ids[start:start + 200]))):
+            _recreate(row)
+            row.sync_error = None
+    return len(ids)
+
+
+def _restore_parents(resource: str, ids: list) -> dict:
+    """Restoring schedules restores their held events and employees too (pushed first)."""
+    if resource != "schedules":
+        return {}
+    also = {}
+    for parent, column in (("events", Schedule.event_id), ("employees", Schedule.employee_id)):
+        wanted = db.session.scalars(select(column).where(_in(Schedule.id, ids)).distinct()).all()
+        held = _take_held(parent, wanted)
+        if held:
+            also[parent] = _restore_held(parent, held)
+    return also
+
+
+def _held_done_message(resource: str, action: str, count: int, also: dict) -> str:
+    """What an apply or restore did, in a sentence for the page and the API."""
+    noun = resource if count != 1 else SINGULAR[resource]
+    if action == "apply":
+        return (f"{count} {noun} {'were' if count != 1 else 'was'} deleted here, as the "
+                "vendor's listing said.")
+    extra = " and ".join(f"{n} {parent if n != 1 else SINGULAR[parent]}"
+                         for parent, n in also.items())
+    return (f"{count} {noun} will be created again at the vendor"
+            + (f", with the {extra} they need" if extra else "") + ".")
 
 
 # ---------------------------------------------------------------------------
@@ -1860,7 +2262,7 @@ def sync_status(app) -> dict:
                 "policy": settings(app)["policy"],
                 "last_run": run.to_dict() if run is not None else None,
                 "next_run_at": format_timestamp(nxt) if nxt else None,
-                "counts": status_counts()}
+                "counts": status_counts(), "held": held_counts()}
 
 
 _health_lock = threading.Lock()  # guards each app's app.extensions["sync_health"]

@@ -1,7 +1,7 @@
 """Helpers shared by the test modules (no fixtures, no tests: those live in conftest.py).
 
 Sync end-to-end: `run`, `rows`, `one`, `db_call`, `event_body`, `vendor_event`,
-`vendor_employee`; waiting: `wait_for`; SQL: `statements`, `commits`;
+`vendor_employee`, `invariant_breaks`; waiting: `wait_for`; SQL: `statements`, `commits`;
 answers: `assert_error`, `fields_of`.
 """
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
@@ -99,6 +100,20 @@ def one(app, resource: str, **match) -> dict | None:
              if all(r.get(k) == v for k, v in match.items())]
     assert len(found) <= 1, found
     return found[0] if found else None
+
+
+def invariant_breaks(app, sandbox) -> list[str]:
+    """What breaks the sync invariant (none: it holds): every live vendor object is linked
+    to exactly one live local record, every live linked local record to a live vendor object."""
+    breaks = []
+    for resource in ("employees", "events", "schedules"):
+        vendor = {o["id"] for o in sandbox.objects(resource)}
+        linked = Counter(r["external_id"] for r in rows(app, resource) if r["external_id"])
+        breaks += [f"{resource}: vendor object {oid} is linked to {linked[oid]} live local "
+                   "records" for oid in sorted(vendor) if linked[oid] != 1]
+        breaks += [f"{resource}: live local record linked to {ext}, which the vendor does "
+                   "not hold" for ext in sorted(set(linked) - vendor)]
+    return breaks
 
 
 def delete_local(app, resource: str, record_id: int) -> None:

@@ -191,7 +191,9 @@ def test_two_processes_take_turns_converge_and_survive_a_killed_lease_holder(set
     assert len(sandbox.objects("employees")) == 25 and len(sandbox.objects("events")) == 70
 
     # --- SIGKILL the holder in the middle of a (slow) run: the other takes over ----------
-    sandbox.set_faults(latency_ms=400)
+    # (a run asks for its three listings at once: 1.2 s a request keeps it as long as
+    # three requests of 0.4 s one after the other did, so it is caught in progress)
+    sandbox.set_faults(latency_ms=1200)
     holder = wait_for(lambda: _holder(app, procs), timeout=3 * INTERVAL, interval=0.02)
     assert holder is not None, "no run was caught in progress"
     proc, killed_run, expires_at = holder
@@ -208,7 +210,7 @@ def test_two_processes_take_turns_converge_and_survive_a_killed_lease_holder(set
     assert killed.status == "failed" and "abandoned" in killed.message, _dump(app)
 
     # --- SIGTERM the survivor's worker mid-run: it stops at a checkpoint, lease given back --
-    sandbox.set_faults(latency_ms=400)
+    sandbox.set_faults(latency_ms=1200)
     holder = wait_for(lambda: _holder(app, [survivor]), timeout=3 * INTERVAL, interval=0.02)
     assert holder is not None
     _, stopped_run, _ = holder

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import START, db_call, event_body, fmt, rows, wait_for
+from tests.helpers import START, db_call, event_body, fmt, invariant_breaks, rows, wait_for
 from tests.vendor_sandbox import SandboxError
 
 pytestmark = pytest.mark.vendor_sync
@@ -157,10 +157,27 @@ def _counts():
     return sync_engine.status_counts()
 
 
+def _settled(app, result) -> bool:
+    """The run succeeded and nothing waits: no record pending, failed or in conflict."""
+    waiting = sum(c["pending"] + c["failed"] + c["conflict"]
+                  for c in db_call(app, _counts).values())
+    return result["status"] == "succeeded" and not waiting
+
+
+def _assert_invariant(app, sandbox, when: str) -> None:
+    """After a run that settled (and its webhooks): the sync invariant holds."""
+    assert sandbox.wait_webhooks_idle(15)
+    assert invariant_breaks(app, sandbox) == [], when
+
+
 @pytest.mark.parametrize("seed", [11, 22, 33, 44, 55])
 def test_random_edits_on_both_sides_converge(app, sandbox, live, seed):
     from models import Employee, db
 
+    import sync_engine
+
+    with app.app_context():  # the default settings: pushes go out over 4 workers
+        assert sync_engine.make_client(app).workers == 4
     rng = random.Random(seed)
     counter = iter(range(1, 10_000))
     created_local = []
@@ -172,7 +189,9 @@ def test_random_edits_on_both_sides_converge(app, sandbox, live, seed):
             _local_edit(app, rng, counter)
         for _ in range(rng.randint(1, 4)):
             _vendor_edit(sandbox, rng, counter)
-        _run_when_free(app)
+        result = _run_when_free(app)
+        if _settled(app, result):
+            _assert_invariant(app, sandbox, f"round {round_no}: {result}")
     created_local = db_call(app, lambda: [e.name for e in db.session.scalars(
         db.select(Employee).where(Employee.name.like("Local %"), Employee.deleted_at.is_(None)))])
     sandbox.clear_faults()
@@ -190,6 +209,7 @@ def test_random_edits_on_both_sides_converge(app, sandbox, live, seed):
         if waiting:
             time.sleep(0.1)  # a Retry-After from the vendor still runs
     assert quiet == 2, result
+    _assert_invariant(app, sandbox, "after settling")
     _compare(app, sandbox)
     vendor_names = {o["name"] for o in sandbox.objects("employees")}
     assert all(name in vendor_names for name in created_local)

@@ -532,6 +532,7 @@ def test_second_trigger_during_a_run_is_409(app, client, sandbox, admin_headers)
     for n in range(3):
         local(app, make_employee, f"Slow {n}")
     sandbox.set_faults(latency_ms=150)
+    app.config["EXTERNAL_API_CONCURRENCY"] = 1  # the three creates one after the other
     first = client.post("/api/sync/trigger", json={"direction": "push"}, headers=admin_headers)
     assert first.status_code == 202
     run_id = first.get_json()["run"]["id"]

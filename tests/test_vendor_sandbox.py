@@ -546,6 +546,43 @@ def test_apply_then_fail_applies_and_the_key_replays_201(sb, fault):
     assert again.json() == created and len(sb.objects("employees")) == 1
 
 
+def test_scripted_faults_hit_the_next_matching_request_once(sb):
+    emp = api(sb, "POST", "/employees", json={"name": "A"}).json()
+    seen = []
+    sb.script_fault("PATCH", r"/employees/[^/]+", "503",
+                    before=lambda: seen.append(sb.vendor_delete("employees", emp["id"])["id"]))
+    sb.script_fault("POST", "/employees", "apply_then_500")
+    assert api(sb, "GET", f"/employees/{emp['id']}").status_code == 200  # not matching
+    first = api(sb, "PATCH", f"/employees/{emp['id']}", json={"name": "B"})
+    assert_error(first, 503, "service_unavailable")
+    assert seen == [emp["id"]]  # the vendor-side change ran while the request waited
+    assert_error(api(sb, "PATCH", f"/employees/{emp['id']}", json={"name": "B"}), 404,
+                 "not_found")  # used once: the retry meets the real state
+    key = {"Idempotency-Key": "k-scripted"}
+    assert_error(api(sb, "POST", "/employees", json={"name": "C"}, headers=key), 500,
+                 "internal_error")
+    [stored] = sb.objects("employees")
+    again = api(sb, "POST", "/employees", json={"name": "C"}, headers=key)
+    assert again.status_code == 201 and again.json()["id"] == stored["id"]
+    assert sb.scripted_faults() == []
+
+
+def test_scripted_faults_over_the_control_api(sb):
+    url = sb.control_url + "/faults/script"
+    bad = requests.post(url, json={"method": "POST", "path": "/employees", "fault": "418"},
+                        timeout=5)
+    assert bad.status_code == 422 and "fault must be one of" in bad.json()["error"]["message"]
+    assert requests.post(url, json={"method": "post", "path": "/employees", "fault": "drop"},
+                         timeout=5).json() == {"data": [{"method": "POST", "path": "/employees",
+                                                         "fault": "drop"}]}
+    with pytest.raises(requests.ConnectionError):
+        api(sb, "POST", "/employees", json={"name": "A"})
+    assert sb.objects("employees") == []
+    sb.script_fault("GET", "/health", "502")
+    sb.clear_faults()
+    assert requests.get(url, timeout=5).json() == {"data": []}
+
+
 def test_latency(sb):
     sb.set_faults(latency_ms=120)
     started = time.monotonic()

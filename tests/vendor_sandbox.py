@@ -27,6 +27,8 @@ the Python helpers for other processes (demo runner, benchmarks, browser tests):
                                  "schedules"}   -> live counts
     GET|POST|DELETE /_control/faults            POST body = set_faults kwargs,
                                  "rate_limit": [rps, burst] or null
+    POST   /_control/faults/script {"method", "path", "fault"}   the next request
+                                 matching answers with that fault, once (see script_fault)
     POST   /_control/expire_tokens              every sync token issued so far -> 410
     GET|POST /_control/webhooks {"url", "secret", "mode", "delay_seconds",
                                  "retry_backoff", "max_attempts", "reorder_window",
@@ -94,6 +96,7 @@ FAULT_STATUSES = (
     (503, "service_unavailable", "The vendor is temporarily unavailable."),
     (504, "gateway_timeout", "Gateway timeout."),
 )
+SCRIPTED_FAULTS = ("500", "502", "503", "504", "drop", "apply_then_500", "apply_then_drop")
 _UNSET = object()
 
 
@@ -593,6 +596,20 @@ class Decision:
     latency: float = 0.0
 
 
+@dataclass
+class ScriptedFault:
+    """One fault for the next request matching ``method`` and ``path`` (a regex over the
+    path under /api/v1); ``before`` runs first, in the request's thread (tests only)."""
+
+    method: str
+    path: str
+    fault: str
+    before: object = None
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method == method and re.fullmatch(self.path, path) is not None
+
+
 # --------------------------------------------------------------------------
 # Webhooks
 # --------------------------------------------------------------------------
@@ -899,10 +916,14 @@ class VendorSandbox:
 
     def _clear_state(self) -> None:
         seq = getattr(getattr(self, "store", None), "seq", 0)
-        self.store = Store(random.Random(self.seed), seq_start=seq)
+        # ids go on from where they were: a vendor that lost its data (reset) does not give
+        # its new objects the ids of the old ones
+        ids = getattr(getattr(self, "store", None), "id_rng", None) or random.Random(self.seed)
+        self.store = Store(ids, seq_start=seq)
         self._idempotency: dict[str, tuple] = {}
         self._stats = Counter()
         self._by_method, self._by_status = Counter(), Counter()
+        self._scripted: list[ScriptedFault] = []
         self._apply_faults(Faults(seed=self.seed))
 
     def reset(self) -> None:
@@ -933,8 +954,41 @@ class VendorSandbox:
         return self.faults()
 
     def clear_faults(self) -> None:
-        """No faults from now on."""
+        """No faults from now on (scripted ones included)."""
         self.set_faults()
+        with self._lock:
+            self._scripted.clear()
+
+    def script_fault(self, method: str, path: str, fault: str, before=None) -> None:
+        """Answer the next /api/v1 request matching ``method`` and ``path`` (a regex over
+        the path under /api/v1, e.g. ``/employees/[^/]+``) with ``fault``, once: a status
+        (500, 502, 503, 504) before anything is applied, ``drop``, or ``apply_then_500`` /
+        ``apply_then_drop`` after a successful write.  ``before()`` runs first, in the
+        request's thread: a vendor-side change made while the client waits.  Scripts
+        queue up; the first that matches is used."""
+        if fault not in SCRIPTED_FAULTS:
+            raise ValueError(f"fault must be one of {', '.join(SCRIPTED_FAULTS)}")
+        if not isinstance(method, str) or not isinstance(path, str):
+            raise ValueError("method and path must be strings")
+        try:
+            re.compile(path)
+        except re.error as exc:
+            raise ValueError(f"path is not a regular expression: {exc}") from None
+        with self._lock:
+            self._scripted.append(ScriptedFault(method.upper(), path, fault, before))
+
+    def scripted_faults(self) -> list[dict]:
+        """The scripted faults not used yet (method, path, fault)."""
+        with self._lock:
+            return [{"method": f.method, "path": f.path, "fault": f.fault} for f in self._scripted]
+
+    def take_scripted(self, method: str, path: str) -> ScriptedFault | None:
+        """The first scripted fault matching this request, removed from the queue."""
+        with self._lock:
+            for index, fault in enumerate(self._scripted):
+                if fault.matches(method, path):
+                    return self._scripted.pop(index)
+        return None
 
     def faults(self) -> dict:
         """The current fault settings."""
@@ -1325,7 +1379,8 @@ def register_pipeline(app: Flask, sb: VendorSandbox) -> None:
         if not authorized(request.headers.get("Authorization", ""), sb.api_key):
             sb.count("unauthorized")
             return error_response(SandboxError(401, "unauthorized", "Missing or wrong API key."))
-        decision = sb.admit(request.method)
+        scripted = sb.take_scripted(request.method, request.path[len(API_PREFIX):])
+        decision = sb.admit(request.method) if scripted is None else scripted_decision(scripted)
         if decision.retry_after is not None:
             return error_response(SandboxError(
                 429, "rate_limited", "Too many requests.",
@@ -1358,6 +1413,19 @@ def register_pipeline(app: Flask, sb: VendorSandbox) -> None:
         if not g.dropped:
             sb.count_request(request.method, resp.status_code)
         return resp
+
+
+def scripted_decision(fault: ScriptedFault) -> Decision:
+    """Run a scripted fault's ``before`` and turn it into the pipeline's Decision."""
+    if fault.before is not None:
+        fault.before()
+    if fault.fault == "drop":
+        return Decision(drop=True)
+    if fault.fault.startswith("apply_then_"):
+        return Decision(after_apply=fault.fault[len("apply_then_"):])
+    status = int(fault.fault)
+    _, code, message = next(f for f in FAULT_STATUSES if f[0] == status)
+    return Decision(error=(status, code, message, None))
 
 
 def authorized(header: str, api_key: str) -> bool:
@@ -1457,6 +1525,14 @@ def register_control(app: Flask, sb: VendorSandbox) -> None:
         if request.method == "DELETE":
             sb.clear_faults()
         return json_response(sb.faults())
+
+    @app.route(c + "/faults/script", methods=["GET", "POST"])
+    def control_script_fault():
+        """POST {"method", "path", "fault"}: the next matching request gets it, once."""
+        if request.method == "POST":
+            opts = body()
+            call_with(sb.script_fault, {k: opts.get(k) for k in ("method", "path", "fault")})
+        return json_response({"data": sb.scripted_faults()})
 
     @app.post(c + "/expire_tokens")
     def control_expire_tokens():

@@ -320,6 +320,9 @@
         var n = result.data.count != null ? result.data.count : result.data.retried;
         announce((n != null ? n + " failed record(s)" : "Every failed record") +
           " will be sent again.", "ok");
+      } else if (done === "held") {
+        markDone(container, result.data.message);
+        announce(result.data.message, "ok");
       } else if (done === "resolve") {
         var kept = body.keep === "local" ? "local" : "vendor";
         markDone(container, "Resolved: kept the " + kept + " version");
