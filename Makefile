@@ -4,6 +4,9 @@
 VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
+# `make test` runs pytest -q plus PYTEST_ARGS, minus any -q of theirs: a second -q
+# would hide pytest's summary line ("N passed in ..."), e.g. with PYTEST_ARGS=-q.
+QUIET_FLAGS = -q -qq --quiet
 
 .PHONY: run test bench install
 
@@ -19,7 +22,7 @@ run: install
 	$(PY) devserver.py
 
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(filter-out $(QUIET_FLAGS),$(PYTEST_ARGS))
 
 bench: install
 	$(PY) -m tests.bench $(BENCH_ARGS)

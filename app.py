@@ -40,6 +40,7 @@ import config as app_config
 import csv_formats
 import inputs
 import security
+import demo_data
 import sync_engine
 import sync_scheduler
 from api_service import parse_object
@@ -1231,9 +1232,12 @@ def webhook_schedule_update():
 SYNC_RESOURCE_LABELS = {"employees": "Employee", "events": "Event", "schedules": "Schedule"}
 HEALTH_LABELS = {"ok": "OK", "degraded": "Degraded", "down": "Down", "disabled": "Sync off",
                  "unknown": "Not checked yet"}
-WEBHOOK_OUTCOMES = {"applied": "applied", "duplicate": "duplicate, already seen",
-                    "stale": "older version ignored", "conflict": "conflict, waiting for an admin",
-                    "deferred": "deferred, will be applied later", "rejected": "rejected"}
+# Webhook outcomes in words an admin reads (the detail, also in words, follows).
+WEBHOOK_OUTCOMES = {"applied": "Applied", "duplicate": "Repeat delivery",
+                    "stale": "Ignored", "skipped": "Ignored",
+                    "conflict": "Conflict, waiting for an admin",
+                    "local_wins": "Our newer change kept",
+                    "deferred": "Waiting, applied after the next pull", "rejected": "Refused"}
 
 
 def sync_health_view(last_run: Optional[SyncRun], counts: dict) -> dict:
@@ -1351,29 +1355,38 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
     return rows
 
 
-def sync_chart(limit: int = 30) -> dict:
-    """Coordinates for the server-drawn SVG chart of the last `limit` runs' counts."""
-    runs = list(db.session.scalars(select(SyncRun).where(SyncRun.status != "running")
+def sync_chart(hours: int = 24, limit: int = 500) -> dict:
+    """Coordinates for the server-drawn SVG chart: records moved (pushed + pulled) and
+    failures of each finished run of the last `hours`, placed by start time (at most
+    the newest `limit` runs, so a busy day stays one bounded query)."""
+    now = utcnow()
+    since = now - timedelta(hours=hours)
+    runs = list(db.session.scalars(select(SyncRun).where(SyncRun.status != "running",
+                                                         SyncRun.started_at >= since)
                                    .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
                                    .limit(limit)))[::-1]
-    width, height, left, bottom, top = 640, 200, 40, 24, 12
-    series_names = ("pushed", "pulled", "failed", "conflicts")
-    peak = max([1] + [getattr(run, name) or 0 for run in runs for name in series_names])
-    step = (width - left - 10) / max(1, len(runs) - 1)
-    plot_h = height - bottom - top
+    width, height, left, right, bottom, top = 640, 200, 40, 10, 24, 12
+    values = {"moved": [(run.pushed or 0) + (run.pulled or 0) for run in runs],
+              "failed": [run.failed or 0 for run in runs]}
+    peak = max([1] + values["moved"] + values["failed"])
+    plot_w, plot_h = width - left - right, height - bottom - top
+    span = (now - since).total_seconds()
 
-    def point(i, value):
-        return round(left + i * step, 1), round(top + plot_h - plot_h * (value or 0) / peak, 1)
+    def x_at(moment) -> float:
+        return round(left + plot_w * (moment - since).total_seconds() / span, 1)
 
     series = []
-    for name in series_names:
-        points = [point(i, getattr(run, name)) for i, run in enumerate(runs)]
-        series.append({"name": name, "points": points,
-                       "path": " ".join(f"{x},{y}" for x, y in points),
-                       "values": [getattr(run, name) or 0 for run in runs]})
+    for name, numbers in values.items():
+        points = [(x_at(run.started_at), round(top + plot_h - plot_h * value / peak, 1))
+                  for run, value in zip(runs, numbers)]
+        series.append({"name": name, "points": points, "values": numbers,
+                       "path": " ".join(f"{x},{y}" for x, y in points)})
+    marks = [since + timedelta(hours=h) for h in range(0, hours + 1, 6)]
     return {"runs": runs, "series": series, "width": width, "height": height, "left": left,
-            "top": top, "bottom": height - bottom, "peak": peak,
-            "ticks": sorted({0, peak // 2, peak})}
+            "right": width - right, "top": top, "bottom": height - bottom, "peak": peak,
+            "hours": hours, "ticks": sorted({0, peak // 2, peak}),
+            "times": [(x_at(m), to_local(m).strftime("%H:%M")) for m in marks],
+            "markers": len(runs) <= 60}
 
 
 def sync_config_view() -> dict:
@@ -1598,7 +1611,13 @@ def create_app(config_name: Optional[str] = None, overrides: Optional[dict] = No
     app.config.from_object(config_class)
     if overrides:
         app.config.update(overrides)
-    config_class.validate(app.config)
+    try:
+        config_class.validate(app.config)
+    except app_config.ConfigError as exc:
+        if click.get_current_context(silent=True) is not None:
+            # a `flask` command: click prints "Error: <what is missing>", exit 1, no traceback
+            raise click.ClickException(f"Not starting: {exc}") from None
+        raise
     register_logging(app)
     register_input_rules(app)
     register_extensions(app)
@@ -1706,6 +1725,8 @@ def register_routes(app: Flask) -> None:
     """URL rules for the login, pages, JSON API, sync API and webhook."""
     for blueprint in (pages, api, sync_api, webhook):
         app.register_blueprint(blueprint)
+    # Browsers and bookmarks ask for /favicon.ico whatever the page links: answer it.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
 
 
 def upgrade_database(app: Flask) -> None:
@@ -1791,20 +1812,19 @@ def seed_demo_data() -> int:
         if db.session.scalar(live(Employee).where(Employee.code == code)) is None:
             staff.append(Employee(code=code, name=name, email=email))
     db.session.add_all(staff)
-    projects = ["CORE - Snack Reset", "Juicer Production", "DIGITAL - Shelf Tags",
-                "Supervisor Walkthrough", "FREEOSK - Sampling Kiosk", "Seasonal Endcap"]
-    stores = [(1234, "Springfield Supercenter"), (2210, "Shelbyville Market"), (3107, "Capital City Plaza")]
     base_ref = 606100 + int(utcnow().timestamp()) % 1000 * 100
     events = []
     for n in range(12):
-        name = projects[n % len(projects)]
-        store_number, store_name = stores[n % len(stores)]
+        _type, name = demo_data.PROJECTS[n % len(demo_data.PROJECTS)]
+        store_number, store_name = demo_data.STORES[n % len(demo_data.STORES)]
         first = today + timedelta(days=n % 5)
         events.append(Event(
             project_ref_num=base_ref + n, project_name=name, event_type=event_type_for(name),
-            store_number=store_number, store_name=store_name, location_mvid=uuid.uuid4().hex[:8],
-            start_datetime=local_to_utc(datetime.combine(first, time(0, 0))),
-            due_datetime=local_to_utc(datetime.combine(first + timedelta(days=6), time(23, 59))),
+            store_number=store_number, store_name=store_name,
+            location_mvid=f"MV-{store_number:05d}",
+            start_datetime=local_to_utc(datetime.combine(first, time(demo_data.WORKDAY_START))),
+            due_datetime=local_to_utc(datetime.combine(first + timedelta(days=1 + n % 4),
+                                                       time(demo_data.WORKDAY_END))),
             estimated_minutes=60 * (1 + n % 4),
         ))
     db.session.add_all(events)
@@ -1812,7 +1832,7 @@ def seed_demo_data() -> int:
     if len(staff) >= 2:
         for event, person in ((events[0], staff[0]), (events[1], staff[1])):
             db.session.add(Schedule(event_id=event.id, employee_id=person.id,
-                                    start_datetime=event.start_datetime + timedelta(hours=9)))
+                                    start_datetime=event.start_datetime + timedelta(hours=1)))
     db.session.commit()
     notify_local_change()
     return len(staff)

@@ -234,6 +234,23 @@ CONFIGS = {
 }
 
 
+def settings_of(config_class: type[Config]) -> dict:
+    """The settings a class gives an app (its upper-case attributes, as from_object reads)."""
+    return {key: getattr(config_class, key) for key in dir(config_class) if key.isupper()}
+
+
+def check_startup(name: str | None = None) -> None:
+    """Refuse to start, with one line naming what is missing, before anything is served.
+
+    Used by gunicorn.conf.py in the master (so no worker boots with a traceback);
+    `flask` commands get the same line through create_app (see app.py)."""
+    try:
+        config_class = config_for(name)
+        config_class.validate(settings_of(config_class))
+    except ConfigError as exc:
+        raise SystemExit(f"Not starting: {exc}") from None
+
+
 def config_for(name: str | None) -> type[Config]:
     """The config class for `name` (or APP_CONFIG), failing clearly on a typo."""
     name = (name or config("APP_CONFIG", default="development")).strip().lower()

@@ -65,6 +65,7 @@ def start_sandbox(env: dict, app_port: int) -> subprocess.Popen | None:
         "SYNC_INTERVAL_MINUTES": os.environ.get("SYNC_INTERVAL_MINUTES", "1"),
     })
     print(f" * vendor sandbox on http://127.0.0.1:{port}/api/v1 (control API at /_control)")
+    print(f" * vendor API key: {key}  (README.md, 'The vendor sandbox': watching the vendor side)")
     return process
 
 

@@ -30,6 +30,16 @@ CODES = {
     422: "validation_failed", 429: "rate_limited", 500: "internal_error", 503: "unavailable",
 }
 
+# Our wording in place of Werkzeug's default descriptions (an abort() with a
+# description of its own keeps it).  Pages add their own text in templates/errors/.
+MESSAGES = {
+    403: "This needs the admin role.",
+    404: "Nothing here: the address is wrong or the record was deleted.",
+    405: "This address does not accept that method.",
+    413: "The upload is too large.",
+    500: "Something went wrong on our side; nothing was saved.",
+}
+
 
 def wants_json() -> bool:
     """JSON for the API (and for clients that ask only for JSON)."""
@@ -89,6 +99,8 @@ def register_error_handlers(app: Flask) -> None:
         if status == 413:
             message = (f"the body is over this route's limit of {request.max_content_length} bytes"
                        " (MAX_CONTENT_LENGTH, or MAX_CSV_UPLOAD_LENGTH for a CSV upload); nothing was saved")
+        elif exc.description == type(exc).description and status in MESSAGES:
+            message = MESSAGES[status]
         if status >= 500:
             _rollback()
         response = current_app.make_response(error_response(status, code, message))
@@ -101,8 +113,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
         _rollback()
-        return error_response(500, "internal_error",
-                              "Something went wrong on our side; nothing was saved.", exc=exc)
+        return error_response(500, "internal_error", MESSAGES[500], exc=exc)
 
 
 def _rollback() -> None:

@@ -9,6 +9,13 @@ Override with the environment variables named below.
 import multiprocessing
 import os
 
+# (not `import config`: gunicorn reads every name here as a setting, and `config` is one)
+from config import check_startup
+
+# Refuse to start with one line naming what is missing (e.g. SECRET_KEY), before the
+# master binds or forks: a worker would otherwise die with a traceback, again and again.
+check_startup()
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() * 2 + 1)))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))

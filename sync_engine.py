@@ -890,8 +890,7 @@ def _apply_one(resource, model, obj, rows, refs, candidates, ctx, source) -> App
             row.conflict_remote = jsonable(obj)
         return Applied("conflict", "in conflict: the vendor version was refreshed", row)
     if not _newer(obj, row.remote_version):
-        return Applied("stale", f"version {obj.get('version')} is not newer than "
-                                f"{row.remote_version}", row)
+        return Applied("stale", _stale_words(obj, row), row)
     if resource == "schedules" and not _refs_known(obj, refs):
         return Applied("deferred", "its event or employee is not known here yet", row)
     if row.sync_status == "synced":
@@ -906,6 +905,15 @@ def _apply_one(resource, model, obj, rows, refs, candidates, ctx, source) -> App
         _adopt(row, obj, synced=True)
         return Applied("applied", "same values on both sides", row)
     return _reconcile(resource, row, obj, ctx, refs)
+
+
+def _stale_words(obj: dict, row) -> str:
+    """Why a vendor version was not applied, in an admin's words."""
+    if obj.get("version") == row.remote_version:
+        return "already had this version"
+    if row.remote_version is None:
+        return "not newer than the version here"
+    return f"older than the version here (version {row.remote_version})"
 
 
 def _refs_known(obj: dict, refs: Refs) -> bool:
@@ -977,7 +985,7 @@ def _apply_tombstone(resource: str, row, obj: dict, ctx) -> Applied:
         row.conflict_remote = jsonable(obj)
         return Applied("conflict", "in conflict: the vendor deleted it", row)
     if obj.get("version") is not None and not _newer(obj, row.remote_version):
-        return Applied("stale", "tombstone older than the version seen", row)
+        return Applied("stale", "a delete older than the version here", row)
     if row.sync_status == "synced" or row.deleted_at is not None:
         _soft_delete_from_vendor(resource, row, obj)
         return Applied("applied", "deleted here", row)
@@ -2105,7 +2113,7 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
     for attempt in range(3):
         if db.session.scalar(select(WebhookMessage.id)
                              .where(WebhookMessage.webhook_id == webhook_id)) is not None:
-            count_delivery("duplicate", webhook_id, "already seen: nothing changed", message)
+            count_delivery("duplicate", webhook_id, "already received, nothing changed", message)
             return {"outcome": "duplicate"}
         try:
             with _apply_lock:

@@ -1,4 +1,4 @@
-"""A fake vendor scheduling API that honours docs/external-api.md's contract.
+"""A fake vendor scheduling API that honours the contract in docs/vendor-api.md.
 
 The sandbox serves the vendor's REST API (``/api/v1``) with the same auth,
 validation, versions, idempotency keys, paged and incremental listings and
@@ -828,23 +828,9 @@ class WebhookDispatcher:
 # Demo and bulk data
 # --------------------------------------------------------------------------
 
-FIRST_NAMES = ["Maria", "James", "Aisha", "Carlos", "Priya", "Tom", "Lena", "Marcus",
-               "Sofia", "Daniel", "Keisha", "Ivan", "Grace", "Omar", "Hannah", "Diego"]
-LAST_NAMES = ["Lopez", "Carter", "Khan", "Nguyen", "Patel", "Brooks", "Fischer", "Reed",
-              "Rossi", "Kim", "Johnson", "Petrov", "Okafor", "Haddad", "Schmidt", "Alvarez"]
-PROJECTS = [
-    ("Core", "CORE - Snack Reset"), ("Core", "CORE - Cereal Aisle Reset"),
-    ("Core", "CORE - Holiday Endcap Build"), ("Core", "CORE - Pet Food Cut-In"),
-    ("Juicer", "JUICER - Production Day"), ("Juicer", "JUICER - Deep Clean"),
-    ("Supervisor", "SUPERVISOR - Store Walk"), ("Supervisor", "SUPERVISOR - Team Audit"),
-    ("Digital", "DIGITAL - Shelf Tag Refresh"), ("Digital", "DIGITAL - Planogram Photo Audit"),
-    ("Freeosk", "FREEOSK - Kiosk Refill"), ("Freeosk", "FREEOSK - Sampling Launch"),
-    ("Other", "Beverage Cooler Cut-In"), ("Other", "Seasonal Display Teardown"),
-]
-STORES = [(1204, "Springfield Supercenter"), (2317, "Riverside Market"),
-          (845, "Oak Park Neighborhood Market"), (3051, "Lakeview Supercenter"),
-          (1789, "Maple Grove Market"), (4410, "Cedar Falls Supercenter"),
-          (562, "Hillcrest Neighborhood Market"), (2998, "Westfield Supercenter")]
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+from demo_data import (FIRST_NAMES, LAST_NAMES, PROJECTS, STORES,  # noqa: E402 - one catalogue
+                       WORKDAY_END, WORKDAY_START)
 
 
 def demo_employee(rng: random.Random, n: int) -> dict:
@@ -858,8 +844,8 @@ def demo_event(rng: random.Random, ref: int, today: datetime) -> dict:
     """A realistic event with a window in the coming days."""
     event_type, name = rng.choice(PROJECTS)
     store, store_name = rng.choice(STORES)
-    start = today + timedelta(days=rng.randint(0, 6), hours=8)
-    due = start + timedelta(days=rng.randint(1, 3), hours=9)
+    start = today + timedelta(days=rng.randint(0, 6), hours=WORKDAY_START)
+    due = start + timedelta(days=rng.randint(1, 3), hours=WORKDAY_END - WORKDAY_START)
     return {"project_ref_num": ref, "project_name": name, "event_type": event_type,
             "store_number": store, "store_name": store_name,
             "location_mvid": f"MV-{store:05d}", "start_datetime": format_ts(start),
@@ -1450,7 +1436,7 @@ def authorized(header: str, api_key: str) -> bool:
 
 
 def register_api(app: Flask, sb: VendorSandbox) -> None:
-    """The vendor's REST API as external-api.md describes it."""
+    """The vendor's REST API as docs/vendor-api.md describes it."""
 
     def resource_or_404(resource):
         if resource not in RESOURCES:
