@@ -7,7 +7,7 @@ restores them.  `sync_runs.held` and `sync_runs.repaired` count, per run,
 the deletions held and the breaks of the sync invariant repaired.
 
 Revision ID: d4e1a9c27b35
-Revises: b7c41f2a9d10
+Revises: c3d5e7f9a1b2
 Create Date: 2026-12-04 17:00:00
 
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 
 revision = 'd4e1a9c27b35'
-down_revision = 'b7c41f2a9d10'
+down_revision = 'c3d5e7f9a1b2'
 branch_labels = None
 depends_on = None
 
