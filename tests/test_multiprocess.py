@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.conftest import _empty_tables, make_app
+from tests.needs import missing
 from tests.vendor_sandbox import VendorSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,6 @@ INTERVAL = 3.0  # seconds (SYNC_INTERVAL_MINUTES=0.05)
 LEASE_TTL = 4.0
 KEY = "multiprocess-key"
 
-pytestmark = pytest.mark.skipif(not GUNICORN.exists(), reason=f"gunicorn is not installed ({GUNICORN})")
 
 
 def free_port() -> int:
@@ -165,6 +165,8 @@ def converged(app, sandbox: VendorSandbox) -> dict:
 @pytest.fixture
 def setting(database_url, tmp_path):
     """The migrated test database (emptied after), a sandbox, two gunicorns (stopped after)."""
+    if not GUNICORN.exists():
+        missing(f"gunicorn is not installed ({GUNICORN}): pip install -r requirements.txt")
     app = make_app(database_url)  # runs the migrations
     sandbox = VendorSandbox(api_key=KEY).start()
     procs: list[AppProcess] = []

@@ -87,14 +87,11 @@ def test_local_creates_reach_the_vendor_and_the_echo_changes_nothing(app, sandbo
     assert sandbox.wait_webhooks_idle(10)
     before = {r: rows(app, r) for r in ("employees", "events", "schedules")}
     requests_before = sandbox.stats()["requests"]
-    started = time.monotonic()
     again = run(app)
-    elapsed = time.monotonic() - started
     assert again["status"] == "succeeded" and again["pushed"] == 0 and again["pulled"] == 0
     assert again["requests_sent"] == 3  # one listing request per resource
     assert sandbox.stats()["requests"] - requests_before == 3
-    assert {r: rows(app, r) for r in before} == before
-    assert elapsed < 2.0
+    assert {r: rows(app, r) for r in before} == before  # its time: `python -m tests.bench`
 
 
 def test_local_change_and_delete_reach_the_vendor(app, sandbox):

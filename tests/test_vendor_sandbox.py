@@ -490,15 +490,13 @@ def test_invalid_page_tokens(sb):
     assert api(sb, "GET", "/employees", params={"page_token": token}).status_code == 200
 
 
-def test_bulk_seed_is_fast_and_pages_stay_cheap(sb):
-    started = time.monotonic()
+def test_bulk_seed_fills_pages_of_the_limit(sb):
+    """The figures (seed and listing time): `python -m tests.bench --only sandbox`."""
     counts = sb.bulk_seed(employees=5000, events=20000, schedules=20000)
     assert counts == {"employees": 5000, "events": 20000, "schedules": 20000}
-    assert time.monotonic() - started < 5
-    started = time.monotonic()
     items, pages, _ = list_all(sb, "schedules", limit=500)
     assert len(items) == 20000 and len(pages) == 40
-    assert time.monotonic() - started < 10
+    assert len({item["id"] for item in items}) == 20000
 
 
 # --------------------------------------------------------------------------
