@@ -218,7 +218,7 @@ def _failed_and_conflicts(app, sandbox) -> dict:
     db_call(app, change_here)
     sandbox.vendor_update("employees", emp["external_id"], {"name": "Ana López-Vendor"})
     sandbox.vendor_update("events", evt["external_id"], {"project_name": "DIGITAL - Vendor Tags"})
-    sandbox.wait_webhooks_idle(5)
+    assert sandbox.wait_webhooks_idle(30), "the vendor's webhooks were not all answered"
     run(app)
     wait_for(lambda: local(app, "Employee", ids["employee"])["sync_status"] == "conflict"
              and local(app, "Event", ids["event"])["sync_status"] == "conflict",

@@ -505,7 +505,7 @@ def test_bulk_seed_fills_pages_of_the_limit(sb):
 
 
 def test_rate_limit_429_with_retry_after(sb):
-    sb.set_faults(rate_limit=(1, 2))
+    sb.set_faults(rate_limit=(0.01, 2))  # a token a 100 s: no refill however slow the test
     statuses = [api(sb, "GET", "/health") for _ in range(4)]
     assert [r.status_code for r in statuses[:2]] == [200, 200]
     limited = statuses[2]

@@ -865,6 +865,8 @@ class VendorSandbox:
         self._codec = TokenCodec()
         self._epoch = 0
         self.webhooks = WebhookDispatcher(webhook_url, webhook_secret)
+        self._open = threading.Event()  # cleared by hold(): /api/v1 requests wait
+        self._open.set()
         self._server = self._thread = None
         self.app = create_app(self)
         self._clear_state()
@@ -884,6 +886,7 @@ class VendorSandbox:
 
     def stop(self) -> None:
         """Stop serving and delivering webhooks."""
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -954,6 +957,21 @@ class VendorSandbox:
         """The current fault settings."""
         with self._lock:
             return asdict(self.faults_config)
+
+    def hold(self) -> None:
+        """From now on every /api/v1 request waits (after auth) until release().
+
+        A test uses it to keep a sync run in progress for as long as it needs,
+        instead of betting on latency."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Let held and later /api/v1 requests through."""
+        self._open.set()
+
+    def wait_if_held(self, timeout: float = 120.0) -> None:
+        """Block a request while the sandbox is held (at most `timeout` seconds)."""
+        self._open.wait(timeout)
 
     def expire_sync_tokens(self) -> None:
         """Every sync token (and incremental page token) issued so far answers 410."""
@@ -1339,6 +1357,7 @@ def register_pipeline(app: Flask, sb: VendorSandbox) -> None:
         if not authorized(request.headers.get("Authorization", ""), sb.api_key):
             sb.count("unauthorized")
             return error_response(SandboxError(401, "unauthorized", "Missing or wrong API key."))
+        sb.wait_if_held()
         decision = sb.admit(request.method)
         if decision.retry_after is not None:
             return error_response(SandboxError(
