@@ -86,11 +86,13 @@ def test_local_creates_reach_the_vendor_and_the_echo_changes_nothing(app, sandbo
     assert vendor_sched[0]["event_id"] == one(app, "events", id=evt)["external_id"]
     assert sandbox.wait_webhooks_idle(10)
     before = {r: rows(app, r) for r in ("employees", "events", "schedules")}
-    requests_before = sandbox.stats()["requests"]
+    sandbox.strict.transient_rate = 0  # counted below
+    requests_before = sandbox.stats()["requests_by_method"]
     again = run(app)
     assert again["status"] == "succeeded" and again["pushed"] == 0 and again["pulled"] == 0
-    assert again["requests_sent"] == 3  # one listing request per resource
-    assert sandbox.stats()["requests"] - requests_before == 3
+    sent = sandbox.stats()["requests_by_method"]
+    assert {m: n - requests_before.get(m, 0) for m, n in sent.items()
+            if n != requests_before.get(m, 0)} == {"GET": again["requests_sent"]}  # listings only, however many pages the vendor cut
     assert {r: rows(app, r) for r in before} == before  # its time: `python -m tests.bench`
 
 
@@ -134,6 +136,8 @@ def test_vendor_changes_arrive_by_pull_with_tombstones(app, sandbox):
     assert local_s["sync_status"] == "synced"
     sandbox.vendor_update("employees", emp["id"], {"name": "Vic Changed"})
     sandbox.vendor_delete("schedules", sch["id"])
+    sandbox.strict.stale_token_rate = 0  # counted below: tokens that stay valid
+    sandbox.strict.transient_rate = 0
     second = run(app)
     assert second["pulled"] == 2 and second["pushed"] == 0
     e = one(app, "employees", external_id=emp["id"])
@@ -156,7 +160,8 @@ def test_vendor_changes_arrive_by_webhook(app, sandbox, live):
 
     outcomes = db_call(app, lambda: [m.outcome for m in db.session.scalars(
         db.select(WebhookMessage).order_by(WebhookMessage.id))])
-    assert outcomes == ["applied", "applied", "applied"]
+    # each change applied once; the vendor may deliver a message again (at least once)
+    assert [o for o in outcomes if o != "duplicate"] == ["applied", "applied", "applied"]
 
 
 def test_webhook_for_a_schedule_of_an_unknown_event_is_deferred_then_pulled(app, sandbox, live):
@@ -186,6 +191,8 @@ def test_expired_sync_token_full_listing_finds_vendor_deletions(app, sandbox):
     g = one(app, "employees", external_id=gone["id"])
     assert g["deleted_at"] is not None and g["sync_status"] == "synced"
     assert one(app, "employees", external_id=keep["id"])["deleted_at"] is None
+    sandbox.strict.stale_token_rate = 0  # counted below: the new token stays valid
+    sandbox.strict.transient_rate = 0
     assert run(app, resources=["employees"])["requests_sent"] == 1  # a new token was saved
 
 

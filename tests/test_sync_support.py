@@ -55,7 +55,8 @@ def vendor_employee(sandbox, name: str = "Vera Vendor", **extra) -> dict:
 
 @pytest.fixture
 def sandbox():
-    sb = VendorSandbox(api_key=API_KEY, seed=7).start()
+    """The vendor in strict mode: every freedom the contract leaves, used (vendor_sandbox.py)."""
+    sb = VendorSandbox(api_key=API_KEY, seed=7, strict=True).start()
     yield sb
     sb.stop()
 
@@ -77,7 +78,8 @@ def app_overrides(sandbox, webhook_secret, sync_settings):
         "SYNC_ENABLED": True, "SCHEDULER_ENABLED": False, "SYNC_PUSH_ON_CHANGE": False,
         "EXTERNAL_API_BASE_URL": sandbox.base_url, "EXTERNAL_API_KEY": API_KEY,
         "EXTERNAL_API_MAX_RETRIES": 3, "EXTERNAL_API_BACKOFF_FACTOR": 0.001,
-        "EXTERNAL_API_BACKOFF_MAX": 0.05, "EXTERNAL_API_RATE_LIMIT": 0,
+        # BACKOFF_MAX 2: the strict sandbox's Retry-After: 1 is waited for, not surfaced
+        "EXTERNAL_API_BACKOFF_MAX": 2, "EXTERNAL_API_RATE_LIMIT": 0,
         "EXTERNAL_API_TIMEOUT_SECONDS": 5,
         "WEBHOOK_SECRET": webhook_secret, "SYNC_BACKOFF_BASE_SECONDS": 0.0001,
         "SYNC_BACKOFF_MAX_SECONDS": 0.001, "SYNC_PUSH_DELAY_SECONDS": 0.3,
