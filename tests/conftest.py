@@ -12,7 +12,8 @@ import os
 import re
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
 
 from config import normalize_database_url
 
@@ -21,14 +22,24 @@ SCHEDULER = ("sched", "sched-pass-123")
 
 
 def _reset_database(url: str) -> None:
-    """Drop everything so the migrations build the schema from nothing."""
+    """Drop everything so the migrations build the schema from nothing.
+
+    A PostgreSQL that does not answer ends the whole run at once with one clear
+    message (never a skip, so CI cannot pass without it)."""
     if not url.startswith("postgresql"):
         return
     engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    except OperationalError as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        pytest.exit(f"TEST_DATABASE_URL={shown}: PostgreSQL is not reachable ({reason}); "
+                    "start it or unset TEST_DATABASE_URL to test on SQLite", returncode=3)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")
