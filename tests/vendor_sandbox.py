@@ -50,8 +50,8 @@ vendor (the knobs are the fields of ``Strictness``, on ``sb.strict``):
 * listing pages shorter than the ``limit`` asked for (some empty, with a
   ``next_page_token``), objects in a stable order that is not creation order
   (by id), for full and incremental listings;
-* every timestamp on the wire with fractional seconds (``.000Z`` or
-  ``.123456Z``);
+* every timestamp on the wire with fractional seconds (``.000Z``,
+  ``.123456Z`` or ``.123456000Z``);
 * ``If-Match`` only in the form the contract names, ``"<version>"``; any
   other form (unquoted, ``W/"3"``, ``*``) is ``400 bad_request``;
 * sync tokens that go stale (``410``) from one run to the next (a share of
@@ -153,10 +153,13 @@ def format_ts(dt: datetime) -> str:
 
 
 def format_ts_fraction(dt: datetime) -> str:
-    """RFC 3339 UTC with ``Z`` and always fractional seconds (strict mode's wire form)."""
+    """RFC 3339 UTC with ``Z`` and always fractional seconds (strict mode's wire form):
+    3 digits for whole milliseconds, else 6, or 9 (nanoseconds) for a third of values."""
     dt = dt.astimezone(timezone.utc)
     if dt.microsecond % 1000 == 0:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    if dt.microsecond % 3 == 0:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
