@@ -8,7 +8,7 @@ Then the process holding the lease is killed with SIGKILL in the middle of a
 run and the other one takes over, never before the lease
 (SYNC_LEASE_TTL_SECONDS=4) expired.  A SIGTERM'd worker stops its run at a
 checkpoint and gives the lease back (gunicorn.conf.py's worker_exit →
-sync_engine.shutdown_scheduler).
+sync_scheduler.shutdown_scheduler).
 
 The test waits on the conditions themselves (runs recorded, the lease row
 changed) with generous timeouts and asserts the order of events, never their
@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from tests.conftest import _empty_tables, make_app
+from tests.helpers import wait_for
 from tests.needs import missing
 from tests.vendor_sandbox import VendorSandbox
 
@@ -113,7 +114,7 @@ def _signal(pid: int, sig) -> None:
 
 
 def runs(app) -> list:
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     with app.app_context():
         db.session.remove()
@@ -121,28 +122,18 @@ def runs(app) -> list:
 
 
 def lease(app):
-    from app import SyncLease, db
+    from models import SyncLease, db
 
     with app.app_context():
         db.session.remove()
         return db.session.get(SyncLease, "sync")
 
 
-def wait_for(predicate, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
-
-
 def seed_local(app) -> None:
     """Local records the vendor does not have yet (pushed by the runs)."""
     from datetime import datetime, timezone
 
-    from app import Employee, Event, db
+    from models import Employee, Event, db
 
     start = datetime(2026, 12, 1, tzinfo=timezone.utc)
     with app.app_context():
@@ -155,7 +146,7 @@ def seed_local(app) -> None:
 
 def converged(app, sandbox: VendorSandbox) -> dict:
     """Per resource: (live here, live at the vendor, live here not synced)."""
-    from app import SYNCED_MODELS, db
+    from models import SYNCED_MODELS, db
 
     out = {}
     with app.app_context():
@@ -208,7 +199,7 @@ def test_two_processes_take_turns_converge_and_survive_a_killed_lease_holder(set
 
     # --- SIGKILL the holder in the middle of a run: the other takes over after expiry ----
     sandbox.hold()  # every vendor request waits: the next run stays in progress
-    holder = wait_for(lambda: _holder(app, procs), timeout=PATIENCE, step=0.02)
+    holder = wait_for(lambda: _holder(app, procs), timeout=PATIENCE, interval=0.02)
     assert holder is not None, "no run was caught in progress"
     proc, killed_run, seen_expiry = holder
     pids = proc.pids()
@@ -229,7 +220,7 @@ def test_two_processes_take_turns_converge_and_survive_a_killed_lease_holder(set
 
     # --- SIGTERM the survivor's worker mid-run: it stops at a checkpoint, lease given back --
     sandbox.hold()
-    holder = wait_for(lambda: _holder(app, [survivor]), timeout=PATIENCE, step=0.02)
+    holder = wait_for(lambda: _holder(app, [survivor]), timeout=PATIENCE, interval=0.02)
     assert holder is not None
     _, stopped_run, _ = holder
     for pid in survivor.worker_pids():
