@@ -721,8 +721,14 @@ class WebhookDispatcher:
         return self.config()
 
     def reset(self) -> None:
-        """Forget pending messages, the log and the counters; mode back to normal."""
+        """Forget pending messages, the log and the counters; mode back to normal.
+
+        A delivery already in flight is waited for (at most 10 s) so that its log
+        entry cannot land in the next test's log."""
         with self._cond:
+            self._heap.clear()
+            self._buffer.clear()
+            self._cond.wait_for(lambda: not self._inflight, timeout=10)
             self._heap.clear()
             self._buffer.clear()
             self._log.clear()
