@@ -894,8 +894,15 @@ def _apply_one(resource, model, obj, rows, refs, candidates, ctx, source) -> App
     if resource == "schedules" and not _refs_known(obj, refs):
         return Applied("deferred", "its event or employee is not known here yet", row)
     if row.sync_status == "synced":
+        if row.deleted_at is not None and source == "webhook":
+            # deleted here because the vendor deleted it, and a webhook shows it live: a
+            # late delivery of a version older than the deletion (a deletion found by a
+            # full listing has no version to compare), or a real change.  A listing knows:
+            # a pull decides (the contract lets messages arrive late and out of order).
+            return Applied("deferred", "deleted here after the vendor deleted it; "
+                                       "a pull checks whether it is still live", row)
         if row.deleted_at is not None:
-            # deleted here because the vendor deleted it, yet the vendor shows it live
+            # deleted here because the vendor deleted it, yet its listing shows it live
             # and newer: the vendor's word wins (nothing is lost).
             row.deleted_at = None
         _apply_remote(resource, row, obj, refs)

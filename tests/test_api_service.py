@@ -119,7 +119,9 @@ class FakeVendor:
     def answer(self, *answers):
         """Queue answers, each ``(status, body[, headers])``, "drop" or ("slow", s, answer)."""
         for item in answers:
-            if isinstance(item, tuple) and item[0] != "slow" and len(item) == 2:
+            if isinstance(item, tuple) and item[0] == "slow" and len(item[2]) == 2:
+                item = ("slow", item[1], (*item[2], {}))
+            elif isinstance(item, tuple) and item[0] != "slow" and len(item) == 2:
                 item = (*item, {})
             self.script.append(item)
 
@@ -616,8 +618,9 @@ def test_dropped_connection_is_retried(client, vendor, sleeps):
 
 
 def test_read_timeout_is_retried_for_get(vendor, sleeps):
-    client = VendorClient(vendor.url, KEY, rate_limit=0, timeout=0.2)
-    vendor.answer(("slow", 0.6, (200, make_event())), (200, make_event()))
+    # the retry's answer must beat the timeout: 3 s, room for a loaded machine
+    client = VendorClient(vendor.url, KEY, rate_limit=0, timeout=3)
+    vendor.answer(("slow", 10, (200, make_event())), (200, make_event()))
     assert client.get("events", "ev_1")["id"] == "ev_1"
     assert len(vendor.requests) == 2 and sleeps == [0.5]
 

@@ -19,14 +19,17 @@ import pytest
 from tests.conftest import ADMIN
 from tests.factories import make_employee, make_event, utc
 from tests.helpers import db_call, run, vendor_event, wait_for
+from tests.needs import missing
 
 pytestmark = pytest.mark.vendor_sync
 
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="the playwright package is not installed")
+try:
+    from playwright import sync_api
+except ImportError:  # reported by the browser fixture: a skip locally, a failure in CI
+    sync_api = None
 
-CHROMIUM = "/usr/bin/chromium"
-SKIP_MESSAGE = "install Debian's chromium: apt-get install chromium"
+CHROMIUM = os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium")
+INSTALL_HINT = "install Debian's chromium: apt-get install chromium"
 SCREENS = Path("/tmp/screens")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync"]
@@ -45,15 +48,21 @@ document.addEventListener('DOMContentLoaded', () => {
 
 @pytest.fixture(scope="module")
 def browser():
+    """Chromium through Playwright; missing or broken: a skip locally, a failure in CI."""
+    if sync_api is None:
+        missing("the playwright package is not installed (pip install -r requirements-dev.txt)")
     if not os.path.exists(CHROMIUM):
-        pytest.skip(SKIP_MESSAGE)
+        missing(f"Chromium is not at {CHROMIUM} (TEST_CHROMIUM): {INSTALL_HINT}")
     playwright = sync_api.sync_playwright().start()
     try:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                               args=LAUNCH_ARGS)
     except Exception as exc:  # noqa: BLE001 - any launch failure means: no usable chromium
+        failure = f"{exc.__class__.__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        chromium = None
+    if chromium is None:
         playwright.stop()
-        pytest.skip(f"{SKIP_MESSAGE} ({exc.__class__.__name__})")
+        missing(f"Chromium at {CHROMIUM} did not start ({failure}): {INSTALL_HINT}")
     yield chromium
     chromium.close()
     playwright.stop()
@@ -214,7 +223,7 @@ def _failed_and_conflicts(app, sandbox) -> dict:
     db_call(app, change_here)
     sandbox.vendor_update("employees", emp["external_id"], {"name": "Ana López-Vendor"})
     sandbox.vendor_update("events", evt["external_id"], {"project_name": "DIGITAL - Vendor Tags"})
-    sandbox.wait_webhooks_idle(5)
+    assert sandbox.wait_webhooks_idle(30), "the vendor's webhooks were not all answered"
     run(app)
     wait_for(lambda: local(app, "Employee", ids["employee"])["sync_status"] == "conflict"
              and local(app, "Event", ids["event"])["sync_status"] == "conflict",

@@ -192,7 +192,7 @@ def test_sync_token_expired(sb, client):
 
 
 def test_rate_limited_when_retry_after_exceeds_backoff(sb, client):
-    sb.set_faults(rate_limit=(1, 1))
+    sb.set_faults(rate_limit=(0.01, 1))  # no refill however slow the machine
     client.health()
     with pytest.raises(RateLimited) as info:
         client.health()
@@ -364,13 +364,13 @@ def test_fault_run_is_reproducible(sb, monkeypatch):
 
 
 def test_429_storm(sb):
-    sb.set_faults(rate_limit=(2, 3), error_rate=0.2, seed=5)
+    sb.set_faults(rate_limit=(0.05, 3), error_rate=0.2, seed=5)  # refill: 20 s, not in the test
     with make_client(sb) as c:
         run = Run(c)
         for _ in range(20):
             run.call("health", c.health)
         figures = run.figures()
-    print("\n429 storm (2 rps, burst 3, 20% errors):", figures, "sandbox 429s:",
+    print("\n429 storm (0.05 rps, burst 3, 20% errors):", figures, "sandbox 429s:",
           sb.stats()["rate_limited"])
     assert figures["outcomes"]["RateLimited"] >= 10
     assert set(figures["outcomes"]) <= {"ok", "RateLimited", "TransientError"}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from datetime import timedelta
 
 import pytest
@@ -396,15 +395,11 @@ def test_twenty_thousand_rows_import_quickly_with_bulk_queries(app):
     statements = []
     with app.app_context():
         sa_event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-        started = time.perf_counter()
-        result = import_events_csv(text)
-        elapsed = time.perf_counter() - started
+        result = import_events_csv(text)  # its time: `python -m tests.bench --only csv`
         selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
         assert result["created"] == 20_000 and result["scheduled"] == 1400
         assert result["employees_created"] == 50
         assert len(selects) <= 20_000 // 500 + 10  # chunked IN look-ups, no query per row
-        print(f"imported 20,000 rows in {elapsed:.1f}s")
-        assert elapsed < 30, elapsed
         again = import_events_csv(text)
         assert again["unchanged"] == 20_000 and again["scheduled"] == 0
         assert export_schedule_csv().count("\n") == 1401

@@ -3,11 +3,16 @@
 Both processes run the interval job every 3 s (SYNC_INTERVAL_MINUTES=0.05)
 against one vendor sandbox, on the test database (TEST_DATABASE_URL when set,
 PostgreSQL in CI; else a SQLite file).  From the sync_runs table: runs never
-overlap, the gap between runs stays about one interval, both sides converge.
+overlap (each starts after the one before finished), both sides converge.
 Then the process holding the lease is killed with SIGKILL in the middle of a
-run and the other one takes over once the lease (SYNC_LEASE_TTL_SECONDS=4)
-expires.  A SIGTERM'd worker stops its run at a checkpoint and gives the
-lease back (gunicorn.conf.py's worker_exit → sync_scheduler.shutdown_scheduler).
+run and the other one takes over, never before the lease
+(SYNC_LEASE_TTL_SECONDS=4) expired.  A SIGTERM'd worker stops its run at a
+checkpoint and gives the lease back (gunicorn.conf.py's worker_exit →
+sync_scheduler.shutdown_scheduler).
+
+The test waits on the conditions themselves (runs recorded, the lease row
+changed) with generous timeouts and asserts the order of events, never their
+spacing: a loaded machine makes it slower, not red.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import requests
 
 from tests.conftest import _empty_tables, make_app
 from tests.helpers import wait_for
+from tests.needs import missing
 from tests.vendor_sandbox import VendorSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +38,8 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"
 INTERVAL = 3.0  # seconds (SYNC_INTERVAL_MINUTES=0.05)
 LEASE_TTL = 4.0
 KEY = "multiprocess-key"
+PATIENCE = 120.0  # seconds any one condition may take on a loaded machine
 
-pytestmark = pytest.mark.skipif(not GUNICORN.exists(), reason=f"gunicorn is not installed ({GUNICORN})")
 
 
 def free_port() -> int:
@@ -64,7 +70,7 @@ class AppProcess:
             [str(GUNICORN), "-c", "gunicorn.conf.py", "app:create_app()"], cwd=ROOT, env=env,
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_ready(self, timeout: float = 20) -> None:
+    def wait_ready(self, timeout: float = PATIENCE) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, "gunicorn exited; see its log"
@@ -156,6 +162,8 @@ def converged(app, sandbox: VendorSandbox) -> dict:
 @pytest.fixture
 def setting(database_url, tmp_path):
     """The migrated test database (emptied after), a sandbox, two gunicorns (stopped after)."""
+    if not GUNICORN.exists():
+        missing(f"gunicorn is not installed ({GUNICORN}): pip install -r requirements.txt")
     app = make_app(database_url)  # runs the migrations
     sandbox = VendorSandbox(api_key=KEY).start()
     procs: list[AppProcess] = []
@@ -177,53 +185,68 @@ def test_two_processes_take_turns_converge_and_survive_a_killed_lease_holder(set
     for proc in procs:
         proc.wait_ready()
 
-    # --- several intervals: runs alternate, never overlap, never leave a gap ----------------
+    # --- several intervals: runs follow each other, never overlap, both sides converge ----
     assert wait_for(lambda: len([r for r in runs(app) if r.status != "running"]) >= 4,
-                    timeout=6 * INTERVAL), _logs(tmp_path)
+                    timeout=PATIENCE), _logs(tmp_path)
     done = [r for r in runs(app) if r.status != "running"]
     for run in done:
         assert run.status == "succeeded", _dump(app)
     for before, after in zip(done, done[1:]):
         assert before.finished_at <= after.started_at, "two runs overlapped"
-        assert (after.started_at - before.finished_at).total_seconds() <= INTERVAL + 2.0
     state = converged(app, sandbox)
     assert all(same and not waiting for same, waiting in state.values()), state
     assert len(sandbox.objects("employees")) == 25 and len(sandbox.objects("events")) == 70
 
-    # --- SIGKILL the holder in the middle of a (slow) run: the other takes over ----------
-    # (a run asks for its three listings at once: 1.2 s a request keeps it as long as
-    # three requests of 0.4 s one after the other did, so it is caught in progress)
-    sandbox.set_faults(latency_ms=1200)
-    holder = wait_for(lambda: _holder(app, procs), timeout=3 * INTERVAL, interval=0.02)
+    # --- SIGKILL the holder in the middle of a run: the other takes over after expiry ----
+    sandbox.hold()  # every vendor request waits: the next run stays in progress
+    holder = wait_for(lambda: _holder(app, procs), timeout=PATIENCE, interval=0.02)
     assert holder is not None, "no run was caught in progress"
-    proc, killed_run, expires_at = holder
+    proc, killed_run, seen_expiry = holder
+    pids = proc.pids()
     proc.kill(signal.SIGKILL)
+    assert wait_for(lambda: not _alive(pids), timeout=PATIENCE)
+    after_kill = lease(app)  # nobody renews it any more: its last expiry (unless already taken)
+    expired_at = after_kill.expires_at if after_kill.run_id == killed_run else seen_expiry
+    sandbox.release()
     survivor = next(p for p in procs if p is not proc)
-    taken = wait_for(lambda: [r for r in runs(app) if r.id > killed_run], timeout=LEASE_TTL + 3 * INTERVAL)
+    taken = wait_for(lambda: [r for r in runs(app) if r.id > killed_run], timeout=PATIENCE)
     assert taken, _logs(tmp_path)
-    assert taken[0].started_at >= expires_at - timedelta(seconds=0.5), "taken before the lease expired"
-    sandbox.clear_faults()
+    assert taken[0].started_at >= expired_at, "taken before the lease expired"
     assert wait_for(lambda: any(r.status == "succeeded" for r in runs(app) if r.id > killed_run),
-                    timeout=3 * INTERVAL), _logs(tmp_path)
+                    timeout=PATIENCE), _logs(tmp_path)
     assert survivor.proc.poll() is None
     killed = next(r for r in runs(app) if r.id == killed_run)  # closed by the run that took over
     assert killed.status == "failed" and "abandoned" in killed.message, _dump(app)
 
     # --- SIGTERM the survivor's worker mid-run: it stops at a checkpoint, lease given back --
-    sandbox.set_faults(latency_ms=1200)
-    holder = wait_for(lambda: _holder(app, [survivor]), timeout=3 * INTERVAL, interval=0.02)
+    sandbox.hold()
+    holder = wait_for(lambda: _holder(app, [survivor]), timeout=PATIENCE, interval=0.02)
     assert holder is not None
     _, stopped_run, _ = holder
     for pid in survivor.worker_pids():
         os.kill(pid, signal.SIGTERM)
+    sandbox.release()
     stopped = wait_for(lambda: next((r for r in runs(app) if r.id == stopped_run
-                                     and r.status != "running"), None), timeout=8)
+                                     and r.status != "running"), None), timeout=PATIENCE)
     assert stopped is not None, _dump(app) + _logs(tmp_path)
     assert stopped.status in ("failed", "succeeded", "partial")
     assert stopped.status != "failed" or "shutting down" in (stopped.message or "")
     held = lease(app)
     assert held.owner is None or held.run_id != stopped_run, "the stopped run kept the lease"
 
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """The pids among `pids` that still run (a zombie counts as gone)."""
+    out = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.add(pid)
+        except OSError:
+            pass
+    return out
 
 
 def _holder(app, procs):

@@ -77,15 +77,14 @@ def test_local_creates_reach_the_vendor_and_the_echo_changes_nothing(app, sandbo
     assert vendor_sched[0]["event_id"] == one(app, "events", id=evt)["external_id"]
     assert sandbox.wait_webhooks_idle(10)
     before = {r: rows(app, r) for r in ("employees", "events", "schedules")}
-    requests_before = sandbox.stats()["requests"]
-    started = time.monotonic()
+    sandbox.strict.transient_rate = 0  # counted below
+    requests_before = sandbox.stats()["requests_by_method"]
     again = run(app)
-    elapsed = time.monotonic() - started
     assert again["status"] == "succeeded" and again["pushed"] == 0 and again["pulled"] == 0
-    assert again["requests_sent"] == 3  # one listing request per resource
-    assert sandbox.stats()["requests"] - requests_before == 3
-    assert {r: rows(app, r) for r in before} == before
-    assert elapsed < 2.0
+    sent = sandbox.stats()["requests_by_method"]
+    assert {m: n - requests_before.get(m, 0) for m, n in sent.items()
+            if n != requests_before.get(m, 0)} == {"GET": again["requests_sent"]}  # listings only, however many pages the vendor cut
+    assert {r: rows(app, r) for r in before} == before  # its time: `python -m tests.bench`
 
 
 def test_local_change_and_delete_reach_the_vendor(app, sandbox):
@@ -128,6 +127,8 @@ def test_vendor_changes_arrive_by_pull_with_tombstones(app, sandbox):
     assert local_s["sync_status"] == "synced"
     sandbox.vendor_update("employees", emp["id"], {"name": "Vic Changed"})
     sandbox.vendor_delete("schedules", sch["id"])
+    sandbox.strict.stale_token_rate = 0  # counted below: tokens that stay valid
+    sandbox.strict.transient_rate = 0
     second = run(app)
     assert second["pulled"] == 2 and second["pushed"] == 0
     e = one(app, "employees", external_id=emp["id"])
@@ -150,7 +151,8 @@ def test_vendor_changes_arrive_by_webhook(app, sandbox, live):
 
     outcomes = db_call(app, lambda: [m.outcome for m in db.session.scalars(
         db.select(WebhookMessage).order_by(WebhookMessage.id))])
-    assert outcomes == ["applied", "applied", "applied"]
+    # each change applied once; the vendor may deliver a message again (at least once)
+    assert [o for o in outcomes if o != "duplicate"] == ["applied", "applied", "applied"]
 
 
 def test_webhook_for_a_schedule_of_an_unknown_event_is_deferred_then_pulled(app, sandbox, live):
@@ -180,6 +182,8 @@ def test_expired_sync_token_full_listing_finds_vendor_deletions(app, sandbox):
     g = one(app, "employees", external_id=gone["id"])
     assert g["deleted_at"] is not None and g["sync_status"] == "synced"
     assert one(app, "employees", external_id=keep["id"])["deleted_at"] is None
+    sandbox.strict.stale_token_rate = 0  # counted below: the new token stays valid
+    sandbox.strict.transient_rate = 0
     assert run(app, resources=["employees"])["requests_sent"] == 1  # a new token was saved
 
 
@@ -256,6 +260,36 @@ def test_webhooks_late_older_versions_never_overwrite(app, client, webhook_secre
     assert one(app, "employees", external_id="emp_late")["deleted_at"] is None
 
 
+def test_a_late_webhook_never_brings_back_a_deletion_found_by_a_full_listing(
+        app, client, sandbox, webhook_secret):
+    """The vendor changed then deleted an employee; a stale token made the app find the
+    deletion by its absence from a full listing (no tombstone, so no version).  The
+    change's webhook, delivered late, is older than the deletion: it must not revive it."""
+    emp = vendor_employee(sandbox, "Gone Later")
+    assert run(app, resources=["employees"])["status"] == "succeeded"
+    changed = sandbox.vendor_update("employees", emp["id"], {"name": "Changed Then Gone"})
+    sandbox.vendor_delete("employees", emp["id"])  # no webhook URL yet: nobody is told
+    sandbox.expire_sync_tokens()
+    assert run(app, resources=["employees"])["status"] == "succeeded"
+    assert one(app, "employees", external_id=emp["id"])["deleted_at"] is not None
+    raw, headers = signed(webhook_secret, {"type": "employee.updated", "timestamp": fmt(START),
+                                           "data": changed})
+    answer = client.post("/api/webhook/schedule_update", data=raw, headers=headers)
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "deferred"
+    wait_for(lambda: db_call(app, _webhook_pull_finished), timeout=60,
+             message="the pull the webhook asked for")
+    row = one(app, "employees", external_id=emp["id"])
+    assert row["deleted_at"] is not None and row["name"] == "Gone Later"
+    assert rows(app, "employees") == []
+
+
+def _webhook_pull_finished() -> bool:
+    from models import SyncRun, db
+
+    return db.session.scalar(db.select(SyncRun.status).where(SyncRun.trigger == "webhook")) \
+        not in (None, "running")
+
+
 @pytest.mark.parametrize("mode", ["duplicate", "reorder"])
 def test_duplicated_and_reordered_vendor_webhooks_converge(app, sandbox, live, mode):
     sandbox.configure_webhooks(mode=mode)
@@ -310,9 +344,11 @@ def test_apply_then_500_faults_never_duplicate(app, sandbox, live):
     run(app, direction="push")
     sandbox.clear_faults()
     app.config["EXTERNAL_API_MAX_RETRIES"] = 3
-    assert run(app)["status"] == "succeeded"
-    sandbox.wait_webhooks_idle(10)
-    run(app)
+    assert sandbox.wait_webhooks_idle(30)
+    # a create the vendor refused with Retry-After (strict mode) is due only after it:
+    # run until every record is synced
+    wait_for(lambda: run(app)["status"] == "succeeded" and all(
+        r["sync_status"] == "synced" for r in rows(app, "employees")), timeout=60, interval=0.2)
     assert len(sandbox.objects("employees")) == 5
     live_rows = rows(app, "employees")
     assert len(live_rows) == 5 and all(r["sync_status"] == "synced" for r in live_rows)
@@ -531,21 +567,23 @@ def test_schedule_create_against_a_vendor_schedule_links_and_resolves(app, sandb
 def test_second_trigger_during_a_run_is_409(app, client, sandbox, admin_headers):
     for n in range(3):
         local(app, make_employee, f"Slow {n}")
-    sandbox.set_faults(latency_ms=500)  # the run outlasts a second Basic-auth request
-    app.config["EXTERNAL_API_CONCURRENCY"] = 1  # the three creates one after the other
-    first = client.post("/api/sync/trigger", json={"direction": "push"}, headers=admin_headers)
-    assert first.status_code == 202
-    run_id = first.get_json()["run"]["id"]
-    assert first.get_json()["run"]["status"] == "running"
-    second = client.post("/api/sync/trigger", headers=admin_headers)
+    sandbox.hold()  # the run waits on its first vendor request until release()
+    try:
+        first = client.post("/api/sync/trigger", json={"direction": "push"},
+                            headers=admin_headers)
+        assert first.status_code == 202
+        run_id = first.get_json()["run"]["id"]
+        assert first.get_json()["run"]["status"] == "running"
+        second = client.post("/api/sync/trigger", headers=admin_headers)
+    finally:
+        sandbox.release()
     assert second.status_code == 409
     body = second.get_json()
     assert body["error"]["code"] == "sync_in_progress"
     assert body["error"]["details"] == {"run_id": run_id} and body["run"]["id"] == run_id
     done = wait_for(lambda: client.get(f"/api/sync/runs/{run_id}", headers=admin_headers)
-                    .get_json()["status"] != "running", timeout=15)
+                    .get_json()["status"] != "running", timeout=60)
     assert done
-    sandbox.clear_faults()
     final = client.post("/api/sync/trigger", json={"wait": True}, headers=admin_headers)
     assert final.status_code == 200 and final.get_json()["run"]["status"] == "succeeded"
     runs = client.get("/api/sync/runs?per_page=1", headers=admin_headers).get_json()
@@ -631,18 +669,28 @@ def test_cli_sync_run(app, runner, sandbox):
 
 
 @pytest.mark.parametrize("sync_settings", [{"SYNC_PUSH_ON_CHANGE": True,
-                                            "SYNC_PUSH_DELAY_SECONDS": 3.0}])
+                                            "SYNC_PUSH_DELAY_SECONDS": 0.2}])
 def test_local_changes_are_pushed_soon_in_one_coalesced_run(app, client, sandbox,
                                                            admin_headers):
+    """Four changes ask for four pushes; they become one run however slow the machine is:
+    while another holder keeps the lease, the pending push waits (and stays one)."""
+    import sync_engine
     from models import SyncRun, db
 
-    for n in range(4):
-        answer = client.post("/api/employees", json={"name": f"Soon {n}"}, headers=admin_headers)
-        assert answer.status_code == 201
-    wait_for(lambda: len(sandbox.objects("employees")) == 4, timeout=10)
-    wait_for(lambda: all(r["sync_status"] == "synced" for r in rows(app, "employees")))
+    holder = "test:0:other-process"
+    assert db_call(app, lambda: sync_engine.acquire_lease(holder, 600))
+    try:
+        for n in range(4):
+            answer = client.post("/api/employees", json={"name": f"Soon {n}"},
+                                 headers=admin_headers)
+            assert answer.status_code == 201
+    finally:
+        db_call(app, lambda: sync_engine.release_lease(holder))
+    wait_for(lambda: len(sandbox.objects("employees")) == 4, timeout=60)
+    wait_for(lambda: all(r["sync_status"] == "synced" for r in rows(app, "employees")),
+             timeout=60)
     wait_for(lambda: db_call(app, lambda: db.session.scalar(
-        db.select(SyncRun.status).where(SyncRun.trigger == "change"))) != "running")
+        db.select(SyncRun.status).where(SyncRun.trigger == "change"))) != "running", timeout=60)
     triggers = db_call(app, lambda: list(db.session.scalars(db.select(SyncRun.trigger))))
     assert triggers == ["change"]
 

@@ -43,6 +43,24 @@ the Python helpers for other processes (demo runner, benchmarks, browser tests):
     GET    /_control                            this list
 
 Seeding sends no webhooks; every other change (API or vendor user) does.
+
+Strict mode (``VendorSandbox(strict=True)``, ``--strict``) uses, on purpose,
+every freedom the vendor contract leaves a server, so a client that assumes
+more than the contract promises fails its tests here instead of at a real
+vendor (the knobs are the fields of ``Strictness``, on ``sb.strict``):
+
+* listing pages shorter than the ``limit`` asked for (some empty, with a
+  ``next_page_token``), objects in a stable order that is not creation order
+  (by id), for full and incremental listings;
+* every timestamp on the wire with fractional seconds (``.000Z``,
+  ``.123456Z`` or ``.123456000Z``);
+* ``If-Match`` only in the form the contract names, ``"<version>"``; any
+  other form (unquoted, ``W/"3"``, ``*``) is ``400 bad_request``;
+* sync tokens that go stale (``410``) from one run to the next (a share of
+  them, drawn from the seed);
+* webhook deliveries late, repeated and out of order (in mode ``normal``);
+* now and then a ``429`` with ``Retry-After`` or a ``503`` (half of them
+  with ``Retry-After``) that a retry gets past.
 Werkzeug's server closes the connection after every answer (no keep-alive);
 it serves roughly 700 requests a second on a laptop.
 """
@@ -135,6 +153,29 @@ def format_ts(dt: datetime) -> str:
     """RFC 3339 UTC with ``Z``; fractional seconds only when non-zero."""
     naive = dt.astimezone(timezone.utc).replace(tzinfo=None)
     return naive.isoformat() + "Z"
+
+
+def format_ts_fraction(dt: datetime) -> str:
+    """RFC 3339 UTC with ``Z`` and always fractional seconds (strict mode's wire form):
+    3 digits for whole milliseconds, else 6, or 9 (nanoseconds) for a third of values."""
+    dt = dt.astimezone(timezone.utc)
+    if dt.microsecond % 1000 == 0:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    if dt.microsecond % 3 == 0:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+TIMESTAMP_FIELDS = ("start_datetime", "due_datetime", "updated_at")
+
+
+def with_fractions(obj: dict) -> dict:
+    """A copy of an object (or tombstone) with its timestamps in strict mode's wire form."""
+    out = dict(obj)
+    for name in TIMESTAMP_FIELDS:
+        if isinstance(out.get(name), str):
+            out[name] = format_ts_fraction(parse_ts(out[name]))
+    return out
 
 
 def parse_ts(value: str) -> datetime:
@@ -328,6 +369,7 @@ class Store:
         self.schedule_of_event: dict[str, str] = {}
         self.schedules_of_employee: dict[str, set[str]] = {}
         self.ref_nums: dict[int, str] = {}
+        self.out = lambda rec: rec  # how an object goes on the wire (the sandbox sets it)
 
     # -- helpers ----------------------------------------------------------
 
@@ -351,14 +393,13 @@ class Store:
             raise SandboxError(404, "not_found", f"No {RESOURCES[resource]} with id {oid}.")
         return rec
 
-    @staticmethod
-    def check_if_match(rec: dict, if_match: int | None) -> None:
+    def check_if_match(self, rec: dict, if_match: int | None) -> None:
         """412 with the current object when If-Match names another version."""
         if if_match is not None and if_match != rec["version"]:
             raise SandboxError(
                 412, "version_mismatch",
                 f"If-Match names version {if_match}; the current version is {rec['version']}.",
-                extra={"current": rec})
+                extra={"current": self.out(rec)})
 
     # -- rules ------------------------------------------------------------
 
@@ -506,6 +547,24 @@ class Store:
         return items, i + limit < j, (chunk[-1] if chunk else cursor)
 
 
+    def page_by_id(self, resource: str, full: bool, snapshot: int, since: int, after: str,
+                   size: int):
+        """Strict mode's listing page: objects ordered by id (not creation), ``size`` of them
+        at most: (items, more, last_id).  Full: live objects created up to ``snapshot``;
+        incremental: objects whose latest change is in (``since``, ``snapshot``]."""
+        coll = self.collections[resource]
+        if full:
+            ids = [oid for oid, seq in coll.created_seq.items() if seq <= snapshot]
+        else:
+            lo = bisect.bisect_right(coll.changes, since)
+            hi = bisect.bisect_right(coll.changes, snapshot)
+            ids = [coll.by_change[s] for s in coll.changes[lo:hi]]
+        ids = sorted(oid for oid in ids if oid > after)
+        chunk = ids[:size]
+        items = [coll.live[oid] if full else coll.latest(oid) for oid in chunk]
+        return items, len(ids) > size, (chunk[-1] if chunk else after)
+
+
 # --------------------------------------------------------------------------
 # Opaque tokens
 # --------------------------------------------------------------------------
@@ -567,6 +626,21 @@ class Faults:
     seed: int = 0
 
 
+@dataclass
+class Strictness:
+    """Strict mode's freedoms (see the module docstring); rates are per request/token."""
+
+    short_pages: bool = True
+    id_order: bool = True
+    fractional_timestamps: bool = True
+    exact_if_match: bool = True
+    stale_token_rate: float = 0.3  # share of sync tokens that answer 410 when used
+    webhook_chaos: bool = True  # mode "normal": late, repeated, out of order
+    webhook_max_delay: float = 0.4  # seconds a delivery may be late
+    webhook_repeat_rate: float = 0.3
+    transient_rate: float = 0.05  # share of requests answered 429/503 (then fine on retry)
+
+
 class TokenBucket:
     """Rate limiter: ``rps`` tokens per second, at most ``burst`` saved."""
 
@@ -618,8 +692,10 @@ class ScriptedFault:
 class WebhookDispatcher:
     """Background, at-least-once delivery of signed Standard Webhooks messages."""
 
-    def __init__(self, url=None, secret=None):
+    def __init__(self, url=None, secret=None, strict=None, seed=0):
         self.url, self.secret = url, secret
+        self.strict = strict  # a Strictness, or None
+        self._rng = random.Random(seed)
         self.mode = "normal"
         self.delay_seconds = 1.0
         self.retry_backoff = 0.2
@@ -653,7 +729,7 @@ class WebhookDispatcher:
             raise ValueError(f"mode must be one of {', '.join(WEBHOOK_MODES)}")
         with self._cond:
             for name, value in settings.items():
-                if not hasattr(self, name) or name.startswith("_") or name == "stats":
+                if not hasattr(self, name) or name.startswith("_") or name in ("stats", "strict"):
                     raise ValueError(f"unknown webhook setting {name!r}")
                 setattr(self, name, value)
             if self.mode != "reorder":
@@ -662,8 +738,14 @@ class WebhookDispatcher:
         return self.config()
 
     def reset(self) -> None:
-        """Forget pending messages, the log and the counters; mode back to normal."""
+        """Forget pending messages, the log and the counters; mode back to normal.
+
+        A delivery already in flight is waited for (at most 10 s) so that its log
+        entry cannot land in the next test's log."""
         with self._cond:
+            self._heap.clear()
+            self._buffer.clear()
+            self._cond.wait_for(lambda: not self._inflight, timeout=10)
             self._heap.clear()
             self._buffer.clear()
             self._log.clear()
@@ -676,11 +758,14 @@ class WebhookDispatcher:
         with self._cond:
             if not self.url:
                 return
+            fractions = self.strict is not None and self.strict.fractional_timestamps
+            stamp = (format_ts_fraction if fractions else format_ts)(utcnow())
             msg = {"id": f"msg_{uuid.uuid4().hex}", "type": type_, "object_id": data["id"],
                    "version": data["version"], "attempt": 0,
                    "bad_signature": self.mode == "bad_signature",
-                   "body": json.dumps({"type": type_, "timestamp": format_ts(utcnow()),
-                                       "data": data}, separators=(",", ":"))}
+                   "body": json.dumps({"type": type_, "timestamp": stamp,
+                                       "data": with_fractions(data) if fractions else data},
+                                      separators=(",", ":"))}
             self.stats["messages"] += 1
             self._route(msg)
             self._ensure_thread()
@@ -703,6 +788,12 @@ class WebhookDispatcher:
                 self._flush_buffer()
         elif self.mode == "delay":
             self._push(now + self.delay_seconds, msg)
+        elif self.strict is not None and self.strict.webhook_chaos:
+            late = self.strict.webhook_max_delay
+            self._push(now + self._rng.uniform(0, late), msg)
+            if self._rng.random() < self.strict.webhook_repeat_rate:
+                self.stats["repeated"] += 1
+                self._push(now + self._rng.uniform(0, 2 * late), dict(msg))
         else:
             self._push(now, msg)
 
@@ -862,12 +953,17 @@ class VendorSandbox:
     """The fake vendor: store, faults, webhooks and a threaded WSGI server."""
 
     def __init__(self, api_key="test-key", webhook_url=None, webhook_secret=None, seed=0,
-                 host="127.0.0.1", port=0):
+                 host="127.0.0.1", port=0, strict=False):
         self.api_key, self.seed, self.host, self.port = api_key, seed, host, port
         self._lock = threading.RLock()
         self._codec = TokenCodec()
         self._epoch = 0
-        self.webhooks = WebhookDispatcher(webhook_url, webhook_secret)
+        self.strict = Strictness() if strict is True else (strict or None)
+        self._strict_rng = random.Random(seed)
+        self._nonce = itertools.count()  # strict page tokens: each one a new string
+        self.webhooks = WebhookDispatcher(webhook_url, webhook_secret, self.strict, seed)
+        self._open = threading.Event()  # cleared by hold(): /api/v1 requests wait
+        self._open.set()
         self._server = self._thread = None
         self.app = create_app(self)
         self._clear_state()
@@ -887,6 +983,7 @@ class VendorSandbox:
 
     def stop(self) -> None:
         """Stop serving and delivering webhooks."""
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -921,6 +1018,8 @@ class VendorSandbox:
         ids = getattr(getattr(self, "store", None), "id_rng", None) or random.Random(self.seed)
         self.store = Store(ids, seq_start=seq)
         self._idempotency: dict[str, tuple] = {}
+        self._stale_tokens: set[str] = set()
+        self.store.out = self.out
         self._stats = Counter()
         self._by_method, self._by_status = Counter(), Counter()
         self._scripted: list[ScriptedFault] = []
@@ -994,6 +1093,21 @@ class VendorSandbox:
         """The current fault settings."""
         with self._lock:
             return asdict(self.faults_config)
+
+    def hold(self) -> None:
+        """From now on every /api/v1 request waits (after auth) until release().
+
+        A test uses it to keep a sync run in progress for as long as it needs,
+        instead of betting on latency."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Let held and later /api/v1 requests through."""
+        self._open.set()
+
+    def wait_if_held(self, timeout: float = 120.0) -> None:
+        """Block a request while the sandbox is held (at most `timeout` seconds)."""
+        self._open.wait(timeout)
 
     def expire_sync_tokens(self) -> None:
         """Every sync token (and incremental page token) issued so far answers 410."""
@@ -1134,7 +1248,10 @@ class VendorSandbox:
                 "faults_injected": {k: s[f"fault_{k}"] for k in
                                     ("error", "drop", "apply_then_500", "apply_then_drop")},
                 "webhooks": {k: self.webhooks.stats[k] for k in
-                             ("messages", "sent", "delivered", "failed", "gave_up", "dropped")},
+                             ("messages", "sent", "delivered", "failed", "gave_up", "dropped",
+                              "repeated")},
+                "strict": {"stale_tokens": s["stale_tokens"],
+                           "transient_answers": s["strict_transient"]},
                 "objects": self.counts(),
             }
 
@@ -1148,6 +1265,14 @@ class VendorSandbox:
                 if wait:
                     self._stats["rate_limited"] += 1
                     return Decision(retry_after=max(1, math.ceil(wait)))
+            strict = self.strict
+            if strict is not None and self._strict_rng.random() < strict.transient_rate:
+                self._stats["strict_transient"] += 1
+                if self._strict_rng.random() < 0.5:
+                    return Decision(retry_after=1)
+                after = 1 if self._strict_rng.random() < 0.5 else None
+                return Decision(error=(503, "service_unavailable",
+                                       "The vendor is temporarily unavailable.", after))
             f, rng = self.faults_config, self._fault_rng
             r_drop, r_err, r_kind, r_after, r_apply = (rng.random() for _ in range(5))
             decision = Decision(latency=f.latency_ms / 1000.0)
@@ -1188,7 +1313,7 @@ class VendorSandbox:
                 return status, body, True
             try:
                 rec = self.store.create(resource, data)
-                status, body = 201, _dumps(rec)
+                status, body = 201, _dumps(self.out(rec))
                 self._stats["creates"] += 1
             except SandboxError as exc:
                 if exc.status not in REMEMBERED_STATUSES:
@@ -1228,6 +1353,8 @@ class VendorSandbox:
             else:
                 state = self._first_page_state(resource, args)
             full, snapshot, cursor, limit = state
+            if self.strict is not None and (self.strict.id_order or self.strict.short_pages):
+                return self._strict_page(resource, args, full, snapshot, cursor, limit)
             items, more, last = self.store.page(resource, full, snapshot, cursor, limit)
             body = {"data": items, "next_page_token": None, "next_sync_token": None}
             if more:
@@ -1239,6 +1366,36 @@ class VendorSandbox:
                     {"t": "s", "r": resource, "e": self._epoch, "s": snapshot})
             return body
 
+    def _strict_page(self, resource, args, full, snapshot, cursor, limit) -> dict:
+        """A strict listing page: by id, and (with short_pages) often shorter than
+        ``limit``, sometimes empty with a next_page_token."""
+        if "page_token" in args:
+            token = self._codec.decode(args["page_token"])
+            since, after = token.get("k", 0), token["c"]
+        else:
+            since, after = cursor, ""
+        size = limit
+        if self.strict.short_pages:
+            draw = self._strict_rng.random()
+            size = 0 if draw < 0.1 else limit if draw > 0.6 else self._strict_rng.randint(1, limit)
+        items, more, last = self.store.page_by_id(resource, full, snapshot, since, after, size)
+        body = {"data": [self.out(rec) for rec in items], "next_page_token": None,
+                "next_sync_token": None}
+        if more:
+            body["next_page_token"] = self._codec.encode(
+                {"t": "p", "r": resource, "e": self._epoch, "f": full, "s": snapshot,
+                 "c": last, "k": since, "l": limit, "n": next(self._nonce)})
+        else:
+            body["next_sync_token"] = self._codec.encode(
+                {"t": "s", "r": resource, "e": self._epoch, "s": snapshot})
+        return body
+
+    def out(self, rec: dict) -> dict:
+        """An object as the API sends it (strict mode: timestamps with fractions)."""
+        if self.strict is not None and self.strict.fractional_timestamps:
+            return with_fractions(rec)
+        return rec
+
     def _first_page_state(self, resource, args):
         limit = _parse_limit(args.get("limit"))
         snapshot = self.store.seq
@@ -1249,6 +1406,13 @@ class VendorSandbox:
                 or token.get("e") != self._epoch):
             raise SandboxError(410, "sync_token_expired",
                                "The sync token is unknown or expired; do a full listing.")
+        if self.strict is not None and (
+                args["sync_token"] in self._stale_tokens
+                or self._strict_rng.random() < self.strict.stale_token_rate):
+            self._stale_tokens.add(args["sync_token"])
+            self._stats["stale_tokens"] += 1
+            raise SandboxError(410, "sync_token_expired",
+                               "The sync token is too old; do a full listing.")
         return False, snapshot, token["s"], limit
 
     def _page_state(self, resource, args):
@@ -1334,9 +1498,17 @@ def read_json_object() -> dict:
     return data
 
 
-def read_if_match() -> int | None:
-    """The If-Match version, quoted or not; None when absent or ``*``."""
+def read_if_match(sb: "VendorSandbox") -> int | None:
+    """The If-Match version, quoted or not; None when absent or ``*``.
+
+    Strict mode takes only the contract's form, ``"<version>"``."""
     raw = request.headers.get("If-Match")
+    if raw is not None and sb.strict is not None and sb.strict.exact_if_match:
+        match = re.fullmatch(r'"(\d+)"', raw)
+        if not match:
+            raise SandboxError(400, "bad_request",
+                               'If-Match must be a quoted version number, e.g. "3".')
+        return int(match.group(1))
     if raw is None or raw.strip() == "*":
         return None
     text = raw.strip()
@@ -1379,6 +1551,7 @@ def register_pipeline(app: Flask, sb: VendorSandbox) -> None:
         if not authorized(request.headers.get("Authorization", ""), sb.api_key):
             sb.count("unauthorized")
             return error_response(SandboxError(401, "unauthorized", "Missing or wrong API key."))
+        sb.wait_if_held()
         scripted = sb.take_scripted(request.method, request.path[len(API_PREFIX):])
         decision = sb.admit(request.method) if scripted is None else scripted_decision(scripted)
         if decision.retry_after is not None:
@@ -1446,7 +1619,9 @@ def register_api(app: Flask, sb: VendorSandbox) -> None:
     @app.get(API_PREFIX + "/health")
     def health():
         """Liveness, behind the same auth as everything else."""
-        return json_response({"status": "ok", "time": format_ts(utcnow())})
+        fractions = sb.strict is not None and sb.strict.fractional_timestamps
+        return json_response({"status": "ok",
+                              "time": (format_ts_fraction if fractions else format_ts)(utcnow())})
 
     @app.get(API_PREFIX + "/<resource>")
     def list_objects(resource):
@@ -1469,20 +1644,20 @@ def register_api(app: Flask, sb: VendorSandbox) -> None:
     @app.get(API_PREFIX + "/<resource>/<oid>")
     def get_one(resource, oid):
         """One live object."""
-        return json_response(sb.api_get(resource_or_404(resource), oid))
+        return json_response(sb.out(sb.api_get(resource_or_404(resource), oid)))
 
     @app.patch(API_PREFIX + "/<resource>/<oid>")
     def update(resource, oid):
         """Change some fields, optionally guarded by If-Match."""
         resource = resource_or_404(resource)
-        if_match = read_if_match()
+        if_match = read_if_match(sb)
         sb.api_get(resource, oid)  # 404 before looking at the body
-        return json_response(sb.api_update(resource, oid, read_json_object(), if_match))
+        return json_response(sb.out(sb.api_update(resource, oid, read_json_object(), if_match)))
 
     @app.delete(API_PREFIX + "/<resource>/<oid>")
     def delete(resource, oid):
         """Delete, optionally guarded by If-Match."""
-        sb.api_delete(resource_or_404(resource), oid, read_if_match())
+        sb.api_delete(resource_or_404(resource), oid, read_if_match(sb))
         return Response(status=204)
 
 
@@ -1628,6 +1803,8 @@ def main(argv=None) -> None:
     p.add_argument("--bulk", type=int, metavar="N",
                    help="load N events and N schedules (N/4 employees)")
     p.add_argument("--seed", type=int, default=0, help="seed for ids, demo data and faults")
+    p.add_argument("--strict", action="store_true",
+                   help="use every freedom the vendor contract leaves (see the module docstring)")
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--drop-rate", type=float, default=0.0)
     p.add_argument("--latency-ms", type=int, default=0)
@@ -1635,7 +1812,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     sb = VendorSandbox(api_key=args.api_key, webhook_url=args.webhook_url,
                        webhook_secret=args.webhook_secret, seed=args.seed,
-                       host=args.host, port=args.port)
+                       host=args.host, port=args.port, strict=args.strict)
     sb.configure_webhooks(mode=args.webhook_mode)
     rate_limit = tuple(float(x) for x in args.rate_limit.split(",")) if args.rate_limit else None
     sb.set_faults(error_rate=args.error_rate, drop_rate=args.drop_rate,
