@@ -1220,12 +1220,6 @@ def sync_counts() -> dict:
     return counts
 
 
-def latest_sync_run() -> Optional[SyncRun]:
-    """The newest run (running or finished), or None."""
-    return db.session.scalar(select(SyncRun).order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
-                             .limit(1))
-
-
 def run_summary(run: Optional[SyncRun]) -> str:
     """'pushed 3, pulled 2, failed 0, conflicts 0' for a run."""
     if run is None:
@@ -1259,7 +1253,7 @@ def sync_next_run_at() -> Optional[datetime]:
 
 def sync_overview() -> dict:
     """Everything the dashboard's sync section shows, from the database only."""
-    last_run, counts = latest_sync_run(), sync_counts()
+    last_run, counts = sync_engine.last_run_shown(), sync_counts()
     return {
         "enabled": bool(current_app.config.get("SYNC_ENABLED")),
         "policy": current_app.config.get("SYNC_CONFLICT_POLICY"),
