@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import wait_for
 from tests.test_multiprocess import free_port
-from tests.test_sync_support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = ("admin", "devserver-admin-123")

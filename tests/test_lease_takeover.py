@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import API_KEY, db_call, wait_for
+from tests.helpers import API_KEY, db_call, wait_for
+
+pytestmark = pytest.mark.vendor_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 TTL = 600.0  # far longer than any wait below: only a takeover explains a run here
@@ -44,7 +45,7 @@ def sync_settings():
 
 
 def lease(app):
-    from app import SyncLease, db
+    from models import SyncLease, db
 
     def read():
         row = db.session.get(SyncLease, "sync")
@@ -54,7 +55,7 @@ def lease(app):
 
 def set_lease(app, host: str, pid: int, expires_in: float) -> None:
     import sync_engine
-    from app import SyncLease, db
+    from models import SyncLease, db
 
     def write():
         row = db.session.get(SyncLease, "sync") or SyncLease(name="sync")
@@ -106,7 +107,7 @@ def test_a_killed_holder_on_this_host_is_taken_over_at_once(app, sandbox, databa
     assert taken["status"] == "succeeded"
     print(f"lease taken over {took:.2f} s after kill -9 (lease TTL {TTL:.0f} s)")
 
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     killed = db_call(app, lambda: db.session.get(SyncRun, held[3]).to_dict())
     assert killed["status"] == "failed" and "abandoned" in killed["message"]

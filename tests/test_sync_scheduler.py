@@ -3,28 +3,30 @@ from __future__ import annotations
 
 import pytest
 
+import sync_scheduler
 from tests.factories import make_employee
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import db_call, rows, wait_for
+from tests.helpers import db_call, rows, wait_for
+
+pytestmark = pytest.mark.vendor_sync
 
 
 @pytest.fixture
 def scheduled(app):
-    import sync_engine
+    import sync_scheduler
 
     app.testing = False  # start_scheduler refuses under TESTING
     app.config["SCHEDULER_ENABLED"] = True
     yield app
-    sync_engine.stop_scheduler(app)
+    sync_scheduler.stop_scheduler(app)
     app.testing = True
 
 
 def test_scheduler_has_one_interval_job_and_a_next_run(scheduled, client, admin_headers):
-    import sync_engine
+    import sync_scheduler
 
-    scheduler = sync_engine.start_scheduler(scheduled)
+    scheduler = sync_scheduler.start_scheduler(scheduled)
     assert scheduler is not None and scheduler.running
-    assert sync_engine.start_scheduler(scheduled) is scheduler  # never twice
+    assert sync_scheduler.start_scheduler(scheduled) is scheduler  # never twice
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert set(jobs) == {"vendor-sync", "vendor-sync-first"}
     job = jobs["vendor-sync"]
@@ -32,7 +34,7 @@ def test_scheduler_has_one_interval_job_and_a_next_run(scheduled, client, admin_
     # every process fires on the same wall-clock ticks: multiples of the interval (15 min)
     assert job.next_run_time.minute % 15 == 0 and job.next_run_time.second == 0
     first = jobs["vendor-sync-first"].next_run_time  # SYNC_FIRST_RUN_DELAY_SECONDS after start
-    assert sync_engine.next_run_at(scheduled) == min(first, job.next_run_time)
+    assert sync_scheduler.next_run_at(scheduled) == min(first, job.next_run_time)
     health = client.get("/api/sync/health", headers=admin_headers).get_json()
     assert health["scheduler"]["running"] is True and health["scheduler"]["next_run_at"]
     status = client.get("/api/sync/status", headers=admin_headers).get_json()
@@ -41,28 +43,28 @@ def test_scheduler_has_one_interval_job_and_a_next_run(scheduled, client, admin_
 
 @pytest.mark.parametrize("sync_settings", [{"SYNC_PUSH_ON_CHANGE": True}])
 def test_request_push_uses_the_scheduler_with_one_date_job(scheduled, sandbox):
-    import sync_engine
+    import sync_scheduler
 
-    scheduler = sync_engine.start_scheduler(scheduled)
+    scheduler = sync_scheduler.start_scheduler(scheduled)
     db_call(scheduled, lambda: make_employee("Scheduled Push"))
     for _ in range(3):
-        sync_engine.request_push(scheduled)
+        sync_scheduler.request_push(scheduled)
     assert [j.id for j in scheduler.get_jobs()].count("vendor-push-soon") == 1
     wait_for(lambda: len(sandbox.objects("employees")) == 1, timeout=10)
     wait_for(lambda: rows(scheduled, "employees")[0]["sync_status"] == "synced")
 
 
 def test_scheduler_does_not_start_when_sync_is_off_or_under_testing(app):
-    import sync_engine
+    import sync_scheduler
 
     app.config["SCHEDULER_ENABLED"] = True
-    assert sync_engine.start_scheduler(app) is None  # TESTING
+    assert sync_scheduler.start_scheduler(app) is None  # TESTING
     app.testing = False
     app.config["SYNC_ENABLED"] = False
     try:
-        assert sync_engine.start_scheduler(app) is None
-        sync_engine.request_push(app)  # does nothing with sync off
-        assert sync_engine.next_run_at(app) is None
+        assert sync_scheduler.start_scheduler(app) is None
+        sync_scheduler.request_push(app)  # does nothing with sync off
+        assert sync_scheduler.next_run_at(app) is None
     finally:
         app.testing = True
 
@@ -70,22 +72,21 @@ def test_scheduler_does_not_start_when_sync_is_off_or_under_testing(app):
 def test_ticks_are_the_same_wall_clock_intervals_everywhere():
     from datetime import datetime, timezone
 
-    import sync_engine
-
     moment = datetime(2026, 12, 4, 17, 7, 59, 999999, tzinfo=timezone.utc)
-    assert sync_engine.current_tick(15, moment) == datetime(2026, 12, 4, 17, 0, tzinfo=timezone.utc)
-    assert sync_engine.current_tick(0.05, moment) == datetime(2026, 12, 4, 17, 7, 57,
-                                                              tzinfo=timezone.utc)
+    assert sync_scheduler.current_tick(15, moment) == datetime(2026, 12, 4, 17, 0,
+                                                               tzinfo=timezone.utc)
+    assert sync_scheduler.current_tick(0.05, moment) == datetime(2026, 12, 4, 17, 7, 57,
+                                                                 tzinfo=timezone.utc)
     boundary = datetime(2026, 12, 4, 17, 15, tzinfo=timezone.utc)
-    assert sync_engine.current_tick(15, boundary) == boundary
+    assert sync_scheduler.current_tick(15, boundary) == boundary
 
 
 def test_a_tick_taken_by_another_process_records_nothing(app, sandbox):
     """Two processes' interval jobs fire for one tick: the second finds it taken, no row."""
     import sync_engine
-    from app import SyncRun, db
+    from models import SyncRun, db
 
-    tick = sync_engine.current_tick(15)
+    tick = sync_scheduler.current_tick(15)
     with app.app_context():
         first = sync_engine.run_sync(app, trigger="schedule", tick_at=tick)
         assert first.status == "succeeded" and first.tick_at == tick
@@ -98,9 +99,9 @@ def test_a_tick_taken_by_another_process_records_nothing(app, sandbox):
 def test_a_tick_claimed_in_a_race_records_one_run(app, sandbox, monkeypatch):
     """Past the early check (both saw the tick free): the unique tick_at keeps one run."""
     import sync_engine
-    from app import SyncRun, db
+    from models import SyncRun, db
 
-    tick = sync_engine.current_tick(15)
+    tick = sync_scheduler.current_tick(15)
     with app.app_context():
         sync_engine.run_sync(app, trigger="schedule", tick_at=tick)
         monkeypatch.setattr(sync_engine, "_tick_taken", lambda tick_at: False)
@@ -115,7 +116,7 @@ def test_an_interval_run_waits_within_its_tick_for_a_run_in_progress(app, sandbo
     import threading
 
     import sync_engine
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     tries = []
     real = sync_engine.acquire_lease
@@ -123,7 +124,7 @@ def test_an_interval_run_waits_within_its_tick_for_a_run_in_progress(app, sandbo
                         lambda *args, **kwargs: tries.append(1) or real(*args, **kwargs))
     with app.app_context():
         assert real("manual-run-elsewhere", 600)
-    job = threading.Thread(target=sync_engine._scheduled_run, args=(app,))
+    job = threading.Thread(target=app.extensions["sync_scheduler"]._scheduled_run)
     job.start()
     wait_for(lambda: len(tries) >= 2, message="the interval job to try twice")
     with app.app_context():
@@ -132,8 +133,8 @@ def test_an_interval_run_waits_within_its_tick_for_a_run_in_progress(app, sandbo
     with app.app_context():
         [recorded] = db.session.scalars(db.select(SyncRun)).all()
         assert recorded.trigger == "schedule" and recorded.status == "succeeded"
-        assert recorded.tick_at == sync_engine.current_tick(app.config["SYNC_INTERVAL_MINUTES"],
-                                                            recorded.started_at)
+        assert recorded.tick_at == sync_scheduler.current_tick(
+            app.config["SYNC_INTERVAL_MINUTES"], recorded.started_at)
 
 
 def test_history_older_than_the_setting_is_pruned(app):
@@ -141,7 +142,7 @@ def test_history_older_than_the_setting_is_pruned(app):
     from datetime import datetime, timedelta, timezone
 
     import sync_engine
-    from app import SyncRun, WebhookMessage, db
+    from models import SyncRun, WebhookMessage, db
 
     now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
     old, recent = now - timedelta(days=31), now - timedelta(days=29)
