@@ -1255,7 +1255,7 @@ def sync_next_run_at() -> Optional[datetime]:
 
 def sync_overview() -> dict:
     """Everything the dashboard's sync section shows, from the database only."""
-    last_run, counts = sync_engine.last_run(), sync_engine.status_counts()
+    last_run, counts = sync_engine.last_run_shown(), sync_engine.status_counts()
     return {
         "enabled": bool(current_app.config.get("SYNC_ENABLED")),
         "policy": current_app.config.get("SYNC_CONFLICT_POLICY"),

@@ -80,7 +80,8 @@ class Config:
     # Days of webhook records and finished runs kept (pruned after each interval run).
     SYNC_HISTORY_DAYS = config("SYNC_HISTORY_DAYS", default=30.0, cast=float)
     # The database lease that lets one run at a time across processes: a run renews it
-    # while it works; a crashed holder's lease is taken over once it expires.
+    # while it works; a crashed holder's lease is taken over once it expires (at once
+    # by a process on the holder's host that finds the holder's pid gone).
     SYNC_LEASE_TTL_SECONDS = config("SYNC_LEASE_TTL_SECONDS", default=120.0, cast=float)
     # The deletion guard: a full listing (after a 410, or a full resync) that would delete
     # more than this share of one resource's linked local records, and at least

@@ -360,6 +360,9 @@ class SyncRun(db.Model):
     # deletions held by SYNC_DELETE_GUARD, and breaks of the sync invariant repaired
     held: Mapped[int] = mapped_column(Integer, default=0)
     repaired: Mapped[int] = mapped_column(Integer, default=0)
+    # An interval run's tick (the interval's start): unique, so that one tick records
+    # one run however many processes serve the app; NULL for every other trigger.
+    tick_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, unique=True, index=True)
 
     def to_dict(self) -> dict:
         return {
@@ -392,6 +395,10 @@ class SyncLease(db.Model):
     owner: Mapped[Optional[str]] = mapped_column(String(128))
     run_id: Mapped[Optional[int]] = mapped_column(Integer)
     expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # Where the holder runs: a process on the same host that finds the holder's pid
+    # gone takes the lease at once instead of waiting for it to expire.
+    holder_host: Mapped[Optional[str]] = mapped_column(String(255))
+    holder_pid: Mapped[Optional[int]] = mapped_column(Integer)
 
 
 class WebhookMessage(db.Model):

@@ -97,6 +97,7 @@ RESOURCES = ("employees", "events", "schedules")
 SINGULAR = {"employees": "employee", "events": "event", "schedules": "schedule"}
 PLURAL = {v: k for k, v in SINGULAR.items()}
 DIRECTIONS = ("both", "push", "pull")
+MANUAL_TRIGGERS = ("manual", "cli")  # a person asked: what waits out a backoff goes now
 ACTIONS = ("created", "updated", "deleted")
 FIELDS = {
     "employees": ("name", "email", "active"),
@@ -142,8 +143,18 @@ class SyncStopped(SyncError):
     """The process is shutting down (`shutdown_scheduler`): the run stopped at a safe point."""
 
 
-# Set by stop_runs() (sync_scheduler.shutdown_scheduler): runs stop at their next checkpoint (after a committed
-# page or a pushed record), record why, and give the lease back.
+class TickTaken(SyncError):
+    """Another process already recorded the run of this interval tick: nothing to do."""
+
+
+class VendorUnavailable(SyncError):
+    """A request failed after the client's retries and the vendor's health check fails too:
+    the run stops there (partial) instead of spending the same retries on everything left."""
+
+
+# Set by stop_runs() (sync_scheduler.shutdown_scheduler): runs stop at their next
+# checkpoint (after a committed page or a pushed record), record why, and give the
+# lease back.
 _stopping = threading.Event()
 
 
@@ -177,11 +188,14 @@ def is_enabled(app) -> bool:
     return bool(app.config["SYNC_ENABLED"])
 
 
-def make_client(app) -> VendorClient:
-    """The vendor client for this app's EXTERNAL_API_* settings; SyncDisabled without a vendor."""
+def make_client(app, max_retries: Optional[int] = None) -> VendorClient:
+    """The vendor client for this app's EXTERNAL_API_* settings; SyncDisabled without a vendor.
+    `max_retries` overrides EXTERNAL_API_MAX_RETRIES (0: one attempt, for a health probe)."""
     if not app.config["EXTERNAL_API_BASE_URL"] or not app.config["EXTERNAL_API_KEY"]:
         raise SyncDisabled("EXTERNAL_API_BASE_URL and EXTERNAL_API_KEY must be set to sync")
-    return VendorClient.from_config(app.config)
+    if max_retries is None:
+        return VendorClient.from_config(app.config)
+    return VendorClient.from_config({**app.config, "EXTERNAL_API_MAX_RETRIES": max_retries})
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:
@@ -294,15 +308,75 @@ def new_owner() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
+def _read_first_line(path: str) -> str:
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.readline().strip()
+    except OSError:
+        return ""
+
+
+def _host_identity() -> str:
+    """This host as the lease records it: its name, plus on Linux the boot id and the PID
+    namespace, so two containers that share a name but not a process table never judge
+    each other's pids."""
+    parts = [socket.gethostname()[:100], _read_first_line("/proc/sys/kernel/random/boot_id")]
+    try:
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        pass
+    return " ".join(p for p in parts if p)[:255]
+
+
+HOST_IDENTITY = _host_identity()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (signal 0 sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, as another user's process
+        return True
+    return True
+
+
+def _dead_local_holder(now: datetime) -> Optional[str]:
+    """The owner of a live lease whose holder ran on this host and is gone, else None."""
+    held = db.session.execute(
+        select(SyncLease.owner, SyncLease.holder_host, SyncLease.holder_pid)
+        .where(SyncLease.name == LEASE_NAME, SyncLease.owner.is_not(None),
+               SyncLease.expires_at >= now)).first()
+    db.session.rollback()
+    if held is None or held.holder_host != HOST_IDENTITY or not held.holder_pid:
+        return None
+    if held.holder_pid == os.getpid() or pid_alive(held.holder_pid):
+        return None
+    return held.owner
+
+
 def acquire_lease(owner: str, ttl: float, run_id: Optional[int] = None) -> bool:
-    """Take the lease with one conditional UPDATE (inserting the row the first time)."""
+    """Take the lease with one conditional UPDATE (inserting the row the first time).
+
+    Free means: nobody holds it, its holder let it expire, or its holder ran on this
+    host and that process is gone (taken at once; a holder on another host is only
+    ever taken over once its lease expires).
+    """
     now = utcnow()
-    values = {"owner": owner, "expires_at": now + timedelta(seconds=ttl), "run_id": run_id}
-    stmt = (update(SyncLease).where(SyncLease.name == LEASE_NAME,
-                                or_(SyncLease.owner.is_(None), SyncLease.expires_at < now))
+    values = {"owner": owner, "expires_at": now + timedelta(seconds=ttl), "run_id": run_id,
+              "holder_host": HOST_IDENTITY, "holder_pid": os.getpid()}
+    free = or_(SyncLease.owner.is_(None), SyncLease.expires_at < now)
+    dead = _dead_local_holder(now)
+    if dead is not None:
+        free = or_(free, SyncLease.owner == dead)  # still that dead holder's, or no takeover
+    stmt = (update(SyncLease).where(SyncLease.name == LEASE_NAME, free)
             .values(**values).execution_options(synchronize_session=False))
     if db.session.execute(stmt).rowcount == 1:
         db.session.commit()
+        if dead is not None:
+            log.warning("took over the sync lease of %s: that process on this host is gone",
+                        dead)
         return True
     db.session.rollback()
     if db.session.get(SyncLease, LEASE_NAME) is not None:
@@ -332,7 +406,7 @@ def renew_lease(owner: str, ttl: float, run_id: Optional[int] = None) -> None:
 def release_lease(owner: str) -> None:
     """Give the lease back (only if still ours)."""
     stmt = (update(SyncLease).where(SyncLease.name == LEASE_NAME, SyncLease.owner == owner)
-            .values(owner=None, expires_at=None, run_id=None)
+            .values(owner=None, expires_at=None, run_id=None, holder_host=None, holder_pid=None)
             .execution_options(synchronize_session=False))
     db.session.execute(stmt)
     db.session.commit()
@@ -399,6 +473,8 @@ class RunContext:
     last_renew: float = 0.0
     # a push batch's successful writes, stored together at the end of the batch
     results: Optional[list] = None
+    # a manual or CLI run sends what waits out a backoff at once
+    ignore_backoff: bool = False
 
     def checkpoint(self, force: bool = False) -> None:
         """Renew the lease (at most every few seconds) and publish the counters."""
@@ -441,10 +517,14 @@ def check_request(resources: Optional[Iterable[str]], direction: str) -> list[st
 
 
 def start_run(app, trigger: str = "manual", resources=None, direction: str = "both",
-              full: bool = False, wait: bool = False):
+              full: bool = False, wait: bool = False, tick_at: Optional[datetime] = None):
     """Take the lease, record a running SyncRun and run it (inline, or in a thread).
 
-    Raises SyncDisabled, SyncInProgress(run_id) or ValueError (bad request).
+    `tick_at` (interval runs): the tick this run is for; the run's row claims it (a
+    unique column), so a tick another process took records nothing here (TickTaken).
+    A manual or CLI run sends what waits out a backoff at once.
+
+    Raises SyncDisabled, SyncInProgress(run_id), TickTaken or ValueError (bad request).
     Returns the SyncRun (finished when `wait`, else still running).
     """
     if not is_enabled(app):
@@ -453,29 +533,45 @@ def start_run(app, trigger: str = "manual", resources=None, direction: str = "bo
     with _context(app):
         conf = settings(app)
         owner = new_owner()
+        if tick_at is not None and _tick_taken(tick_at):
+            raise TickTaken(f"the run of tick {format_timestamp(tick_at)} is recorded already")
         if not acquire_lease(owner, conf["lease_ttl"]):
             raise SyncInProgress(lease_holder_run_id())
         try:
             _close_abandoned_runs()
             run = SyncRun(status="running", trigger=trigger, direction=direction,
-                            resources=chosen, started_at=utcnow(), errors=[])
+                          resources=chosen, started_at=utcnow(), errors=[], tick_at=tick_at)
             db.session.add(run)
             db.session.flush()  # its id; renew_lease commits the run with the lease's run_id
             run_id = run.id
             renew_lease(owner, conf["lease_ttl"], run_id)
+        except IntegrityError:
+            db.session.rollback()
+            release_lease(owner)
+            if tick_at is None:
+                raise
+            raise TickTaken(f"the run of tick {format_timestamp(tick_at)} is recorded already")
         except Exception:
             db.session.rollback()
             release_lease(owner)
             raise
+        run_id = run.id
+        job = (app, run_id, owner, chosen, direction, full, trigger in MANUAL_TRIGGERS)
         if wait:
-            _execute(app, run_id, owner, chosen, direction, full)
+            _execute(*job)
             db.session.expire_all()
             return db.session.get(SyncRun, run_id)
     thread = threading.Thread(target=_execute_in_context, name=f"sync-run-{run_id}", daemon=True,
-                              args=(app, run_id, owner, chosen, direction, full))
+                              args=job)
     thread.start()
     with _context(app):
         return db.session.get(SyncRun, run_id)
+
+
+def _tick_taken(tick_at: datetime) -> bool:
+    taken = db.session.scalar(select(SyncRun.id).where(SyncRun.tick_at == tick_at)) is not None
+    db.session.rollback()
+    return taken
 
 
 def _close_abandoned_runs() -> None:
@@ -486,33 +582,35 @@ def _close_abandoned_runs() -> None:
         update(SyncRun).where(SyncRun.status == "running")
         .values(status="failed", finished_at=utcnow(),
                 message="abandoned: its process stopped before the run finished "
-                        "(its lease expired and another run took over)")
+                        "(its lease expired, or its process on this host was gone, "
+                        "and another run took over)")
         .execution_options(synchronize_session=False))
 
 
 def run_sync(app, trigger: str = "manual", resources=None, direction: str = "both",
-             full: bool = False):
+             full: bool = False, tick_at: Optional[datetime] = None):
     """Run one sync now, inline, and return its finished SyncRun (the one entry point)."""
     return start_run(app, trigger=trigger, resources=resources, direction=direction,
-                     full=full, wait=True)
+                     full=full, wait=True, tick_at=tick_at)
 
 
-def _execute_in_context(app, run_id, owner, resources, direction, full) -> None:
+def _execute_in_context(app, run_id, owner, resources, direction, full,
+                        ignore_backoff) -> None:
     with app.app_context():
-        _execute(app, run_id, owner, resources, direction, full)
+        _execute(app, run_id, owner, resources, direction, full, ignore_backoff)
         db.session.remove()
 
 
 def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
-             full: bool) -> None:
+             full: bool, ignore_backoff: bool = False) -> None:
     """Pull, then push, resource by resource; record how it ended; release the lease."""
     stats = RunStats(run_id=run_id)
     status, message, client = "failed", None, None
     started = time.monotonic()
     try:
         client = make_client(app)
-        # start_run has just renewed the lease: the first checkpoints need not
-        ctx = RunContext(app, client, owner, stats, settings(app), last_renew=time.monotonic())
+        ctx = RunContext(app, client, owner, stats, settings(app), last_renew=time.monotonic(),
+                         ignore_backoff=ignore_backoff)
         if direction in ("both", "pull"):
             _start_listings(ctx, resources, full)
             for resource in resources:
@@ -526,6 +624,8 @@ def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
         message = ("the vendor refused the API key (401): check EXTERNAL_API_KEY; "
                    f"vendor said: {exc.message}")
         stats.error("*", None, message)
+    except VendorUnavailable as exc:
+        status, message = "partial", str(exc)
     except (LeaseLost, SyncStopped) as exc:
         message = str(exc)
     except SyncDisabled as exc:
@@ -1105,6 +1205,7 @@ def pull_resource(ctx: RunContext, resource: str, full: bool = False) -> None:
             db.session.rollback()
             ctx.stats.deferred += 1
             ctx.stats.error(resource, None, f"pull stopped, will resume next run: {exc}")
+            _stop_if_vendor_down(ctx, exc, f"pulling {resource}")
             return
         except VendorError as exc:
             if isinstance(exc, AuthError):
@@ -1346,10 +1447,11 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
     last_id = 0
     while True:
         now = utcnow()
-        query = (select(model.id).where(
-            model.sync_status == "pending", model.id > last_id,
-            or_(model.next_attempt_at.is_(None), model.next_attempt_at <= now))
-            .order_by(model.id).limit(ctx.conf["batch_size"]))
+        query = (select(model.id).where(model.sync_status == "pending", model.id > last_id)
+                 .order_by(model.id).limit(ctx.conf["batch_size"]))
+        if not ctx.ignore_backoff:
+            query = query.where(or_(model.next_attempt_at.is_(None),
+                                    model.next_attempt_at <= now))
         query = query.where(model.deleted_at.is_not(None) if phase == "delete"
                             else model.deleted_at.is_(None))
         ids = list(db.session.scalars(query))
@@ -1492,6 +1594,7 @@ def _push_one(ctx, resource, model, row_id, phase) -> None:
     except (TransientError, RateLimited) as exc:
         db.session.rollback()
         _transient(ctx, resource, model, row_id, exc)
+        _stop_if_vendor_down(ctx, exc, f"pushing {SINGULAR[resource]} #{row_id}")
     except VendorError as exc:
         db.session.rollback()
         _permanent(ctx, resource, model, row_id, exc)
@@ -1502,6 +1605,31 @@ def _push_one(ctx, resource, model, row_id, phase) -> None:
         log.exception("push of %s #%s failed", resource, row_id)
         db.session.rollback()
         _transient(ctx, resource, model, row_id, exc)
+
+
+# TransientErrors the engine raises itself about one record (not the vendor being down)
+RECORD_WAITS = ("waiting", "in_use")
+
+
+def _stop_if_vendor_down(ctx, exc: VendorError, doing: str) -> None:
+    """After a request failed for good (the client's retries spent): if the vendor's health
+    check fails too (one request, no retries), raise VendorUnavailable so the run ends
+    there, partial, instead of spending the same retries on every resource and record
+    left (a minute and more in an outage).  What is left is sent by the next run."""
+    if isinstance(exc, TransientError) and exc.code in RECORD_WAITS:
+        return
+    if not isinstance(exc, RateLimited):
+        try:
+            with make_client(ctx.app, max_retries=0) as probe:
+                probe.health()
+            return  # the vendor answers: this failure was about this request only
+        except AuthError:
+            return
+        except VendorError:
+            pass
+    raise VendorUnavailable(f"the vendor is unavailable (while {doing}: {exc}); the run "
+                            "stopped after the client's retries, and what is left waits for "
+                            "the next run")
 
 
 def _transient(ctx, resource, model, row_id, exc) -> None:
@@ -2320,6 +2448,11 @@ def stop_runs() -> None:
     _stopping.set()
 
 
+def wait_stopping(timeout: float) -> bool:
+    """Wait up to `timeout` seconds for a process shutdown (stop_runs); True once stopping."""
+    return _stopping.wait(timeout)
+
+
 def allow_runs() -> None:
     """A scheduler starts in this process: runs may go on again."""
     _stopping.clear()
@@ -2366,14 +2499,26 @@ def status_counts() -> dict:
 
 
 def last_run():
-    """The newest run (running or finished), or None."""
+    """The newest run, whatever it did (health goes by it)."""
     return db.session.scalar(select(SyncRun).order_by(SyncRun.id.desc()).limit(1))
+
+
+def last_run_shown() -> Optional[SyncRun]:
+    """The "last run" people see (dashboard, /api/sync/status): the newest run that did
+    something, is running, or did not succeed.  A run that succeeded with nothing to do
+    never hides an earlier partial or failed one, so that one stays shown until a later
+    run succeeds with work.  With no such run, the newest run (or None)."""
+    newest = (SyncRun.started_at.desc(), SyncRun.id.desc())
+    work = SyncRun.pushed + SyncRun.pulled + SyncRun.failed + SyncRun.conflicts
+    shown = db.session.scalar(select(SyncRun).where(or_(SyncRun.status != "succeeded", work > 0))
+                              .order_by(*newest).limit(1))
+    return shown or db.session.scalar(select(SyncRun).order_by(*newest).limit(1))
 
 
 def sync_status(app) -> dict:
     """The /api/sync/status answer."""
     with _context(app):
-        run = last_run()
+        run = last_run_shown()
         running = _lease_held()
         nxt = next_run_at(app)
         return {"enabled": is_enabled(app), "running": running,

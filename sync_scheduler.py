@@ -25,6 +25,8 @@ from models import db, utcnow
 log = logging.getLogger("sync_engine")
 
 JOB_ID = "vendor-sync"
+FIRST_JOB_ID = "vendor-sync-first"  # the one run SYNC_FIRST_RUN_DELAY_SECONDS after start
+TICK_ORIGIN = datetime(1970, 1, 1, tzinfo=timezone.utc)  # interval ticks count from here
 EXTENSION = "sync_scheduler"
 
 # The schedulers running in this process, for shutdown_scheduler().
@@ -94,15 +96,28 @@ class SyncScheduler:
                 db.session.remove()
 
     def _scheduled_run(self) -> None:
-        try:
-            self._in_context(sync_engine.run_sync, trigger="schedule")
-            self._in_context(sync_engine.prune_history)
-        except sync_engine.SyncInProgress:
-            log.info("scheduled sync skipped: another run is in progress")
-        except sync_engine.SyncDisabled:
-            pass
-        except Exception:  # noqa: BLE001
-            log.exception("scheduled sync failed")
+        """The interval job: this tick's run, unless another process recorded it.  While
+        another run (manual, after a change) holds the lease, it tries again within the tick."""
+        conf = sync_engine.settings(self.app)
+        tick = current_tick(conf["interval"])
+        while True:
+            try:
+                self._in_context(sync_engine.run_sync, trigger="schedule", tick_at=tick)
+                self._in_context(sync_engine.prune_history)
+                return
+            except sync_engine.TickTaken:
+                log.debug("interval run skipped: another process recorded tick %s", tick)
+                return
+            except sync_engine.SyncInProgress:
+                if (sync_engine.wait_stopping(conf["busy_retry"])
+                        or current_tick(conf["interval"]) != tick):
+                    log.info("scheduled sync skipped: another run was in progress all the tick")
+                    return
+            except sync_engine.SyncDisabled:
+                return
+            except Exception:  # noqa: BLE001
+                log.exception("scheduled sync failed")
+                return
 
     def start(self):
         """The interval job ("vendor-sync"); None when it should not run in this process."""
@@ -120,9 +135,14 @@ class SyncScheduler:
 
         sync_engine.allow_runs()
         scheduler = BackgroundScheduler(timezone=timezone.utc)
-        scheduler.add_job(self._scheduled_run, "interval", minutes=conf["interval"], id=JOB_ID,
-                          max_instances=1, coalesce=True, replace_existing=True,
-                          next_run_time=utcnow() + timedelta(seconds=conf["first_run_delay"]))
+        # Every process fires on the same wall-clock ticks (multiples of the interval since
+        # TICK_ORIGIN); the first to record a tick's run takes it (sync_engine.start_run).
+        # A fire that comes late (a busy process) still runs: its tick is the one it finds.
+        scheduler.add_job(self._scheduled_run, "interval", seconds=conf["interval"] * 60,
+                          id=JOB_ID, start_date=TICK_ORIGIN, max_instances=1, coalesce=True,
+                          replace_existing=True, misfire_grace_time=None)
+        scheduler.add_job(self._scheduled_run, "date", id=FIRST_JOB_ID, misfire_grace_time=None,
+                          run_date=utcnow() + timedelta(seconds=conf["first_run_delay"]))
         scheduler.start()
         self.scheduler = scheduler
         with _running_lock:
@@ -139,11 +159,20 @@ class SyncScheduler:
             scheduler.shutdown(wait=wait)
 
     def next_run_at(self) -> Optional[datetime]:
-        """When the interval job runs next (None without a running scheduler)."""
+        """When the interval job (or the first run) runs next (None without a scheduler)."""
         if not self.running:
             return None
-        job = self.scheduler.get_job(JOB_ID)
-        return job.next_run_time if job is not None else None
+        times = [job.next_run_time for job in self.scheduler.get_jobs()
+                 if job.id in (JOB_ID, FIRST_JOB_ID) and job.next_run_time is not None]
+        return min(times, default=None)
+
+
+def current_tick(interval_minutes: float, now: Optional[datetime] = None) -> datetime:
+    """The start of the interval tick `now` falls in: a multiple of the interval since
+    TICK_ORIGIN, the same in every process (exact integer microseconds)."""
+    step = max(1, round(interval_minutes * 60_000_000))
+    elapsed = ((now or utcnow()) - TICK_ORIGIN) // timedelta(microseconds=1)
+    return TICK_ORIGIN + timedelta(microseconds=elapsed // step * step)
 
 
 def _is_cli_command_other_than_run() -> bool:

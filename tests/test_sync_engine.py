@@ -421,8 +421,72 @@ def test_transient_errors_back_off_and_keep_the_key(app, sandbox):
         seconds=20)
     sandbox.clear_faults()
     requests = sandbox.stats()["requests"]
-    run(app, direction="push")  # not due yet: nothing sent
+    run(app, direction="push", trigger="schedule")  # not due yet: an interval run sends nothing
     assert sandbox.stats()["requests"] == requests
+    assert one(app, "employees", id=emp)["sync_status"] == "pending"
+    result = run(app, direction="push")  # a manual run sends it at once
+    assert result["status"] == "succeeded" and result["pushed"] == 1
+    assert one(app, "employees", id=emp)["sync_status"] == "synced"
+    assert [o["name"] for o in sandbox.objects("employees")] == ["Retry Rita"]
+
+
+def test_manual_sync_in_an_outage_stops_after_one_request_then_sends_the_backlog(
+        app, client, sandbox, admin_headers):
+    """A waited "Sync now" during an outage gives up after one request's retries (not one
+    per resource and record), partial with the reason; after it, the next manual run sends
+    what waits out its backoff at once."""
+    emp, evt, sched = local_graph(app)
+    app.config.update(SYNC_BACKOFF_BASE_SECONDS=60, SYNC_BACKOFF_MAX_SECONDS=3600)
+    sandbox.set_faults(error_rate=1.0, retry_after_rate=0.0)  # every attempt is retried
+    answer = client.post("/api/sync/trigger", json={"wait": True}, headers=admin_headers)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    outage = answer.get_json()["run"]
+    assert outage["status"] == "partial"
+    assert "vendor is unavailable" in outage["message"] and "pulling employees" in outage["message"]
+    assert [e["resource"] for e in outage["errors"]] == ["employees"]
+    retries = app.config["EXTERNAL_API_MAX_RETRIES"]
+    assert sandbox.stats()["requests"] == (retries + 1) + 1, outage  # one listing's attempts, one probe
+    status = client.get("/api/sync/status", headers=admin_headers).get_json()
+    assert status["last_run"]["id"] == outage["id"]
+
+    # Vendor back, records backed off by an outage push (interval runs would wait 60 s):
+    sandbox.clear_faults()
+    run(app, direction="pull")
+    sandbox.set_faults(error_rate=1.0)
+    assert run(app, direction="push", trigger="schedule")["status"] == "partial"
+    assert db_call(app, lambda: _next_attempt(emp)) > datetime.now(timezone.utc) + timedelta(
+        seconds=20)
+    sandbox.clear_faults()
+    run(app, trigger="schedule")
+    assert one(app, "employees", id=emp)["sync_status"] == "pending"  # still backing off
+    answer = client.post("/api/sync/trigger", json={"wait": True}, headers=admin_headers)
+    after = answer.get_json()["run"]
+    assert after["status"] == "succeeded" and after["pushed"] >= 1, after
+    assert all(one(app, r, id=i)["sync_status"] == "synced"
+               for r, i in (("employees", emp), ("events", evt), ("schedules", sched)))
+
+
+def test_a_record_the_vendor_fails_on_does_not_stop_the_run(app, sandbox, monkeypatch):
+    """A 5xx about one record while the vendor's health check answers: that record backs
+    off, the others are still sent in the same run."""
+    import sync_engine
+    from api_service import TransientError
+
+    first = local(app, make_employee, "Poison Pete")
+    second = local(app, make_employee, "Healthy Hana")
+    real = sync_engine._push_upsert
+
+    def push(ctx, resource, model, row):
+        if row.id == first:
+            raise TransientError("vendor bug on this record", status=500, code="internal_error")
+        return real(ctx, resource, model, row)
+
+    monkeypatch.setattr(sync_engine, "_push_upsert", push)
+    result = run(app, direction="push")
+    assert result["status"] == "partial" and result["pushed"] == 1
+    assert "unavailable" not in (result["message"] or "")
+    assert one(app, "employees", id=first)["sync_status"] == "pending"
+    assert one(app, "employees", id=second)["sync_status"] == "synced"
 
 
 def _next_attempt(emp_id):

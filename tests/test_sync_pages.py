@@ -146,6 +146,43 @@ def test_dashboard_section_shows_counts_and_last_run(app, client, auth):
     assert "Sync off" in html  # SYNC_ENABLED is false under testing
 
 
+def test_last_run_keeps_a_partial_run_until_a_run_succeeds_with_work(app, client, auth):
+    """Zero-work interval runs after a partial one never hide it (page and status API)."""
+    from app import SyncRun, db
+
+    def add(status, minute, **counts):
+        with app.app_context():
+            run = SyncRun(status=status, trigger="schedule", started_at=utc(2026, 11, 25, 14, minute),
+                          finished_at=utc(2026, 11, 25, 14, minute), **counts)
+            if status == "partial":
+                run.message = "the vendor is unavailable"
+            db.session.add(run)
+            db.session.commit()
+            return run.id
+
+    def shown():
+        auth.login()
+        html = html_of(client.get("/"))
+        status = client.get("/api/sync/status").get_json()["last_run"]
+        number = re.search(r"Last run: .*?Run #(\d+)", html, re.S)
+        return int(number.group(1)), status["id"]
+
+    first = add("succeeded", 0)
+    assert shown() == (first, first)  # nothing did work yet: the newest run
+    partial = add("partial", 1, pushed=2, failed=1)
+    add("succeeded", 2)
+    add("succeeded", 3)
+    assert shown() == (partial, partial)
+    auth.login()
+    assert "the vendor is unavailable" in html_of(client.get("/"))
+    failed = add("failed", 4)
+    add("succeeded", 5)
+    assert shown() == (failed, failed)  # a later failure shows instead
+    worked = add("succeeded", 6, pulled=3)
+    add("succeeded", 7)
+    assert shown() == (worked, worked)
+
+
 @pytest.mark.parametrize("app_overrides", [{"APP_TIMEZONE": "America/Chicago"}])
 def test_times_are_shown_in_app_timezone(app, client, auth):
     from models import SyncRun, db

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+import sync_scheduler
 from tests.factories import make_employee
 from tests.helpers import db_call, rows, wait_for
 
@@ -26,9 +27,14 @@ def test_scheduler_has_one_interval_job_and_a_next_run(scheduled, client, admin_
     scheduler = sync_scheduler.start_scheduler(scheduled)
     assert scheduler is not None and scheduler.running
     assert sync_scheduler.start_scheduler(scheduled) is scheduler  # never twice
-    [job] = scheduler.get_jobs()
-    assert job.id == "vendor-sync" and job.max_instances == 1 and job.coalesce
-    assert sync_scheduler.next_run_at(scheduled) is not None
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert set(jobs) == {"vendor-sync", "vendor-sync-first"}
+    job = jobs["vendor-sync"]
+    assert job.max_instances == 1 and job.coalesce
+    # every process fires on the same wall-clock ticks: multiples of the interval (15 min)
+    assert job.next_run_time.minute % 15 == 0 and job.next_run_time.second == 0
+    first = jobs["vendor-sync-first"].next_run_time  # SYNC_FIRST_RUN_DELAY_SECONDS after start
+    assert sync_scheduler.next_run_at(scheduled) == min(first, job.next_run_time)
     health = client.get("/api/sync/health", headers=admin_headers).get_json()
     assert health["scheduler"]["running"] is True and health["scheduler"]["next_run_at"]
     status = client.get("/api/sync/status", headers=admin_headers).get_json()
@@ -61,6 +67,74 @@ def test_scheduler_does_not_start_when_sync_is_off_or_under_testing(app):
         assert sync_scheduler.next_run_at(app) is None
     finally:
         app.testing = True
+
+
+def test_ticks_are_the_same_wall_clock_intervals_everywhere():
+    from datetime import datetime, timezone
+
+    moment = datetime(2026, 12, 4, 17, 7, 59, 999999, tzinfo=timezone.utc)
+    assert sync_scheduler.current_tick(15, moment) == datetime(2026, 12, 4, 17, 0,
+                                                               tzinfo=timezone.utc)
+    assert sync_scheduler.current_tick(0.05, moment) == datetime(2026, 12, 4, 17, 7, 57,
+                                                                 tzinfo=timezone.utc)
+    boundary = datetime(2026, 12, 4, 17, 15, tzinfo=timezone.utc)
+    assert sync_scheduler.current_tick(15, boundary) == boundary
+
+
+def test_a_tick_taken_by_another_process_records_nothing(app, sandbox):
+    """Two processes' interval jobs fire for one tick: the second finds it taken, no row."""
+    import sync_engine
+    from models import SyncRun, db
+
+    tick = sync_scheduler.current_tick(15)
+    with app.app_context():
+        first = sync_engine.run_sync(app, trigger="schedule", tick_at=tick)
+        assert first.status == "succeeded" and first.tick_at == tick
+        with pytest.raises(sync_engine.TickTaken):
+            sync_engine.run_sync(app, trigger="schedule", tick_at=tick)
+        assert db.session.scalar(db.select(db.func.count()).select_from(SyncRun)) == 1
+        assert sync_engine.lease_holder_run_id() is None  # the lease was not kept
+
+
+def test_a_tick_claimed_in_a_race_records_one_run(app, sandbox, monkeypatch):
+    """Past the early check (both saw the tick free): the unique tick_at keeps one run."""
+    import sync_engine
+    from models import SyncRun, db
+
+    tick = sync_scheduler.current_tick(15)
+    with app.app_context():
+        sync_engine.run_sync(app, trigger="schedule", tick_at=tick)
+        monkeypatch.setattr(sync_engine, "_tick_taken", lambda tick_at: False)
+        with pytest.raises(sync_engine.TickTaken):
+            sync_engine.run_sync(app, trigger="schedule", tick_at=tick)
+        assert [r.tick_at for r in db.session.scalars(db.select(SyncRun))] == [tick]
+        assert sync_engine.lease_holder_run_id() is None
+
+
+def test_an_interval_run_waits_within_its_tick_for_a_run_in_progress(app, sandbox, monkeypatch):
+    """A manual run holds the lease when the tick fires: the tick's run follows it."""
+    import threading
+
+    import sync_engine
+    from models import SyncRun, db
+
+    tries = []
+    real = sync_engine.acquire_lease
+    monkeypatch.setattr(sync_engine, "acquire_lease",
+                        lambda *args, **kwargs: tries.append(1) or real(*args, **kwargs))
+    with app.app_context():
+        assert real("manual-run-elsewhere", 600)
+    job = threading.Thread(target=app.extensions["sync_scheduler"]._scheduled_run)
+    job.start()
+    wait_for(lambda: len(tries) >= 2, message="the interval job to try twice")
+    with app.app_context():
+        sync_engine.release_lease("manual-run-elsewhere")
+    job.join(timeout=30)
+    with app.app_context():
+        [recorded] = db.session.scalars(db.select(SyncRun)).all()
+        assert recorded.trigger == "schedule" and recorded.status == "succeeded"
+        assert recorded.tick_at == sync_scheduler.current_tick(
+            app.config["SYNC_INTERVAL_MINUTES"], recorded.started_at)
 
 
 def test_history_older_than_the_setting_is_pruned(app):

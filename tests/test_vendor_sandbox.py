@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.helpers import API_KEY, assert_error
-from tests.vendor_sandbox import SandboxError, VendorSandbox, parse_ts
+from tests.vendor_sandbox import SandboxError, SandboxStateError, VendorSandbox, parse_ts
 
 KEY = API_KEY
 SECRET = "whsec_" + base64.b64encode(b"sandbox-test-secret-0123456789ab").decode()
@@ -901,3 +901,78 @@ def test_strict_webhooks_late_repeated_and_out_of_order(strict):
         strict.configure_webhooks(url=None)
         rec.server.shutdown()
         rec.server.server_close()
+
+
+# --------------------------------------------------------------------------
+# The state file (what `make run` uses to keep the vendor's data)
+# --------------------------------------------------------------------------
+
+
+def test_state_file_keeps_objects_tokens_and_keys_across_a_restart(tmp_path):
+    state = tmp_path / "instance" / "vendor_sandbox.json"
+    first = VendorSandbox(api_key=KEY, state_file=state)
+    assert not first.restored and not state.exists()  # nothing written before a change
+    first.start()
+    try:
+        seeded = first.seed_demo(employees=3, events=4, schedules=2)
+        emp = api(first, "POST", "/employees", json={"name": "Lena Reed"},
+                  headers={"Idempotency-Key": "create-lena"}).json()
+        gone = make_employee(first, name="Gone Soon")
+        first.vendor_delete("employees", gone["id"])
+        _, _, tokens = zip(*(list_all(first, r) for r in ("employees", "events", "schedules")))
+        before = {r: first.objects(r, include_deleted=True) for r in ("employees", "events",
+                                                                       "schedules")}
+    finally:
+        first.stop()
+    assert json.loads(state.read_text())["format"] == "vendor-sandbox-state/1"
+    assert [p.name for p in state.parent.iterdir()] == [state.name]  # no temporary file left
+
+    second = VendorSandbox(api_key=KEY, state_file=state).start()
+    try:
+        assert second.restored
+        assert second.counts() == {"employees": seeded["employees"] + 1,
+                                   "events": seeded["events"], "schedules": seeded["schedules"]}
+        assert {r: second.objects(r, include_deleted=True) for r in before} == before
+        # The sync tokens issued before the restart still work: nothing new yet.
+        for resource, token in zip(("employees", "events", "schedules"), tokens):
+            resp = api(second, "GET", f"/{resource}", params={"sync_token": token})
+            assert resp.status_code == 200 and resp.json()["data"] == [], resource
+        # ...and then show exactly the changes made after it.
+        changed = api(second, "PATCH", f"/employees/{emp['id']}", json={"name": "Lena R."}).json()
+        newer = api(second, "POST", "/employees", json={"name": "Omar Khan"}).json()
+        items, _, _ = list_all(second, "employees", sync_token=tokens[0])
+        assert items == [changed, newer]
+        assert newer["id"] not in {e["id"] for e in before["employees"]}
+        # An idempotency key used before the restart still replays its answer.
+        replay = api(second, "POST", "/employees", json={"name": "Lena Reed"},
+                     headers={"Idempotency-Key": "create-lena"})
+        assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+        assert replay.json()["id"] == emp["id"]
+        # expire_tokens survives a restart too (a vendor's restore from backup).
+        second.expire_sync_tokens()
+    finally:
+        second.stop()
+    third = VendorSandbox(api_key=KEY, state_file=state).start()
+    try:
+        assert_error(api(third, "GET", "/employees", params={"sync_token": tokens[0]}), 410,
+                     "sync_token_expired")
+        assert len(third.objects("employees")) == seeded["employees"] + 2
+    finally:
+        third.stop()
+
+
+def test_unreadable_state_file_is_refused_not_overwritten(tmp_path):
+    state = tmp_path / "vendor_sandbox.json"
+    state.write_text("{not json")
+    with pytest.raises(SandboxStateError, match="vendor_sandbox.json"):
+        VendorSandbox(api_key=KEY, state_file=state)
+    assert state.read_text() == "{not json"
+
+
+def test_without_a_state_file_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with VendorSandbox(api_key=KEY) as sandbox:
+        sandbox.seed_demo()
+        api(sandbox, "POST", "/employees", json={"name": "Lena Reed"})
+        sandbox.reset()
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,14 @@ injects faults reproducibly (errors, dropped connections, latency, 429s,
 Standalone::
 
     python tests/vendor_sandbox.py --port 5001 --api-key KEY \\
-        [--webhook-url URL --webhook-secret whsec_...] [--seed-demo] [--seed N]
+        [--webhook-url URL --webhook-secret whsec_...] [--seed-demo] [--seed N] \\
+        [--state-file instance/vendor_sandbox.json]
+
+With ``--state-file`` (``state_file=`` in Python) the data survives restarts:
+objects, tombstones, the change sequence, idempotency keys and the key that
+signs sync tokens are written to the file atomically after every change and
+read back at start, so clients' sync tokens stay valid. Without it (the
+default, and what tests use) everything lives in memory and nothing is written.
 
 From tests::
 
@@ -70,23 +77,28 @@ from __future__ import annotations
 import argparse
 import base64
 import bisect
+import contextlib
 import hashlib
 import heapq
 import hmac
 import itertools
 import json
 import math
+import os
 import random
 import re
 import secrets
+import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import requests
 from flask import Flask, Response, g, request
@@ -116,6 +128,7 @@ FAULT_STATUSES = (
 )
 SCRIPTED_FAULTS = ("500", "502", "503", "504", "drop", "apply_then_500", "apply_then_drop")
 _UNSET = object()
+STATE_FORMAT = "vendor-sandbox-state/1"
 
 
 class SandboxError(Exception):
@@ -132,6 +145,26 @@ class SandboxError(Exception):
         if self.details:
             error["details"] = self.details
         return {"error": error, **(self.extra or {})}
+
+
+class SandboxStateError(Exception):
+    """The state file exists but cannot be read back."""
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so readers see the old file or the new one, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 # --------------------------------------------------------------------------
@@ -358,6 +391,26 @@ class Collection:
         """The live object or its tombstone."""
         return self.live.get(oid) or self.tombstones[oid]
 
+    def dump(self) -> list:
+        """Every object as ``[created_seq or None, change_seq, object]`` (for the state file)."""
+        return [[self.created_seq.get(oid), seq, self.latest(oid)]
+                for seq, oid in self.by_change.items()]
+
+    def load(self, entries: list) -> None:
+        """Rebuild from ``dump()``: live objects, tombstones and both orders."""
+        for created, changed, rec in sorted(entries, key=lambda e: e[1]):
+            oid = rec["id"]
+            if created is None:
+                self.tombstones[oid] = rec
+            else:
+                self.live[oid] = rec
+                self.by_created[created] = oid
+                self.created_seq[oid] = created
+            self.changes.append(changed)
+            self.by_change[changed] = oid
+            self.change_seq[oid] = changed
+        self.order = sorted(self.by_created)
+
 
 class Store:
     """The vendor's data and business rules. Callers hold the sandbox lock."""
@@ -370,6 +423,26 @@ class Store:
         self.schedules_of_employee: dict[str, set[str]] = {}
         self.ref_nums: dict[int, str] = {}
         self.out = lambda rec: rec  # how an object goes on the wire (the sandbox sets it)
+
+    def dump(self) -> dict:
+        """The store as JSON-ready data: sequence, id generator and objects."""
+        version, internal, gauss = self.id_rng.getstate()
+        return {"seq": self.seq, "id_rng": [version, list(internal), gauss],
+                "collections": {name: c.dump() for name, c in self.collections.items()}}
+
+    @classmethod
+    def load(cls, data: dict) -> "Store":
+        """The store ``dump()`` described, with its indexes rebuilt."""
+        version, internal, gauss = data["id_rng"]
+        rng = random.Random()
+        rng.setstate((version, tuple(internal), gauss))
+        store = cls(rng, seq_start=data["seq"])
+        for name, entries in data["collections"].items():
+            coll = store.collections[name]
+            coll.load(entries)
+            for rec in coll.live.values():
+                store._index(name, rec)
+        return store
 
     # -- helpers ----------------------------------------------------------
 
@@ -573,8 +646,8 @@ class Store:
 class TokenCodec:
     """base64url(JSON) + "." + truncated HMAC, so forged tokens are detected."""
 
-    def __init__(self):
-        self.key = secrets.token_bytes(32)
+    def __init__(self, key: bytes | None = None):
+        self.key = key or secrets.token_bytes(32)
 
     def encode(self, payload: dict) -> str:
         """Sign and encode a payload."""
@@ -953,7 +1026,9 @@ class VendorSandbox:
     """The fake vendor: store, faults, webhooks and a threaded WSGI server."""
 
     def __init__(self, api_key="test-key", webhook_url=None, webhook_secret=None, seed=0,
-                 host="127.0.0.1", port=0, strict=False):
+                 host="127.0.0.1", port=0, strict=False, state_file=None):
+        """``state_file``: keep the data in this JSON file across restarts (off by default:
+        a sandbox started in-process by a test keeps everything in memory)."""
         self.api_key, self.seed, self.host, self.port = api_key, seed, host, port
         self._lock = threading.RLock()
         self._codec = TokenCodec()
@@ -966,7 +1041,13 @@ class VendorSandbox:
         self._open.set()
         self._server = self._thread = None
         self.app = create_app(self)
+        self.state_file = Path(state_file) if state_file else None
+        self._state_lock = threading.Lock()
+        self._state_version = self._state_written = 0
+        self.restored = False
         self._clear_state()
+        if self.state_file is not None and self.state_file.exists():
+            self._load_state()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -1030,7 +1111,50 @@ class VendorSandbox:
         with self._lock:
             self._clear_state()
             self._epoch += 1
+        self._persist()
         self.webhooks.reset()
+
+    # -- the state file (only with ``state_file``) ------------------------
+
+    def _load_state(self) -> None:
+        """Restore objects, ids, idempotency keys and token key from the state file."""
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+            if data.get("format") != STATE_FORMAT:
+                raise ValueError(f"format {data.get('format')!r} is not {STATE_FORMAT!r}")
+            store = Store.load(data["store"])
+            codec = TokenCodec(base64.b64decode(data["token_key"]))
+            idempotency = {key: tuple(entry) for key, entry in data["idempotency"].items()}
+            epoch = int(data["epoch"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise SandboxStateError(
+                f"cannot read the sandbox state file {self.state_file}: {exc}; "
+                "move it away to start with an empty sandbox") from None
+        with self._lock:
+            self.store, self._codec, self._epoch = store, codec, epoch
+            self._idempotency = idempotency
+            self.restored = True
+
+    def _persist(self) -> None:
+        """Write the state file, if any, before the change is answered.
+
+        The snapshot is taken under the sandbox lock; the file is written outside
+        it, newest snapshot wins, atomically (temporary file, fsync, os.replace).
+        """
+        if self.state_file is None:
+            return
+        with self._lock:
+            self._state_version += 1
+            version = self._state_version
+            text = json.dumps({
+                "format": STATE_FORMAT, "saved_at": format_ts(utcnow()),
+                "token_key": base64.b64encode(self._codec.key).decode(), "epoch": self._epoch,
+                "idempotency": {key: list(entry) for key, entry in self._idempotency.items()},
+                "store": self.store.dump()}, separators=(",", ":"))
+        with self._state_lock:
+            if version > self._state_written:
+                write_atomically(self.state_file, text)
+                self._state_written = version
 
     def _apply_faults(self, faults: Faults) -> None:
         self.faults_config = faults
@@ -1113,6 +1237,7 @@ class VendorSandbox:
         """Every sync token (and incremental page token) issued so far answers 410."""
         with self._lock:
             self._epoch += 1
+        self._persist()
 
     def configure_webhooks(self, url=_UNSET, secret=_UNSET, mode=_UNSET, delay_seconds=_UNSET,
                            retry_backoff=_UNSET, max_attempts=_UNSET, reorder_window=_UNSET,
@@ -1137,6 +1262,7 @@ class VendorSandbox:
         with self._lock:
             rec = self.store.create(resource, data)
             self._stats["vendor_creates"] += 1
+        self._persist()
         self.webhooks.emit(f"{RESOURCES[resource]}.created", rec)
         return dict(rec)
 
@@ -1147,6 +1273,7 @@ class VendorSandbox:
             rec, changed = self.store.update(resource, oid, data)
             self._stats["vendor_updates"] += changed
         if changed:
+            self._persist()
             self.webhooks.emit(f"{RESOURCES[resource]}.updated", rec)
         return dict(rec)
 
@@ -1156,6 +1283,7 @@ class VendorSandbox:
         with self._lock:
             tomb = self.store.delete(resource, oid)
             self._stats["vendor_deletes"] += 1
+        self._persist()
         self.webhooks.emit(f"{RESOURCES[resource]}.deleted", tomb)
         return dict(tomb)
 
@@ -1213,7 +1341,8 @@ class VendorSandbox:
             for n in range(n_evt):
                 store.insert("events", make_event(ref + n), stamp)
             self._seed_schedules(n_sch, stamp)
-            return self.counts()
+        self._persist()
+        return self.counts()
 
     def _seed_schedules(self, count: int, stamp: str) -> None:
         store = self.store
@@ -1321,6 +1450,8 @@ class VendorSandbox:
                 status, body, rec = exc.status, _dumps(exc.body()), None
             if key is not None:
                 self._idempotency[key] = (fingerprint, status, body)
+        if rec is not None or key is not None:
+            self._persist()
         if rec is not None:
             self.webhooks.emit(f"{RESOURCES[resource]}.created", rec)
         return status, body, False
@@ -1331,6 +1462,7 @@ class VendorSandbox:
             rec, changed = self.store.update(resource, oid, data, if_match)
             self._stats["updates"] += changed
         if changed:
+            self._persist()
             self.webhooks.emit(f"{RESOURCES[resource]}.updated", rec)
         return rec
 
@@ -1339,6 +1471,7 @@ class VendorSandbox:
         with self._lock:
             tomb = self.store.delete(resource, oid, if_match)
             self._stats["deletes"] += 1
+        self._persist()
         self.webhooks.emit(f"{RESOURCES[resource]}.deleted", tomb)
 
     def api_get(self, resource, oid) -> dict:
@@ -1809,18 +1942,31 @@ def main(argv=None) -> None:
     p.add_argument("--drop-rate", type=float, default=0.0)
     p.add_argument("--latency-ms", type=int, default=0)
     p.add_argument("--rate-limit", metavar="RPS,BURST")
+    p.add_argument("--state-file", metavar="PATH",
+                   help="keep the data in this JSON file across restarts (rewritten atomically "
+                        "after every change); --seed-demo and --bulk then seed only a new file")
     args = p.parse_args(argv)
-    sb = VendorSandbox(api_key=args.api_key, webhook_url=args.webhook_url,
-                       webhook_secret=args.webhook_secret, seed=args.seed,
-                       host=args.host, port=args.port, strict=args.strict)
+    try:
+        sb = VendorSandbox(api_key=args.api_key, webhook_url=args.webhook_url,
+                           webhook_secret=args.webhook_secret, seed=args.seed,
+                           host=args.host, port=args.port, strict=args.strict,
+                           state_file=args.state_file)
+    except SandboxStateError as exc:
+        sys.exit(str(exc))
     sb.configure_webhooks(mode=args.webhook_mode)
     rate_limit = tuple(float(x) for x in args.rate_limit.split(",")) if args.rate_limit else None
     sb.set_faults(error_rate=args.error_rate, drop_rate=args.drop_rate,
                   latency_ms=args.latency_ms, rate_limit=rate_limit)
-    if args.seed_demo:
-        sb.seed_demo()
-    if args.bulk:
-        sb.bulk_seed(employees=max(1, args.bulk // 4), events=args.bulk, schedules=args.bulk)
+    if sb.restored:
+        counts = ", ".join(f"{n} {name}" for name, n in sb.counts().items())
+        print(f"Vendor sandbox data restored from {sb.state_file}: {counts}", flush=True)
+    else:
+        if args.seed_demo:
+            sb.seed_demo()
+        if args.bulk:
+            sb.bulk_seed(employees=max(1, args.bulk // 4), events=args.bulk, schedules=args.bulk)
+    # SIGTERM stops the sandbox like Ctrl-C does: the server closes its port, exit status 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     sb.start()
     print(f"Vendor sandbox API: {sb.base_url}", flush=True)
     print(f"Control API:        {sb.control_url}", flush=True)
