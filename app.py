@@ -1,21 +1,19 @@
-"""The scheduling app: models, pages, JSON API, sync API and webhook, in one flat file.
+"""The scheduling app: extensions, auth, pages, JSON API, sync API, webhook, CLI.
 
-Order (banners below): imports → Base, db → column types → models in
-dependency order → time helpers → domain rules → auth → routes by area (pages,
-JSON API, sync API, webhook) → template filters → create_app and register_* →
-CLI commands.  The vendor sync lives in `sync_engine.py` (imported inside the
-functions that use it, to avoid a circular import) and talks HTTP through
-`api_service.py`.
+Order (banners below): imports → extensions → auth → routes by area (pages,
+JSON API, sync API, webhook, sync admin pages) → template filters →
+create_app and register_* → CLI commands.  Models, db, time helpers and
+domain rules live in `models.py`; the vendor sync in `sync_engine.py`, which
+talks HTTP through `api_service.py`.  Imports point one way: nothing below
+this module imports it.
 """
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from functools import wraps
 from typing import Any, Optional
-from zoneinfo import ZoneInfo
 
 import click
 from flask import (
@@ -34,517 +32,61 @@ from flask import (
 from flask.cli import AppGroup
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_migrate import Migrate
-from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    and_,
-    event as sa_event,
-    exists,
-    func,
-    select,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
+from sqlalchemy import event as sa_event, func, select
 
 import config as app_config
-from error_handlers import ApiError, register_error_handlers
+import csv_formats
+import sync_engine
+from error_handlers import register_error_handlers
+from models import (  # noqa: F401  (re-exported: `from app import Employee` keeps working)
+    EVENT_TYPES,
+    ROLES,
+    SYNC_STATUSES,
+    SYNCED_MODELS,
+    ApiError,
+    Base,
+    DomainError,
+    Employee,
+    Event,
+    LocalTimeError,
+    Schedule,
+    SyncLease,
+    SyncMixin,
+    SyncRun,
+    SyncState,
+    UTCDateTime,
+    User,
+    WebhookMessage,
+    app_tz,
+    available_employees,
+    busy_employee_ids,
+    check_schedule,
+    db,
+    event_type_for,
+    fmt_local,
+    get_live,
+    iso,
+    live,
+    local_day_bounds,
+    local_to_utc,
+    parse_api_datetime,
+    to_local,
+    utcnow,
+)
+from sync_engine import notify_local_change
 
 log = logging.getLogger("app")
 
-
 # ---------------------------------------------------------------------------
-# Base, db and extensions (unbound; bound in create_app)
+# Extensions (unbound; bound in create_app).  Models, db, time helpers and
+# domain rules live in models.py.
 # ---------------------------------------------------------------------------
 
-class Base(DeclarativeBase):
-    """Declarative base for every model."""
-
-
-db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 
-
-def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(timezone.utc)
-
-
-class UTCDateTime(TypeDecorator):
-    """Stores aware datetimes as naive UTC; loads them back as aware UTC.
-
-    Naive values are refused so that a local time can never be stored by
-    mistake as if it were UTC.
-    """
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime refused: store aware UTC datetimes")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc)
-
-
-# ---------------------------------------------------------------------------
-# Models
-# ---------------------------------------------------------------------------
-
-SYNC_STATUSES = ("pending", "synced", "failed", "conflict")
-EVENT_TYPES = ("Core", "Juicer", "Supervisor", "Digital", "Freeosk", "Other")
-ROLES = ("admin", "scheduler")
-
-
-class SyncMixin:
-    """Columns and helpers every synced model shares.
-
-    `sync_status` is `pending` for new and changed records; the sync engine
-    moves it to `synced`, `failed` or `conflict`.  `remote_version` is the
-    vendor's last seen `version`; `deleted_at` marks a local delete that still
-    has to reach the vendor (the row is hidden from pages and the API).
-    """
-
-    external_id: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
-    remote_version: Mapped[Optional[int]] = mapped_column(Integer)
-    sync_status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
-    last_synced: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    sync_error: Mapped[Optional[str]] = mapped_column(Text)
-    sync_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    idempotency_key: Mapped[Optional[str]] = mapped_column(String(255))
-    conflict_remote: Mapped[Optional[dict]] = mapped_column(JSON)
-    # no index: nearly all rows are live, and SQLite would prefer it to the selective one
-    deleted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-
-    def mark_changed(self) -> None:
-        """Record a local change: pending for the vendor, stamped now."""
-        self.updated_at = utcnow()
-        if self.sync_status != "conflict":
-            self.sync_status = "pending"
-        self.sync_error = None
-        self.sync_attempts = 0
-        self.next_attempt_at = None
-
-    def soft_delete(self) -> None:
-        """Hide the record and queue its delete for the vendor."""
-        self.deleted_at = utcnow()
-        self.mark_changed()
-
-    def sync_fields(self) -> dict:
-        """The sync fields every API object carries."""
-        return {
-            "external_id": self.external_id,
-            "sync_status": self.sync_status,
-            "last_synced": iso(self.last_synced),
-            "sync_error": self.sync_error,
-            "updated_at": iso(self.updated_at),
-        }
-
-
-class User(db.Model):
-    """A person who signs in: an admin or a scheduler (not synced)."""
-
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(80), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16), default="scheduler")
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    # Flask-Login protocol
-    is_authenticated = True
-    is_anonymous = False
-
-    @property
-    def is_active(self) -> bool:
-        return self.active
-
-    def get_id(self) -> str:
-        return str(self.id)
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
-
-    def check_password(self, password: str) -> bool:
-        return check_password_hash(self.password_hash, password)
-
-
-class Employee(SyncMixin, db.Model):
-    """A merchandiser who can be given work."""
-
-    __tablename__ = "employees"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[Optional[str]] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(120), index=True)
-    email: Mapped[Optional[str]] = mapped_column(String(255))
-    active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
-
-    __table_args__ = (
-        Index(
-            "uq_employees_code_live", "code", unique=True,
-            sqlite_where=db.text("deleted_at IS NULL AND code IS NOT NULL"),
-            postgresql_where=db.text("deleted_at IS NULL AND code IS NOT NULL"),
-        ),
-    )
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id, "code": self.code, "name": self.name,
-            "email": self.email, "active": self.active, **self.sync_fields(),
-        }
-
-
-class Event(SyncMixin, db.Model):
-    """A piece of work at a store, to be done between start and due."""
-
-    __tablename__ = "events"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    project_ref_num: Mapped[int] = mapped_column(Integer)
-    project_name: Mapped[str] = mapped_column(String(200))
-    event_type: Mapped[str] = mapped_column(String(20), default="Other", index=True)
-    store_number: Mapped[Optional[int]] = mapped_column(Integer, index=True)
-    store_name: Mapped[Optional[str]] = mapped_column(String(200))
-    location_mvid: Mapped[Optional[str]] = mapped_column(String(64))
-    start_datetime: Mapped[datetime] = mapped_column(UTCDateTime)
-    due_datetime: Mapped[datetime] = mapped_column(UTCDateTime)
-    estimated_minutes: Mapped[Optional[int]] = mapped_column(Integer)
-
-    __table_args__ = (
-        Index(
-            "uq_events_ref_live", "project_ref_num", unique=True,
-            sqlite_where=db.text("deleted_at IS NULL"),
-            postgresql_where=db.text("deleted_at IS NULL"),
-        ),
-        Index("ix_events_window", "start_datetime", "due_datetime", "id"),
-    )
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id, "project_ref_num": self.project_ref_num,
-            "project_name": self.project_name, "event_type": self.event_type,
-            "store_number": self.store_number, "store_name": self.store_name,
-            "location_mvid": self.location_mvid,
-            "start_datetime": iso(self.start_datetime), "due_datetime": iso(self.due_datetime),
-            "estimated_minutes": self.estimated_minutes, "is_scheduled": bool(self.is_scheduled),
-            **self.sync_fields(),
-        }
-
-
-class Schedule(SyncMixin, db.Model):
-    """One event given to one employee at one time."""
-
-    __tablename__ = "schedules"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
-    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id"), index=True)
-    start_datetime: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-
-    event: Mapped[Event] = relationship(lazy="joined", innerjoin=True)
-    employee: Mapped[Employee] = relationship(lazy="joined", innerjoin=True)
-
-    __table_args__ = (
-        Index(
-            "uq_schedules_event_live", "event_id", unique=True,
-            sqlite_where=db.text("deleted_at IS NULL"),
-            postgresql_where=db.text("deleted_at IS NULL"),
-        ),
-        Index("ix_schedules_employee_start", "employee_id", "start_datetime"),
-    )
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id, "event_id": self.event_id, "employee_id": self.employee_id,
-            "start_datetime": iso(self.start_datetime), **self.sync_fields(),
-        }
-
-
-# An event is scheduled while it has a live schedule (derived, never stored).
-Event.is_scheduled = column_property(
-    exists().where(Schedule.event_id == Event.id, Schedule.deleted_at.is_(None))
-    .correlate_except(Schedule),  # else a Schedule query joining Event has no FROM
-    deferred=False,
-)
-
-
-class SyncRun(db.Model):
-    """One sync run: what started it, what it moved, how it ended."""
-
-    __tablename__ = "sync_runs"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
-    trigger: Mapped[str] = mapped_column(String(16), default="manual")
-    direction: Mapped[str] = mapped_column(String(8), default="both")
-    resources: Mapped[list] = mapped_column(JSON, default=list)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    pushed: Mapped[int] = mapped_column(Integer, default=0)
-    pulled: Mapped[int] = mapped_column(Integer, default=0)
-    failed: Mapped[int] = mapped_column(Integer, default=0)
-    conflicts: Mapped[int] = mapped_column(Integer, default=0)
-    errors: Mapped[list] = mapped_column(JSON, default=list)
-    message: Mapped[Optional[str]] = mapped_column(Text)
-    requests_sent: Mapped[int] = mapped_column(Integer, default=0)
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id, "status": self.status, "trigger": self.trigger,
-            "direction": self.direction, "resources": self.resources or [],
-            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
-            "pushed": self.pushed, "pulled": self.pulled, "failed": self.failed,
-            "conflicts": self.conflicts, "errors": self.errors or [],
-            "message": self.message, "requests_sent": self.requests_sent,
-        }
-
-
-class SyncState(db.Model):
-    """Per-resource bookmark: the vendor's sync token, saved after a full pull."""
-
-    __tablename__ = "sync_state"
-    resource: Mapped[str] = mapped_column(String(32), primary_key=True)
-    sync_token: Mapped[Optional[str]] = mapped_column(Text)
-    last_pull_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    last_full_pull_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class SyncLease(db.Model):
-    """A database lease so that one sync runs at a time across processes."""
-
-    __tablename__ = "sync_leases"
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    owner: Mapped[Optional[str]] = mapped_column(String(128))
-    run_id: Mapped[Optional[int]] = mapped_column(Integer)
-    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-
-
-class WebhookMessage(db.Model):
-    """Every verified webhook message, recorded once by its `webhook-id`."""
-
-    __tablename__ = "webhook_messages"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    webhook_id: Mapped[str] = mapped_column(String(255), unique=True)
-    type: Mapped[str] = mapped_column(String(64))
-    object_id: Mapped[Optional[str]] = mapped_column(String(64))
-    version: Mapped[Optional[int]] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(32))
-    detail: Mapped[Optional[str]] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-
-    def to_dict(self) -> dict:
-        return {
-            "webhook_id": self.webhook_id, "type": self.type, "object_id": self.object_id,
-            "version": self.version, "outcome": self.outcome, "detail": self.detail,
-            "received_at": iso(self.received_at),
-        }
-
-
-SYNCED_MODELS = {"employees": Employee, "events": Event, "schedules": Schedule}
-
-
-# ---------------------------------------------------------------------------
-# Time helpers: storage is UTC, people see and type APP_TIMEZONE
-# ---------------------------------------------------------------------------
-
-def iso(dt: Optional[datetime]) -> Optional[str]:
-    """RFC 3339 UTC with `Z`, as the JSON API answers."""
-    if dt is None:
-        return None
-    text = dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
-    return text + "Z"
-
-
-def app_tz() -> ZoneInfo:
-    """The zone in which pages show and take times."""
-    return ZoneInfo(current_app.config.get("APP_TIMEZONE") or "UTC")
-
-
-def to_local(dt: Optional[datetime]) -> Optional[datetime]:
-    """A stored UTC datetime in APP_TIMEZONE."""
-    return dt.astimezone(app_tz()) if dt is not None else None
-
-
-class LocalTimeError(ValueError):
-    """A wall-clock time that does not exist in APP_TIMEZONE (DST gap)."""
-
-
-def local_to_utc(naive: datetime) -> datetime:
-    """A wall-clock time in APP_TIMEZONE → aware UTC (DST-correct).
-
-    A time in the spring-forward gap does not exist and is refused; an
-    ambiguous time in the autumn overlap takes its first occurrence.
-    """
-    tz = app_tz()
-    aware = naive.replace(tzinfo=tz, fold=0)
-    back = aware.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None)
-    if back != naive:
-        raise LocalTimeError(
-            f"{naive:%Y-%m-%d %H:%M} does not exist in {tz.key} (clocks change that day)"
-        )
-    return aware.astimezone(timezone.utc)
-
-
-def local_day_bounds(day: date) -> tuple[datetime, datetime]:
-    """[start, end) in UTC of a calendar day in APP_TIMEZONE (23 to 25 hours)."""
-    tz = app_tz()
-    start = datetime.combine(day, time.min, tzinfo=tz).astimezone(timezone.utc)
-    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(timezone.utc)
-    return start, end
-
-
-def parse_api_datetime(value: Any, field: str) -> datetime:
-    """An RFC 3339 timestamp from a JSON body → aware UTC; naive is refused."""
-    if not isinstance(value, str) or not value.strip():
-        raise DomainError(f"{field} must be an RFC 3339 timestamp", field=field)
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise DomainError(f"{field} is not a valid RFC 3339 timestamp: {value!r}", field=field) from None
-    if parsed.tzinfo is None:
-        raise DomainError(
-            f"{field} has no UTC offset; send e.g. 2026-11-25T14:30:00Z", field=field
-        )
-    return parsed.astimezone(timezone.utc)
-
-
-# ---------------------------------------------------------------------------
-# Domain rules shared by pages, the JSON API and the CSV import
-# ---------------------------------------------------------------------------
-
-class DomainError(Exception):
-    """A rule a record breaks: which field, why, and the HTTP status that fits."""
-
-    def __init__(self, message: str, field: Optional[str] = None, status: int = 422,
-                 code: str = "validation_failed", details: Any = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.status = status
-        self.code = code
-        self.details = details
-
-    def to_api_error(self) -> ApiError:
-        details = self.details
-        if details is None and self.field:
-            details = [{"field": self.field, "message": self.message}]
-        return ApiError(self.status, self.code, self.message, details)
-
-
-def live(model):
-    """A select of the model's rows that are not soft-deleted."""
-    return select(model).where(model.deleted_at.is_(None))
-
-
-def get_live(model, record_id: int):
-    """A live record by id, or None."""
-    obj = db.session.get(model, record_id)
-    return obj if obj is not None and obj.deleted_at is None else None
-
-
-def event_type_for(project_name: str) -> str:
-    """The event type a project name implies (csv-formats.md: first match wins)."""
-    upper = (project_name or "").upper()
-    for key, value in (("CORE", "Core"), ("DIGITAL", "Digital"), ("JUICER", "Juicer"),
-                       ("SUPERVISOR", "Supervisor"), ("FREEOSK", "Freeosk")):
-        if key in upper:
-            return value
-    return "Other"
-
-
-def busy_employee_ids(day: date, exclude_schedule_id: Optional[int] = None):
-    """A select of employee ids with a live schedule on `day` (APP_TIMEZONE)."""
-    start, end = local_day_bounds(day)
-    query = select(Schedule.employee_id).where(
-        Schedule.deleted_at.is_(None),
-        Schedule.start_datetime >= start,
-        Schedule.start_datetime < end,
-    )
-    if exclude_schedule_id is not None:
-        query = query.where(Schedule.id != exclude_schedule_id)
-    return query
-
-
-def available_employees(day: date, exclude_schedule_id: Optional[int] = None) -> list[Employee]:
-    """Active employees with no schedule on `day` (APP_TIMEZONE), by name."""
-    busy = busy_employee_ids(day, exclude_schedule_id)
-    query = live(Employee).where(Employee.active.is_(True), Employee.id.not_in(busy))
-    return list(db.session.scalars(query.order_by(Employee.name, Employee.id)))
-
-
-def check_schedule(event: Optional[Event], employee: Optional[Employee], start: datetime,
-                   schedule: Optional[Schedule] = None) -> None:
-    """Raise DomainError unless `employee` may do `event` at `start` (aware UTC).
-
-    Rules (app-api.md): inside the event's window (422), an active employee
-    (422), no other schedule for that employee that day (409), and the event
-    not already scheduled (409).  `schedule` is the one being changed, if any.
-    """
-    if event is None:
-        raise DomainError("event not found", field="event_id", status=422)
-    if employee is None:
-        raise DomainError("employee not found", field="employee_id", status=422)
-    if not (event.start_datetime <= start <= event.due_datetime):
-        window = f"{fmt_local(event.start_datetime)} – {fmt_local(event.due_datetime)}"
-        raise DomainError(f"the time is outside the event's window ({window})",
-                          field="start_datetime", status=422)
-    if not employee.active:
-        raise DomainError(f"{employee.name} is inactive", field="employee_id", status=422)
-    own_id = schedule.id if schedule is not None else None
-    taken = db.session.scalar(
-        live(Schedule).where(Schedule.event_id == event.id, Schedule.id != (own_id or 0)).limit(1)
-    )
-    if taken is not None:
-        raise DomainError("the event is already scheduled", field="event_id",
-                          status=409, code="already_scheduled")
-    day = to_local(start).date()
-    if employee.id in db.session.scalars(busy_employee_ids(day, own_id)).all():
-        raise DomainError(f"{employee.name} already has work on {day.isoformat()}",
-                          field="employee_id", status=409, code="employee_busy")
-
-
-def fmt_local(dt: Optional[datetime], fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A stored UTC datetime as text in APP_TIMEZONE."""
-    return to_local(dt).strftime(fmt) if dt is not None else ""
-
-
-def notify_local_change() -> None:
-    """Ask the sync engine for a push soon (coalesced, never inside the request)."""
-    if not current_app.config.get("SYNC_ENABLED"):
-        return
-    try:
-        import sync_engine
-
-        request_push = getattr(sync_engine, "request_push", None)
-        if request_push is not None:
-            request_push(current_app._get_current_object())
-    except Exception:  # noqa: BLE001 - a local write must never fail because of sync
-        log.exception("could not queue a push; the next interval run will send it")
 
 
 pages = Blueprint("pages", __name__)
@@ -747,11 +289,9 @@ def import_events():
     if upload is None or not upload.filename:
         problem = {"line": None, "column": None, "message": "Choose a CSV file to import."}
         return render_dashboard([problem], 422)
-    from csv_formats import CsvImportError, import_events_csv
-
     try:
-        result = import_events_csv(upload.stream)
-    except CsvImportError as exc:
+        result = csv_formats.import_events_csv(upload.stream)
+    except csv_formats.CsvImportError as exc:
         db.session.rollback()
         return render_dashboard(list(exc.details or []), 422)
     # import_events_csv commits and asks for a push itself.
@@ -1478,11 +1018,10 @@ def available_employees_on(day: str):
     return jsonify([{"id": e.id, "name": e.name} for e in available_employees(_day_arg(day, "date"))])
 
 
-@api.post("/import/events")
+@api.post("/import/events", endpoint="import_events")
 @login_required
-def import_events():
+def api_import_events():
     """Import a WorkBankVisits.csv (multipart field `file`): counts, or 422 with every bad row."""
-    import csv_formats
 
     upload = request.files.get("file")
     if upload is None:
@@ -1498,7 +1037,6 @@ def import_events():
 @login_required
 def export_schedule():
     """CalendarSchedule.csv of live schedules (`?from=&to=` local dates, inclusive)."""
-    import csv_formats
     from flask import Response, stream_with_context
 
     low, high = request.args.get("from"), request.args.get("to")
@@ -1518,8 +1056,6 @@ sync_api = Blueprint("sync_api", __name__, url_prefix="/api/sync")
 
 def _sync_error(exc: Exception) -> ApiError:
     """SyncDisabled / SyncInProgress as the API's 409 answers."""
-    import sync_engine
-
     if isinstance(exc, sync_engine.SyncInProgress):
         run = db.session.get(SyncRun, exc.run_id) if exc.run_id else None
         return ApiError(409, "sync_in_progress", "a sync run is already in progress",
@@ -1540,8 +1076,6 @@ def _sync_body() -> dict:
 @sync_api.get("/health")
 def sync_health():
     """Sync health: status for everyone, details for signed-in users."""
-    import sync_engine
-
     status, body = sync_engine.health(current_app._get_current_object(),
                                       detailed=current_user.is_authenticated)
     return jsonify(body), status
@@ -1551,8 +1085,6 @@ def sync_health():
 @login_required
 def sync_status():
     """Enabled, running, policy, last run, next run, counts per resource."""
-    import sync_engine
-
     return jsonify(sync_engine.sync_status(current_app._get_current_object()))
 
 
@@ -1560,8 +1092,6 @@ def sync_status():
 @admin_required
 def sync_trigger():
     """Start a run (202), or run it and answer when done (200 with wait)."""
-    import sync_engine
-
     body = _sync_body()
     resources, direction = body.get("resources"), body.get("direction", "both")
     if resources is not None and (not isinstance(resources, list)
@@ -1610,8 +1140,6 @@ def sync_run(run_id: int):
 @login_required
 def sync_conflicts():
     """Records in conflict, local and vendor versions side by side."""
-    import sync_engine
-
     data = sync_engine.list_conflicts(current_app._get_current_object())
     return jsonify({"data": data, "total": len(data)})
 
@@ -1620,8 +1148,6 @@ def sync_conflicts():
 @admin_required
 def sync_resolve(resource: str, record_id: int):
     """Resolve a conflict: {"keep": "local" | "remote"}."""
-    import sync_engine
-
     keep = _sync_body().get("keep")
     if keep not in ("local", "remote"):
         raise ApiError(422, "validation_failed", "keep must be 'local' or 'remote'",
@@ -1640,8 +1166,6 @@ def sync_resolve(resource: str, record_id: int):
 @admin_required
 def sync_retry_failed():
     """Every failed record back to pending (and a push soon)."""
-    import sync_engine
-
     return jsonify({"retried": sync_engine.retry_failed(current_app._get_current_object())})
 
 
@@ -1655,8 +1179,6 @@ webhook = Blueprint("webhook", __name__, url_prefix="/api/webhook")
 @webhook.post("/schedule_update")
 def webhook_schedule_update():
     """The vendor's signed change message: verified, recorded once, applied."""
-    import sync_engine
-
     try:
         result = sync_engine.handle_webhook(current_app._get_current_object(),
                                             request.get_data(cache=False), dict(request.headers))
@@ -1674,33 +1196,12 @@ def webhook_schedule_update():
 # live refresh and in-page actions through the /api/sync/* routes; every
 # action also works as a plain form POST here (flash, redirect back).
 
-import sync_engine  # noqa: E402  (after the models: the engine imports them lazily)
-
 SYNC_RESOURCE_LABELS = {"employees": "Employee", "events": "Event", "schedules": "Schedule"}
 HEALTH_LABELS = {"ok": "OK", "degraded": "Degraded", "down": "Down", "disabled": "Sync off",
                  "unknown": "Not checked yet"}
 WEBHOOK_OUTCOMES = {"applied": "applied", "duplicate": "duplicate, already seen",
                     "stale": "older version ignored", "conflict": "conflict, waiting for an admin",
                     "deferred": "deferred, will be applied later", "rejected": "rejected"}
-
-
-def sync_engine_module():
-    """The sync engine, imported late (it imports this module)."""
-    import sync_engine
-
-    return sync_engine
-
-
-def _engine_call(name: str, *args, default=None, **kwargs):
-    """Call sync_engine.<name> when the engine has it, else give `default`."""
-    try:
-        engine = sync_engine_module()
-    except ModuleNotFoundError as exc:
-        if exc.name != "sync_engine":
-            raise
-        return default
-    func_ = getattr(engine, name, None)
-    return default if func_ is None else func_(*args, **kwargs)
 
 
 def sync_counts() -> dict:
@@ -1744,26 +1245,16 @@ def health_from_run(run: Optional[SyncRun], counts: dict) -> str:
 
 
 def sync_health_view(last_run: Optional[SyncRun], counts: dict) -> dict:
-    """Health for a page without calling the vendor: the engine's cached check, else the last run's."""
+    """Health for a page without calling the vendor: derived from the last run and the counts."""
     if not current_app.config.get("SYNC_ENABLED"):
         return {"status": "disabled", "label": HEALTH_LABELS["disabled"], "derived": False}
-    cached = _engine_call("cached_health", current_app._get_current_object())
-    if cached:
-        status = cached.get("status", "unknown")
-        api = cached.get("api") or {}
-        return {"status": status, "label": HEALTH_LABELS.get(status, status), "derived": False,
-                "latency_ms": api.get("latency_ms"), "error": api.get("error"),
-                "checked_at": cached.get("checked_at")}
     status = health_from_run(last_run, counts)
     return {"status": status, "label": HEALTH_LABELS[status], "derived": True}
 
 
 def sync_next_run_at() -> Optional[datetime]:
     """When the scheduler runs next (None when it is not running)."""
-    value = _engine_call("next_run_at", current_app._get_current_object())
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value
+    return sync_engine.next_run_at(current_app._get_current_object())
 
 
 def sync_overview() -> dict:
@@ -1775,7 +1266,7 @@ def sync_overview() -> dict:
         "last_run": last_run,
         "running": last_run is not None and last_run.status == "running",
         "next_run_at": sync_next_run_at(),
-        "scheduler_running": bool(_engine_call("scheduler_running", current_app._get_current_object())),
+        "scheduler_running": sync_engine.scheduler_running(current_app._get_current_object()),
         "health": sync_health_view(last_run, counts),
         "counts": counts,
     }
@@ -2007,14 +1498,13 @@ def _run_request(form) -> tuple[list, str, bool]:
 @admin_required
 def sync_admin_start_run():
     """No-JS fallback of Sync now and the admin actions: start a run, flash, go back."""
-    engine = sync_engine_module()
     resources, direction, full = _run_request(request.form)
     try:
-        run = engine.start_run(current_app._get_current_object(), "manual", resources, direction,
-                               wait=False, full=full)
-    except engine.SyncDisabled:
+        run = sync_engine.start_run(current_app._get_current_object(), "manual", resources,
+                                    direction, wait=False, full=full)
+    except sync_engine.SyncDisabled:
         flash("Sync is off (SYNC_ENABLED is false): no run was started.", "warning")
-    except engine.SyncInProgress as exc:
+    except sync_engine.SyncInProgress as exc:
         flash(f"Run #{exc.run_id} is already running; wait for it to finish.", "warning")
     except ValueError as exc:
         flash(f"No run started: {exc}", "error")
@@ -2041,7 +1531,7 @@ def _retry(record) -> bool:
 
 def _retry_all() -> int:
     """Every failed record back to pending; how many."""
-    return sync_engine_module().retry_failed(current_app._get_current_object())
+    return sync_engine.retry_failed(current_app._get_current_object())
 
 
 def _synced_record(resource: str, record_id: int):
@@ -2084,7 +1574,7 @@ def sync_admin_resolve(resource: str, record_id: int):
         return _back()
     label = sync_record_label(resource, record)
     try:
-        sync_engine_module().resolve_conflict(current_app._get_current_object(), resource,
+        sync_engine.resolve_conflict(current_app._get_current_object(), resource,
                                               record_id, keep)
     except (LookupError, RuntimeError, ValueError) as exc:
         db.session.rollback()
@@ -2242,11 +1732,7 @@ def register_scheduler(app: Flask) -> None:
     """Start the interval sync job when sync is on (never under testing)."""
     if not (app.config.get("SYNC_ENABLED") and app.config.get("SCHEDULER_ENABLED")):
         return
-    import sync_engine
-
-    start = getattr(sync_engine, "start_scheduler", None)
-    if start is not None:
-        start(app)
+    sync_engine.start_scheduler(app)
 
 
 # ---------------------------------------------------------------------------
@@ -2338,8 +1824,6 @@ sync_cli = AppGroup("sync", help="Two-way sync with the vendor.")
 @click.option("--full", is_flag=True, help="List everything instead of the changes since last time.")
 def sync_run_command(resources: str, direction: str, full: bool) -> None:
     """Run one sync now and print its summary (exit 1 if it failed)."""
-    import sync_engine
-
     chosen = [r.strip() for r in resources.split(",") if r.strip()] or None
     try:
         run = sync_engine.run_sync(current_app._get_current_object(), trigger="cli",

@@ -21,6 +21,20 @@ from typing import Any, Iterable, Iterator, Optional
 
 from sqlalchemy import insert, select
 
+from models import (
+    Employee,
+    Event,
+    LocalTimeError,
+    Schedule,
+    db,
+    event_type_for,
+    local_day_bounds,
+    local_to_utc,
+    to_local,
+    utcnow,
+)
+from sync_engine import notify_local_change
+
 DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 DATE_EXAMPLE = "09/27/2025 12:00:00 AM"
 CHUNK = 500  # ids per IN (...) look-up, well under every database's limit
@@ -246,8 +260,6 @@ def _parse_int(text: str) -> int:
 
 def _parse_time(text: str):
     """A LocalTime, or the ValueError to report (cached per distinct text)."""
-    from app import LocalTimeError, local_to_utc
-
     try:
         wall = datetime.strptime(text, DATE_FORMAT)
     except ValueError:
@@ -294,8 +306,6 @@ def import_events_csv(source: Any) -> dict:
     "employees_created"}`; raises CsvImportError (nothing saved) when any row
     is wrong.
     """
-    from app import db, notify_local_change
-
     text = _read_source(source)
     rows, errors = parse_work_bank(text)
     if errors:
@@ -338,8 +348,6 @@ def _chunks(values: Iterable, size: int = CHUNK) -> Iterator[list]:
 
 def _plan(rows: list[WorkBankRow], present: set[str]) -> _Plan:
     """Load what the rows touch (bulk, no query per row) and check the rules."""
-    from app import Employee, Event, Schedule, db
-
     plan = _Plan(rows=rows, present=present)
     for refs in _chunks({row.project_ref_num for row in rows}):
         query = select(Event).where(Event.deleted_at.is_(None), Event.project_ref_num.in_(refs))
@@ -402,8 +410,6 @@ def _check_existing_schedule(plan: _Plan, row: WorkBankRow) -> None:
 
 def _check_busy(plan: _Plan) -> None:
     """One schedule per employee per local day, counting the file's own rows."""
-    from app import Event, Schedule, db, local_day_bounds, to_local
-
     if not plan.moves:
         return
     moving_refs = {row.project_ref_num for row in plan.moves}
@@ -433,8 +439,6 @@ def _check_busy(plan: _Plan) -> None:
 
 def _apply(plan: _Plan) -> dict:
     """Write the plan: events, new employees, schedules (new events in bulk inserts)."""
-    from app import Employee, Event, db, event_type_for, utcnow
-
     counts = {"created": 0, "updated": 0, "unchanged": 0, "scheduled": 0,
               "employees_created": len(plan.new_employees)}
     now, new_events = utcnow(), []
@@ -469,8 +473,6 @@ def _apply(plan: _Plan) -> dict:
 
 def _update_event(event, row: WorkBankRow, present: set[str]) -> bool:
     """Set the fields that differ; True when something changed."""
-    from app import event_type_for
-
     changed = False
     for attr, new in row.event_values().items():
         if attr not in present:
@@ -491,8 +493,6 @@ def _update_event(event, row: WorkBankRow, present: set[str]) -> bool:
 
 def _apply_schedules(plan: _Plan) -> int:
     """Schedule or reschedule the events of the rows that say so."""
-    from app import Schedule, db
-
     done = 0
     for row in plan.moves:
         event = plan.events[row.project_ref_num]
@@ -517,8 +517,6 @@ def _plain(values: dict) -> dict:
 
 def _same_time(stored: Optional[datetime], new: LocalTime) -> bool:
     """Equal at the file's precision: the same wall-clock second in APP_TIMEZONE."""
-    from app import to_local
-
     if stored is None:
         return False
     if stored.replace(microsecond=0) == new.utc:
@@ -527,8 +525,6 @@ def _same_time(stored: Optional[datetime], new: LocalTime) -> bool:
 
 
 def _fmt(dt: Optional[datetime]) -> str:
-    from app import to_local
-
     return to_local(dt).strftime(DATE_FORMAT) if dt is not None else ""
 
 
@@ -539,8 +535,6 @@ def _fmt(dt: Optional[datetime]) -> str:
 def iter_schedule_csv(from_date: Optional[date] = None, to_date: Optional[date] = None,
                       batch: int = 1000) -> Iterator[str]:
     """The CalendarSchedule.csv text in pieces: the header, then `batch` rows at a time."""
-    from app import Employee, Event, Schedule, db, local_day_bounds
-
     query = (select(Event.project_name, Event.project_ref_num, Event.location_mvid,
                     Event.store_number, Event.store_name, Event.start_datetime,
                     Event.due_datetime, Event.estimated_minutes, Employee.name,

@@ -17,6 +17,10 @@ from typing import Any, Optional
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from models import ApiError, db
+
+__all__ = ["ApiError", "configure_logging", "error_response", "register_error_handlers"]
+
 log = logging.getLogger("app.errors")
 
 CODES = {
@@ -24,19 +28,6 @@ CODES = {
     405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
     422: "validation_failed", 429: "rate_limited", 500: "internal_error", 503: "unavailable",
 }
-
-
-class ApiError(Exception):
-    """An error answer: status, machine code, human message, optional details."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 extra: Optional[dict] = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.extra = extra or {}
 
 
 def wants_json() -> bool:
@@ -100,8 +91,6 @@ def register_error_handlers(app: Flask) -> None:
 
 def _rollback() -> None:
     try:
-        from app import db
-
         db.session.rollback()
     except Exception:  # noqa: BLE001 - never mask the original error
         log.exception("session rollback failed")

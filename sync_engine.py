@@ -35,11 +35,12 @@ import socket
 import threading
 import time
 import uuid
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
 
+from flask import current_app, has_app_context
 from sqlalchemy import and_, bindparam, func, insert, literal_column, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
@@ -60,6 +61,18 @@ from api_service import (
     format_timestamp,
     parse_object,
     parse_timestamp,
+)
+from models import (
+    SYNCED_MODELS,
+    Employee,
+    Event,
+    Schedule,
+    SyncLease,
+    SyncRun,
+    SyncState,
+    WebhookMessage,
+    db,
+    utcnow,
 )
 
 log = logging.getLogger("sync_engine")
@@ -85,10 +98,6 @@ JOB_ID = "vendor-sync"
 # it" steps (pull pages, webhooks, push results).  Across processes the
 # database does it: SELECT ... FOR UPDATE on PostgreSQL, conditional UPDATEs.
 _apply_lock = threading.RLock()
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # ---------------------------------------------------------------------------
@@ -173,17 +182,9 @@ def backoff_delay(attempts: int, base: float, cap: float) -> float:
     return delay * (0.5 + random.random() / 2)
 
 
-def _models():
-    import app as app_module
-
-    return app_module
-
-
 @contextmanager
 def _context(app):
     """The app context: reuse the caller's when it is this app's, else push one."""
-    from flask import current_app, has_app_context
-
     if has_app_context() and current_app._get_current_object() is app:
         yield
     else:
@@ -281,21 +282,19 @@ def new_owner() -> str:
 
 def acquire_lease(owner: str, ttl: float, run_id: Optional[int] = None) -> bool:
     """Take the lease with one conditional UPDATE (inserting the row the first time)."""
-    m = _models()
-    db, Lease = m.db, m.SyncLease
     now = utcnow()
     values = {"owner": owner, "expires_at": now + timedelta(seconds=ttl), "run_id": run_id}
-    stmt = (update(Lease).where(Lease.name == LEASE_NAME,
-                                or_(Lease.owner.is_(None), Lease.expires_at < now))
+    stmt = (update(SyncLease).where(SyncLease.name == LEASE_NAME,
+                                or_(SyncLease.owner.is_(None), SyncLease.expires_at < now))
             .values(**values).execution_options(synchronize_session=False))
     if db.session.execute(stmt).rowcount == 1:
         db.session.commit()
         return True
     db.session.rollback()
-    if db.session.get(Lease, LEASE_NAME) is not None:
+    if db.session.get(SyncLease, LEASE_NAME) is not None:
         return False
     try:
-        db.session.add(Lease(name=LEASE_NAME, **values))
+        db.session.add(SyncLease(name=LEASE_NAME, **values))
         db.session.commit()
         return True
     except IntegrityError:  # another process inserted it first
@@ -305,39 +304,35 @@ def acquire_lease(owner: str, ttl: float, run_id: Optional[int] = None) -> bool:
 
 def renew_lease(owner: str, ttl: float, run_id: Optional[int] = None) -> None:
     """Push the expiry forward; LeaseLost if another owner holds it now."""
-    m = _models()
     values: dict = {"expires_at": utcnow() + timedelta(seconds=ttl)}
     if run_id is not None:
         values["run_id"] = run_id
-    stmt = (update(m.SyncLease).where(m.SyncLease.name == LEASE_NAME, m.SyncLease.owner == owner)
+    stmt = (update(SyncLease).where(SyncLease.name == LEASE_NAME, SyncLease.owner == owner)
             .values(**values).execution_options(synchronize_session=False))
-    if m.db.session.execute(stmt).rowcount != 1:
-        m.db.session.rollback()
+    if db.session.execute(stmt).rowcount != 1:
+        db.session.rollback()
         raise LeaseLost("the sync lease was lost (expired and taken by another run)")
-    m.db.session.commit()
+    db.session.commit()
 
 
 def release_lease(owner: str) -> None:
     """Give the lease back (only if still ours)."""
-    m = _models()
-    stmt = (update(m.SyncLease).where(m.SyncLease.name == LEASE_NAME, m.SyncLease.owner == owner)
+    stmt = (update(SyncLease).where(SyncLease.name == LEASE_NAME, SyncLease.owner == owner)
             .values(owner=None, expires_at=None, run_id=None)
             .execution_options(synchronize_session=False))
-    m.db.session.execute(stmt)
-    m.db.session.commit()
+    db.session.execute(stmt)
+    db.session.commit()
 
 
 def _lease_held() -> bool:
-    m = _models()
-    lease = m.db.session.get(m.SyncLease, LEASE_NAME)
+    lease = db.session.get(SyncLease, LEASE_NAME)
     return bool(lease is not None and lease.owner and lease.expires_at
                 and lease.expires_at >= utcnow())
 
 
 def lease_holder_run_id() -> Optional[int]:
     """The run id of the live lease, if any."""
-    m = _models()
-    lease = m.db.session.get(m.SyncLease, LEASE_NAME)
+    lease = db.session.get(SyncLease, LEASE_NAME)
     if lease is None or lease.owner is None or lease.expires_at is None \
             or lease.expires_at < utcnow():
         return None
@@ -389,7 +384,7 @@ class RunContext:
                               "committed page or record; the next run carries on")
         if not force and time.monotonic() - self.last_renew < min(0.5, self.conf["lease_renew"]):
             return
-        session = _models().db.session()
+        session = db.session()
         keep, session.expire_on_commit = session.expire_on_commit, False  # keep a batch's rows
         try:
             renew_lease(self.owner, self.conf["lease_ttl"], self.stats.run_id)
@@ -400,12 +395,11 @@ class RunContext:
 
 
 def _write_counts(stats: RunStats, **extra) -> None:
-    m = _models()
     values = dict(pushed=stats.pushed, pulled=stats.pulled, failed=stats.failed,
                   conflicts=stats.conflicts, errors=list(stats.errors), **extra)
-    m.db.session.execute(update(m.SyncRun).where(m.SyncRun.id == stats.run_id).values(**values)
+    db.session.execute(update(SyncRun).where(SyncRun.id == stats.run_id).values(**values)
                          .execution_options(synchronize_session=False))
-    m.db.session.commit()
+    db.session.commit()
 
 
 def check_request(resources: Optional[Iterable[str]], direction: str) -> list[str]:
@@ -430,7 +424,6 @@ def start_run(app, trigger: str = "manual", resources=None, direction: str = "bo
     if not is_enabled(app):
         raise SyncDisabled("sync is disabled (SYNC_ENABLED is false)")
     chosen = check_request(resources, direction)
-    m = _models()
     with _context(app):
         conf = settings(app)
         owner = new_owner()
@@ -438,34 +431,33 @@ def start_run(app, trigger: str = "manual", resources=None, direction: str = "bo
             raise SyncInProgress(lease_holder_run_id())
         try:
             _close_abandoned_runs()
-            run = m.SyncRun(status="running", trigger=trigger, direction=direction,
+            run = SyncRun(status="running", trigger=trigger, direction=direction,
                             resources=chosen, started_at=utcnow(), errors=[])
-            m.db.session.add(run)
-            m.db.session.commit()
+            db.session.add(run)
+            db.session.commit()
             renew_lease(owner, conf["lease_ttl"], run.id)
         except Exception:
-            m.db.session.rollback()
+            db.session.rollback()
             release_lease(owner)
             raise
         run_id = run.id
         if wait:
             _execute(app, run_id, owner, chosen, direction, full)
-            m.db.session.expire_all()
-            return m.db.session.get(m.SyncRun, run_id)
+            db.session.expire_all()
+            return db.session.get(SyncRun, run_id)
     thread = threading.Thread(target=_execute_in_context, name=f"sync-run-{run_id}", daemon=True,
                               args=(app, run_id, owner, chosen, direction, full))
     thread.start()
     with _context(app):
-        return m.db.session.get(m.SyncRun, run_id)
+        return db.session.get(SyncRun, run_id)
 
 
 def _close_abandoned_runs() -> None:
     """Runs still marked running while we hold the lease were abandoned: their process
     died (kill -9, OOM) and its lease expired.  Record that (a run that only lost its
     lease and is still working writes its own ending over this)."""
-    m = _models()
-    m.db.session.execute(
-        update(m.SyncRun).where(m.SyncRun.status == "running")
+    db.session.execute(
+        update(SyncRun).where(SyncRun.status == "running")
         .values(status="failed", finished_at=utcnow(),
                 message="abandoned: its process stopped before the run finished "
                         "(its lease expired and another run took over)")
@@ -482,13 +474,12 @@ def run_sync(app, trigger: str = "manual", resources=None, direction: str = "bot
 def _execute_in_context(app, run_id, owner, resources, direction, full) -> None:
     with app.app_context():
         _execute(app, run_id, owner, resources, direction, full)
-        _models().db.session.remove()
+        db.session.remove()
 
 
 def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
              full: bool) -> None:
     """Pull, then push, resource by resource; record how it ended; release the lease."""
-    m = _models()
     stats = RunStats(run_id=run_id)
     status, message, client = "failed", None, None
     started = time.monotonic()
@@ -514,7 +505,7 @@ def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
         message = f"the run stopped: {type(exc).__name__}: {exc}"
         stats.error("*", None, message)
     finally:
-        m.db.session.rollback()
+        db.session.rollback()
         if stats.errors_total > len(stats.errors):
             extra = f"{stats.errors_total} errors, the first {len(stats.errors)} listed"
             message = f"{message}; {extra}" if message else extra
@@ -567,10 +558,9 @@ def _schedule_links(items: list[dict], ctx: Optional[RunContext],
     or live on an event named), so that a page of schedules new here (a first pull)
     costs one look-up, not two.  Missing links are fetched from the vendor when we can.
     """
-    m = _models()
     live = [o for o in items if not o.get("deleted")]
     refs = Refs()
-    sources = (("events", m.Event, "event_id"), ("employees", m.Employee, "employee_id"))
+    sources = (("events", Event, "event_id"), ("employees", Employee, "employee_id"))
     wanted = {name: {o.get(key) for o in live if o.get(key)} for name, _model, key in sources}
     parts = [select(literal_column(f"'{name}'").label("kind"), model.external_id, model.id)
              .where(_in(model.external_id, wanted[name]))
@@ -581,16 +571,16 @@ def _schedule_links(items: list[dict], ctx: Optional[RunContext],
         ids = {o["id"] for o in items if o.get("id")}
         kind = literal_column("'schedules'").label("kind")
         if ids:
-            parts.append(select(kind, m.Schedule.external_id, m.Schedule.id)
-                         .where(_in(m.Schedule.external_id, ids)))
+            parts.append(select(kind, Schedule.external_id, Schedule.id)
+                         .where(_in(Schedule.external_id, ids)))
         if wanted["events"]:
-            parts.append(select(kind, m.Schedule.external_id, m.Schedule.id)
-                         .join(m.Event, m.Event.id == m.Schedule.event_id)
-                         .where(_in(m.Event.external_id, wanted["events"]),
-                                m.Schedule.deleted_at.is_(None)))
+            parts.append(select(kind, Schedule.external_id, Schedule.id)
+                         .join(Event, Event.id == Schedule.event_id)
+                         .where(_in(Event.external_id, wanted["events"]),
+                                Schedule.deleted_at.is_(None)))
     if parts:
         query = parts[0] if len(parts) == 1 else union_all(*parts)
-        for kind, ext, local in m.db.session.execute(query):
+        for kind, ext, local in db.session.execute(query):
             if kind == "schedules":
                 found.append(local)
             else:
@@ -607,7 +597,7 @@ def _schedule_links(items: list[dict], ctx: Optional[RunContext],
                     continue
                 fetched = True
                 result = apply_items(name, [obj], ctx, source="pull")
-                row = result[0].row or m.db.session.scalar(  # inserted in bulk: no row object
+                row = result[0].row or db.session.scalar(  # inserted in bulk: no row object
                     select(model).where(model.external_id == ext))
                 if row is not None and row.external_id == ext:
                     known[ext] = row.id
@@ -622,8 +612,7 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
     on PostgreSQL; link candidates in one query; schedule links in one query
     per resource.  The caller commits.
     """
-    m = _models()
-    model = m.SYNCED_MODELS[resource]
+    model = SYNCED_MODELS[resource]
     items = [parse_object(o) if isinstance(o.get("updated_at"), str) else o for o in items]
     if resource == "schedules":
         refs, found, fetched = _schedule_links(items, ctx, rows_too=True)
@@ -639,7 +628,7 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
     for obj in items:
         if obj.get("id") in candidates.new_rows.ids:  # the same object twice: the second
             candidates.new_rows.flush()                # sees the row the first inserted
-            rows[obj["id"]] = m.db.session.scalar(select(model).where(model.external_id == obj["id"]))
+            rows[obj["id"]] = db.session.scalar(select(model).where(model.external_id == obj["id"]))
         candidates.last = (None, [])  # near() remembers within one object only
         out.append(_apply_one(resource, model, obj, rows, refs, candidates, ctx, source))
     candidates.new_rows.flush()
@@ -650,7 +639,7 @@ def _in(column, values):
     """`column IN (values)`; on PostgreSQL `= ANY(one array parameter)`, which a pulled page's
     look-ups ran 40 % faster with than with one parameter per value (200 a page)."""
     values = [v for v in values if v is not None]
-    if _models().db.session.get_bind().dialect.name != "postgresql":
+    if db.session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
     from sqlalchemy import any_
     from sqlalchemy.dialects.postgresql import ARRAY
@@ -661,8 +650,7 @@ def _in(column, values):
 def _rows_of(model):
     """select(model) without Event.is_scheduled: the engine never reads it, and its EXISTS
     made PostgreSQL hash every schedule for each page's look-up (EXPLAIN ANALYZE)."""
-    m = _models()
-    return select(model).options(defer(m.Event.is_scheduled)) if model is m.Event else select(model)
+    return select(model).options(defer(Event.is_scheduled)) if model is Event else select(model)
 
 
 def _slot_filter(resource: str, model, items: list[dict], refs: Refs):
@@ -711,7 +699,7 @@ def _page_rows(resource: str, model, items: list[dict], refs: Refs,
              {refs.events.get(o.get("event_id")) for o in live} if resource == "schedules"
              else None)
     rows, near = {}, []
-    for row in _models().db.session.scalars(_rows_of(model).where(where).with_for_update()):
+    for row in db.session.scalars(_rows_of(model).where(where).with_for_update()):
         if row.external_id is not None and row.external_id in ids:
             rows[row.external_id] = row
         if row.deleted_at is None and (
@@ -756,7 +744,7 @@ class _Candidates:
             self.new_rows.flush()  # a row waiting to be inserted holds this slot: load it
             model = self.new_rows.model
             known = {id(row) for row in self.buckets.get(key, [])}
-            for row in _models().db.session.scalars(select(model).where(
+            for row in db.session.scalars(select(model).where(
                     getattr(model, self.KEYS[self.resource]) == key, model.deleted_at.is_(None))):
                 if id(row) not in known:
                     self.add(row)
@@ -791,9 +779,8 @@ class _NewRows:
     def flush(self) -> None:
         if not self.items:
             return
-        m = _models()
         items, self.items, self.ids, self.slots = self.items, [], set(), set()
-        m.db.session.execute(insert(self.model.__table__), [values for _, values, _ in items])
+        db.session.execute(insert(self.model.__table__), [values for _, values, _ in items])
 
 
 def _same_slot(resource: str, row, obj: dict, refs: Refs) -> bool:
@@ -871,7 +858,6 @@ def _refs_known(obj: dict, refs: Refs) -> bool:
 
 def _insert(resource, model, obj, rows, refs, candidates) -> Applied:
     """A vendor object new here: insert it (unless a live local row holds its slot)."""
-    m = _models()
     if resource == "schedules" and not _refs_known(obj, refs):
         return Applied("deferred", "its event or employee is not known here yet")
     clash = _find_clash(resource, obj, candidates, refs)
@@ -916,7 +902,6 @@ def _apply_remote(resource: str, row, obj: dict, refs: Optional[Refs] = None) ->
 
 def _soft_delete_from_vendor(resource: str, row, obj: Optional[dict]) -> None:
     """The vendor deleted it: hide it here (never hard-deleted), synced."""
-    m = _models()
     now = utcnow()
     if row.deleted_at is None:
         row.deleted_at = now
@@ -928,9 +913,9 @@ def _soft_delete_from_vendor(resource: str, row, obj: Optional[dict]) -> None:
     if obj is not None and _version(obj) is not None:
         row.remote_version = _version(obj)
     if resource in ("events", "employees"):
-        column = m.Schedule.event_id if resource == "events" else m.Schedule.employee_id
-        for sched in m.db.session.scalars(select(m.Schedule).where(
-                column == row.id, m.Schedule.deleted_at.is_(None))):
+        column = Schedule.event_id if resource == "events" else Schedule.employee_id
+        for sched in db.session.scalars(select(Schedule).where(
+                column == row.id, Schedule.deleted_at.is_(None))):
             if sched.sync_status == "synced":
                 sched.deleted_at = now  # the vendor refused to delete it while scheduled
                 sched.last_synced = now
@@ -1012,8 +997,6 @@ def _count_conflict(ctx, resource, row, message) -> None:
 
 
 def _policy_now() -> str:
-    from flask import current_app
-
     return settings(current_app)["policy"]
 
 
@@ -1026,11 +1009,10 @@ def _ts(dt: Optional[datetime]) -> str:
 # ---------------------------------------------------------------------------
 
 def _state(resource: str):
-    m = _models()
-    state = m.db.session.get(m.SyncState, resource)
+    state = db.session.get(SyncState, resource)
     if state is None:
-        state = m.SyncState(resource=resource)
-        m.db.session.add(state)
+        state = SyncState(resource=resource)
+        db.session.add(state)
     return state
 
 
@@ -1041,10 +1023,9 @@ def pull_resource(ctx: RunContext, resource: str, full: bool = False) -> None:
     token and lists everything; after a full listing, linked local records the
     listing did not return (and last synced before it started) are deleted.
     """
-    m = _models()
-    state = m.db.session.get(m.SyncState, resource)
+    state = db.session.get(SyncState, resource)
     token = None if full or state is None else state.sync_token
-    m.db.session.rollback()
+    db.session.rollback()
     for attempt in range(3):
         try:
             _listing(ctx, resource, token)
@@ -1055,14 +1036,14 @@ def pull_resource(ctx: RunContext, resource: str, full: bool = False) -> None:
         except InvalidPageToken:
             log.warning("vendor refused its own page token for %s; listing again", resource)
         except (TransientError, RateLimited) as exc:
-            m.db.session.rollback()
+            db.session.rollback()
             ctx.stats.deferred += 1
             ctx.stats.error(resource, None, f"pull stopped, will resume next run: {exc}")
             return
         except VendorError as exc:
             if isinstance(exc, AuthError):
                 raise
-            m.db.session.rollback()
+            db.session.rollback()
             ctx.stats.failed += 1
             ctx.stats.error(resource, None, f"pull failed: {exc}")
             return
@@ -1071,7 +1052,6 @@ def pull_resource(ctx: RunContext, resource: str, full: bool = False) -> None:
 
 
 def _listing(ctx: RunContext, resource: str, token: Optional[str]) -> None:
-    m = _models()
     full = token is None
     started = utcnow()
     seen: set[str] = set()
@@ -1099,9 +1079,9 @@ def _listing(ctx: RunContext, resource: str, token: Optional[str]) -> None:
                     if complete:
                         state.sync_token = page.next_sync_token
                     state.updated_at = utcnow()
-                m.db.session.commit()
+                db.session.commit()
             except Exception:
-                m.db.session.rollback()
+                db.session.rollback()
                 raise
         ctx.checkpoint()
 
@@ -1113,7 +1093,7 @@ class _Growth:
     instead of 2.6 s for a first pull of 45k objects."""
 
     def __init__(self, resource: str):
-        self.table = _models().SYNCED_MODELS[resource].__tablename__
+        self.table = SYNCED_MODELS[resource].__tablename__
         self.created, self.next = 0, 1000
 
     def add(self, results: list) -> None:
@@ -1121,7 +1101,6 @@ class _Growth:
         if self.created < self.next:
             return
         self.next = self.created * 2
-        db = _models().db
         if db.session.get_bind().dialect.name == "postgresql":
             from sqlalchemy import text
 
@@ -1137,10 +1116,9 @@ def _tally(ctx, resource, obj, res: Applied, postponed: list) -> None:
 
 def _retry_postponed(ctx, resource, postponed: list) -> bool:
     """Objects that could not be applied in their page get one more try at the end."""
-    m = _models()
     complete = True
     for obj in postponed:
-        with m.db.session.begin_nested():
+        with db.session.begin_nested():
             res = apply_items(resource, [obj], ctx, source="pull")[0]
         if res.outcome == "deferred":
             complete = False
@@ -1154,11 +1132,10 @@ def _retry_postponed(ctx, resource, postponed: list) -> bool:
 
 def _deletions_after_full_listing(ctx, resource: str, seen: set, started: datetime) -> None:
     """Linked live rows the full listing did not return were deleted at the vendor."""
-    m = _models()
-    model = m.SYNCED_MODELS[resource]
+    model = SYNCED_MODELS[resource]
     last_id = 0
     while True:
-        batch = m.db.session.execute(
+        batch = db.session.execute(
             select(model.id, model.external_id, model.last_synced)
             .where(model.external_id.is_not(None), model.deleted_at.is_(None), model.id > last_id,
                    or_(model.last_synced.is_(None), model.last_synced < started))
@@ -1200,8 +1177,7 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
     in ONE commit at the end of the batch (`_store_results`).  Failures are
     recorded as they happen.
     """
-    m = _models()
-    model = m.SYNCED_MODELS[resource]
+    model = SYNCED_MODELS[resource]
     last_id = 0
     while True:
         now = utcnow()
@@ -1211,20 +1187,20 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
             .order_by(model.id).limit(ctx.conf["batch_size"]))
         query = query.where(model.deleted_at.is_not(None) if phase == "delete"
                             else model.deleted_at.is_(None))
-        ids = list(m.db.session.scalars(query))
-        m.db.session.rollback()
+        ids = list(db.session.scalars(query))
+        db.session.rollback()
         if not ids:
             return
         if phase == "upsert":
             _reserve_keys(model, ids)
-        batch = list(m.db.session.scalars(select(model).where(model.id.in_(ids))))  # noqa: F841 (held)
+        batch = list(db.session.scalars(select(model).where(model.id.in_(ids))))  # noqa: F841 (held)
         ctx.results = []
         try:
             for row_id in ids:
                 _push_one(ctx, resource, model, row_id, phase)
                 ctx.checkpoint()
         except BaseException:
-            m.db.session.rollback()
+            db.session.rollback()
             _store_results(ctx)
             raise
         _store_results(ctx)
@@ -1233,13 +1209,12 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
 
 def _reserve_keys(model, ids: list) -> None:
     """Give each create of the batch its idempotency key: one UPDATE, one commit, before sending."""
-    m = _models()
-    need = m.db.session.scalars(select(model.id).where(
+    need = db.session.scalars(select(model.id).where(
         model.id.in_(ids), model.external_id.is_(None), model.idempotency_key.is_(None))).all()
     if need:
-        m.db.session.execute(update(model), [{"id": row_id, "idempotency_key": str(uuid.uuid4())}
+        db.session.execute(update(model), [{"id": row_id, "idempotency_key": str(uuid.uuid4())}
                                              for row_id in need])
-    m.db.session.commit()
+    db.session.commit()
 
 
 def _store_results(ctx) -> None:
@@ -1247,14 +1222,13 @@ def _store_results(ctx) -> None:
     results, ctx.results = ctx.results or [], None
     if not results:
         return
-    m = _models()
     with _apply_lock:
         try:
             for args in _store_batch(results):
                 _store_now(*args)
-            m.db.session.commit()
+            db.session.commit()
         except BaseException:
-            m.db.session.rollback()  # the keys stay: the next run replays these creates
+            db.session.rollback()  # the keys stay: the next run replays these creates
             raise
 
 
@@ -1262,9 +1236,8 @@ def _store_batch(results: list) -> list:
     """The batch's answers in one owner look-up and one UPDATE executemany (building a
     statement per record was a third of a push).  Returns the rows for `_store_now`:
     an object another row already holds, or a row changed here while in flight."""
-    m = _models()
     model = results[0][1]
-    owners = dict(m.db.session.execute(select(model.external_id, model.id).where(
+    owners = dict(db.session.execute(select(model.external_id, model.id).where(
         model.external_id.in_({obj["id"] for _, _, _, obj, _ in results}))).all())
     simple, rare, seen = [], [], set()
     for item in results:
@@ -1274,7 +1247,7 @@ def _store_batch(results: list) -> list:
         seen.add(obj["id"])
     if simple:
         table = model.__table__
-        m.db.session.execute(
+        db.session.execute(
             update(table).where(table.c.id == bindparam("b_id"), table.c.updated_at == bindparam("b_sent"),
                                 or_(table.c.remote_version.is_(None),
                                     table.c.remote_version <= bindparam("b_version")))
@@ -1284,7 +1257,7 @@ def _store_batch(results: list) -> list:
             [{"b_id": row_id, "b_sent": sent, "b_version": _version(obj), "b_ext": obj["id"]}
              for _, _, row_id, obj, sent in simple])
         state = {row_id: (ext, status, version) for row_id, ext, status, version in
-                 m.db.session.execute(select(model.id, model.external_id, model.sync_status,
+                 db.session.execute(select(model.id, model.external_id, model.sync_status,
                                              model.remote_version)
                                       .where(model.id.in_([item[2] for item in simple])))}
         rare += [item for item in simple
@@ -1293,8 +1266,7 @@ def _store_batch(results: list) -> list:
 
 
 def _push_one(ctx, resource, model, row_id, phase) -> None:
-    m = _models()
-    row = m.db.session.get(model, row_id)
+    row = db.session.get(model, row_id)
     if row is None or row.sync_status != "pending":
         return
     try:
@@ -1303,42 +1275,40 @@ def _push_one(ctx, resource, model, row_id, phase) -> None:
         else:
             _push_upsert(ctx, resource, model, row)
     except AuthError:
-        m.db.session.rollback()
+        db.session.rollback()
         raise
     except (TransientError, RateLimited) as exc:
-        m.db.session.rollback()
+        db.session.rollback()
         _transient(ctx, resource, model, row_id, exc)
     except VendorError as exc:
-        m.db.session.rollback()
+        db.session.rollback()
         _permanent(ctx, resource, model, row_id, exc)
     except (LeaseLost, SyncDisabled):
         raise
     except Exception as exc:  # noqa: BLE001 - one bad record never stops the others
         # unknown outcome (the request may have been applied): retry later with the same key
         log.exception("push of %s #%s failed", resource, row_id)
-        m.db.session.rollback()
+        db.session.rollback()
         _transient(ctx, resource, model, row_id, exc)
 
 
 def _transient(ctx, resource, model, row_id, exc) -> None:
     """Stay pending; try again after a growing backoff (same idempotency key)."""
-    m = _models()
-    row = m.db.session.get(model, row_id)
+    row = db.session.get(model, row_id)
     row.sync_attempts = (row.sync_attempts or 0) + 1
     delay = backoff_delay(row.sync_attempts, ctx.conf["backoff_base"], ctx.conf["backoff_max"])
     if getattr(exc, "retry_after", None):
         delay = max(delay, float(exc.retry_after))
     row.next_attempt_at = utcnow() + timedelta(seconds=delay)
     row.sync_error = f"will retry: {exc}"
-    m.db.session.commit()
+    db.session.commit()
     ctx.stats.deferred += 1
     ctx.stats.error(resource, row_id, f"temporary failure, retry in {delay:.0f}s: {exc}")
 
 
 def _permanent(ctx, resource, model, row_id, exc) -> None:
     """The vendor refused it: failed, with its message and details."""
-    m = _models()
-    row = m.db.session.get(model, row_id)
+    row = db.session.get(model, row_id)
     message = getattr(exc, "message", None) or str(exc)
     details = getattr(exc, "details", None)
     if details:
@@ -1349,13 +1319,12 @@ def _permanent(ctx, resource, model, row_id, exc) -> None:
     row.sync_attempts = (row.sync_attempts or 0) + 1
     if row.external_id is None:
         row.idempotency_key = None  # a refused create made nothing; a retry needs a new key
-    m.db.session.commit()
+    db.session.commit()
     ctx.stats.failed += 1
     ctx.stats.error(resource, row_id, row.sync_error)
 
 
 def _push_upsert(ctx, resource, model, row) -> None:
-    m = _models()
     if resource == "schedules":
         if row.event.deleted_at is not None or row.employee.deleted_at is not None:
             raise VendorError("its event or employee was deleted; choose another or delete it",
@@ -1368,7 +1337,7 @@ def _push_upsert(ctx, resource, model, row) -> None:
     if row.external_id is None:
         if row.idempotency_key is None:
             row.idempotency_key = str(uuid.uuid4())
-            m.db.session.commit()  # the key is stored BEFORE the request (see _reserve_keys)
+            db.session.commit()  # the key is stored BEFORE the request (see _reserve_keys)
         try:
             obj = ctx.client.create(resource, payload, idempotency_key=row.idempotency_key)
         except Duplicate as exc:
@@ -1398,32 +1367,31 @@ def _store_result(ctx, resource, model, row_id, obj, sent) -> None:
         return
     with _apply_lock:
         _store_now(resource, model, row_id, obj, sent)
-        _models().db.session.commit()
+        db.session.commit()
 
 
 def _store_now(resource, model, row_id, obj, sent) -> None:
     """Write a successful answer; the row stays pending if the user changed it meanwhile."""
-    m = _models()
     now = utcnow()
     version = _version(obj)
     if True:  # the caller holds _apply_lock and commits
-        owner_id = m.db.session.scalar(select(model.id).where(model.external_id == obj["id"],
+        owner_id = db.session.scalar(select(model.id).where(model.external_id == obj["id"],
                                                               model.id != row_id))
         if owner_id is not None:
-            _merge_duplicate(resource, model, m.db.session.get(model, owner_id), row_id)
+            _merge_duplicate(resource, model, db.session.get(model, owner_id), row_id)
         newer = or_(model.remote_version.is_(None), model.remote_version <= version)
-        done = m.db.session.execute(
+        done = db.session.execute(
             update(model).where(model.id == row_id, model.updated_at == sent, newer)
             .values(external_id=obj["id"], remote_version=version, last_synced=now,
                     sync_status="synced", sync_error=None, sync_attempts=0,
                     next_attempt_at=None, idempotency_key=None, conflict_remote=None)
             .execution_options(synchronize_session=False)).rowcount
         if not done:  # changed here while the request was in flight: push again later
-            m.db.session.execute(
+            db.session.execute(
                 update(model).where(model.id == row_id, newer)
                 .values(external_id=obj["id"], remote_version=version, idempotency_key=None)
                 .execution_options(synchronize_session=False))
-            m.db.session.execute(
+            db.session.execute(
                 update(model).where(model.id == row_id, model.external_id.is_(None))
                 .values(external_id=obj["id"]).execution_options(synchronize_session=False))
 
@@ -1431,28 +1399,26 @@ def _store_now(resource, model, row_id, obj, sent) -> None:
 def _merge_duplicate(resource, model, other, row_id) -> None:
     """A pull/webhook inserted the object our create made before we stored the answer:
     move its links to our row and retire it (never hard-deleted)."""
-    m = _models()
     if resource in ("events", "employees"):
-        column = m.Schedule.event_id if resource == "events" else m.Schedule.employee_id
-        m.db.session.execute(update(m.Schedule).where(column == other.id)
+        column = Schedule.event_id if resource == "events" else Schedule.employee_id
+        db.session.execute(update(Schedule).where(column == other.id)
                              .values({column.key: row_id})
                              .execution_options(synchronize_session=False))
     other.external_id = None
     other.deleted_at = other.deleted_at or utcnow()
     other.sync_status = "synced"
     other.sync_error = f"merged into #{row_id} (the same vendor object)"
-    m.db.session.flush()
+    db.session.flush()
 
 
 def _link_duplicate(ctx, resource, model, row, exc: Duplicate) -> None:
     """409 duplicate on a create: link to the vendor's object, then the conflict rule."""
-    m = _models()
     existing = exc.existing_id
     if not existing:
         raise exc
     obj = ctx.client.get(resource, existing)
     with _apply_lock:
-        other = m.db.session.scalar(select(model).where(model.external_id == existing))
+        other = db.session.scalar(select(model).where(model.external_id == existing))
         if other is not None and other.id != row.id:
             if other.deleted_at is not None and other.sync_status == "pending":
                 raise TransientError("waiting for the delete of the record it replaces",
@@ -1464,30 +1430,29 @@ def _link_duplicate(ctx, resource, model, row, exc: Duplicate) -> None:
         refs = _load_refs([obj], ctx) if resource == "schedules" else None
         if not differing_fields(resource, row, obj):
             _adopt(row, obj, synced=True)
-            m.db.session.commit()
+            db.session.commit()
             ctx.stats.pushed += 1
             return
         res = _reconcile(resource, row, obj, ctx, refs)
-        m.db.session.commit()
+        db.session.commit()
     if res.outcome == "local_wins":
-        _push_upsert(ctx, resource, model, m.db.session.get(model, row.id))
+        _push_upsert(ctx, resource, model, db.session.get(model, row.id))
 
 
 def _resolve_push_conflict(ctx, resource, model, row, current, payload, sent) -> None:
     """412 on PATCH: the vendor changed it too."""
-    m = _models()
     with _apply_lock:
         if current.get("deleted"):
             res = _reconcile(resource, row, current, ctx)
         elif not differing_fields(resource, row, current):
             _adopt(row, current, synced=row.updated_at == sent)
-            m.db.session.commit()
+            db.session.commit()
             ctx.stats.pushed += 1
             return
         else:
             refs = _load_refs([current], ctx) if resource == "schedules" else None
             res = _reconcile(resource, row, current, ctx, refs)
-        m.db.session.commit()
+        db.session.commit()
     if res.outcome == "local_wins" and row.external_id is not None:
         obj = ctx.client.update(resource, row.external_id, payload, if_match=_version(current))
         _store_result(ctx, resource, model, row.id, obj, sent)
@@ -1496,24 +1461,22 @@ def _resolve_push_conflict(ctx, resource, model, row, current, payload, sent) ->
 def _vendor_lost_it(ctx, resource, model, row) -> None:
     """404 on PATCH: deleted at the vendor after our last pull; the local change is kept
     by creating it again (the reading that loses no data), recorded as a conflict."""
-    m = _models()
     tomb = {"id": row.external_id, "deleted": True, "version": None, "updated_at": None}
     with _apply_lock:
         res = _reconcile(resource, row, tomb, ctx)
-        m.db.session.commit()
+        db.session.commit()
     if res.outcome == "local_wins":
-        _push_upsert(ctx, resource, model, m.db.session.get(model, row.id))
+        _push_upsert(ctx, resource, model, db.session.get(model, row.id))
 
 
 def _push_delete(ctx, resource, model, row) -> None:
-    m = _models()
     if row.external_id is None and row.idempotency_key is not None:
         # a create may have reached the vendor: replay it (same key) to learn its id
         try:
             obj = ctx.client.create(resource, local_payload(resource, row),
                                     idempotency_key=row.idempotency_key)
             row.external_id, row.remote_version = obj["id"], _version(obj)
-            m.db.session.commit()
+            db.session.commit()
         except (Duplicate, api_service.ValidationFailed, api_service.Conflict):
             pass
     if row.external_id is None:
@@ -1537,7 +1500,7 @@ def _push_delete(ctx, resource, model, row) -> None:
         with _apply_lock:
             res = _reconcile(resource, row, current, ctx,
                              _load_refs([current], ctx) if resource == "schedules" else None)
-            m.db.session.commit()
+            db.session.commit()
         if res.outcome != "local_wins":
             return
         try:
@@ -1557,7 +1520,6 @@ def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
     Manual: the record waits in `conflict`; keeping local deletes the
     schedule first (see resolve_conflict).
     """
-    m = _models()
     sid = exc.schedule_id
     if not sid:
         raise TransientError("the vendor refused the delete: still in use", status=409,
@@ -1568,7 +1530,7 @@ def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
         raise TransientError(f"schedule {sid} blocked the delete, then went away; trying "
                              "again", status=409, code="in_use") from exc
     current = ctx.client.get(resource, row.external_id)
-    local_copy = m.db.session.scalar(select(m.Schedule).where(m.Schedule.external_id == sid))
+    local_copy = db.session.scalar(select(Schedule).where(Schedule.external_id == sid))
     summary = (f"deleted here {_ts(row.updated_at)}, but the vendor has schedule {sid} "
                f"(v{_version(blocking)}, changed {_ts(_remote_updated(blocking))}) for it")
     with _apply_lock:
@@ -1577,7 +1539,7 @@ def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
             row.conflict_remote = {**jsonable(current), "blocking_schedule_id": sid}
             row.sync_error = "conflict: " + summary
             _count_conflict(ctx, resource, row, "conflict (waiting for an admin): " + summary)
-            m.db.session.commit()
+            db.session.commit()
             return False
         remote_ts = _remote_updated(blocking)
         if remote_ts is not None and row.updated_at is not None and remote_ts > row.updated_at:
@@ -1585,9 +1547,9 @@ def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
             _apply_remote(resource, row, current)
             _count_conflict(ctx, resource, row, "conflict, the vendor's newer schedule won "
                                                 "(local delete undone): " + summary)
-            m.db.session.commit()
+            db.session.commit()
             return False
-        m.db.session.commit()
+        db.session.commit()
     try:
         ctx.client.delete("schedules", sid)
     except NotFound:
@@ -1596,7 +1558,7 @@ def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
         _soft_delete_from_vendor("schedules", local_copy, None)
     _count_conflict(ctx, resource, row, "conflict, the local delete won (the vendor's "
                                         "schedule was deleted too): " + summary)
-    m.db.session.commit()
+    db.session.commit()
     try:
         ctx.client.delete(resource, row.external_id)
     except NotFound:
@@ -1605,13 +1567,12 @@ def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
 
 
 def _mark_deleted_synced(ctx, model, row) -> None:
-    m = _models()
     row.sync_status = "synced"
     row.sync_error = None
     row.last_synced = utcnow()
     row.idempotency_key = None
     row.next_attempt_at = None
-    m.db.session.commit()
+    db.session.commit()
     ctx.stats.pushed += 1
 
 
@@ -1621,19 +1582,18 @@ def _mark_deleted_synced(ctx, model, row) -> None:
 
 def retry_failed(app) -> int:
     """Every failed record back to pending, attempts 0, a fresh key; returns how many."""
-    m = _models()
     total = 0
     with _context(app):
-        for model in m.SYNCED_MODELS.values():
-            ids = list(m.db.session.scalars(select(model.id).where(model.sync_status == "failed")))
+        for model in SYNCED_MODELS.values():
+            ids = list(db.session.scalars(select(model.id).where(model.sync_status == "failed")))
             for row_id in ids:
-                m.db.session.execute(
+                db.session.execute(
                     update(model).where(model.id == row_id, model.sync_status == "failed")
                     .values(sync_status="pending", sync_attempts=0, next_attempt_at=None,
                             sync_error=None, idempotency_key=None)
                     .execution_options(synchronize_session=False))
             total += len(ids)
-        m.db.session.commit()
+        db.session.commit()
     if total:
         request_push(app)
     return total
@@ -1641,11 +1601,10 @@ def retry_failed(app) -> int:
 
 def list_conflicts(app, limit: int = 500) -> list[dict]:
     """Records in conflict: local and vendor versions side by side, and what differs."""
-    m = _models()
     out = []
     with _context(app):
-        for resource, model in m.SYNCED_MODELS.items():
-            for row in m.db.session.scalars(select(model).where(model.sync_status == "conflict")
+        for resource, model in SYNCED_MODELS.items():
+            for row in db.session.scalars(select(model).where(model.sync_status == "conflict")
                                             .order_by(model.id).limit(limit)):
                 remote = row.conflict_remote or {}
                 local = jsonable(local_payload(resource, row))
@@ -1662,25 +1621,23 @@ def list_conflicts(app, limit: int = 500) -> list[dict]:
 
 def _delete_schedules_of(resource: str, row, blocking_id: str) -> None:
     """Keep a local delete of an event/employee: its schedules go first (pending deletes)."""
-    m = _models()
-    column = m.Schedule.event_id if resource == "events" else m.Schedule.employee_id
-    for sched in m.db.session.scalars(select(m.Schedule).where(
-            or_(column == row.id, m.Schedule.external_id == blocking_id),
-            m.Schedule.deleted_at.is_(None))):
+    column = Schedule.event_id if resource == "events" else Schedule.employee_id
+    for sched in db.session.scalars(select(Schedule).where(
+            or_(column == row.id, Schedule.external_id == blocking_id),
+            Schedule.deleted_at.is_(None))):
         sched.soft_delete()
 
 
 def resolve_conflict(app, resource: str, record_id: int, keep: str):
     """keep=local: push it over the vendor's version; keep=remote: apply the vendor's."""
-    m = _models()
     if resource not in RESOURCES:
         raise LookupError(f"unknown resource {resource!r}")
     if keep not in ("local", "remote"):
         raise ValueError("keep must be 'local' or 'remote'")
-    model = m.SYNCED_MODELS[resource]
+    model = SYNCED_MODELS[resource]
     with _context(app):
         with _apply_lock:
-            row = m.db.session.get(model, record_id)
+            row = db.session.get(model, record_id)
             if row is None:
                 raise LookupError(f"{SINGULAR[resource]} {record_id} not found")
             if row.sync_status != "conflict":
@@ -1707,7 +1664,7 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
                                        "known here yet; run a sync first")
                 row.deleted_at = None
                 _apply_remote(resource, row, remote, refs)
-            m.db.session.commit()
+            db.session.commit()
             result = row
     if keep == "local":
         request_push(app)
@@ -1759,22 +1716,21 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
             raise
         raise WebhookRejected(400, "bad_request", reason) from None
     webhook_id = claimed
-    m = _models()
     for attempt in range(3):
-        if m.db.session.scalar(select(m.WebhookMessage.id)
-                               .where(m.WebhookMessage.webhook_id == webhook_id)) is not None:
+        if db.session.scalar(select(WebhookMessage.id)
+                               .where(WebhookMessage.webhook_id == webhook_id)) is not None:
             _record_delivery(webhook_id, message, "duplicate", "already seen: nothing changed")
             return {"outcome": "duplicate"}
         try:
             with _apply_lock:
                 outcome, detail = _apply_webhook(app, resource, action, data)
-                m.db.session.add(m.WebhookMessage(
+                db.session.add(WebhookMessage(
                     webhook_id=webhook_id, type=message["type"], object_id=str(data["id"])[:64],
                     version=_version(data), outcome=outcome, detail=detail))
-                m.db.session.commit()
+                db.session.commit()
             break
         except IntegrityError:
-            m.db.session.rollback()
+            db.session.rollback()
     else:
         raise WebhookRejected(503, "busy", "could not record the message; retry")
     if outcome == "deferred":
@@ -1786,19 +1742,18 @@ def _record_delivery(webhook_id: str, message: Optional[dict], outcome: str,
                      detail: str) -> None:
     """Log a repeat or a rejected delivery for the admin page under a row of its own
     (the message's own webhook-id stays free for the real, verified message)."""
-    m = _models()
     data = (message or {}).get("data") if isinstance(message, dict) else None
     data = data if isinstance(data, dict) else {}
     try:
-        m.db.session.add(m.WebhookMessage(
+        db.session.add(WebhookMessage(
             webhook_id=f"{webhook_id[:200]}#{outcome}-{uuid.uuid4().hex[:12]}",
             type=str((message or {}).get("type") or "?")[:64] if isinstance(message, dict) else "?",
             object_id=str(data.get("id"))[:64] if data.get("id") else None,
             version=data.get("version") if isinstance(data.get("version"), int) else None,
             outcome=outcome, detail=detail[:1000]))
-        m.db.session.commit()
+        db.session.commit()
     except Exception:  # noqa: BLE001 - the log must never change the answer
-        m.db.session.rollback()
+        db.session.rollback()
         log.exception("could not record a %s webhook delivery", outcome)
 
 
@@ -1847,6 +1802,16 @@ def request_push(app) -> None:
     _soon(app, "push", conf["push_delay"])
 
 
+def notify_local_change() -> None:
+    """A local write was committed: ask for a push soon (coalesced, never inside the request)."""
+    if not current_app.config.get("SYNC_ENABLED"):
+        return
+    try:
+        request_push(current_app._get_current_object())
+    except Exception:  # noqa: BLE001 - a local write must never fail because of sync
+        log.exception("could not queue a push; the next interval run will send it")
+
+
 def request_pull(app) -> None:
     """Schedule ONE pull run soon (trigger "webhook"), coalesced like request_push."""
     conf = settings(app)
@@ -1886,7 +1851,7 @@ def _fire(app, kind: str) -> None:
             try:
                 run_sync(app, trigger=trigger, direction=direction)
             finally:
-                _models().db.session.remove()
+                db.session.remove()
     except SyncInProgress:
         _soon(app, kind, settings(app)["busy_retry"])
     except SyncDisabled:
@@ -1959,16 +1924,15 @@ def shutdown_scheduler(wait: bool = True) -> None:
 def prune_history(app, now: Optional[datetime] = None) -> dict:
     """Delete webhook records and finished runs older than SYNC_HISTORY_DAYS (one
     DELETE each), so the tables behind the admin page stay bounded."""
-    m = _models()
     cutoff = (now or utcnow()) - timedelta(days=settings(app)["history_days"])
     with _context(app):
-        webhooks = m.db.session.execute(
-            m.WebhookMessage.__table__.delete().where(m.WebhookMessage.received_at < cutoff)
+        webhooks = db.session.execute(
+            WebhookMessage.__table__.delete().where(WebhookMessage.received_at < cutoff)
         ).rowcount
-        runs = m.db.session.execute(
-            m.SyncRun.__table__.delete().where(m.SyncRun.started_at < cutoff,
-                                               m.SyncRun.status != "running")).rowcount
-        m.db.session.commit()
+        runs = db.session.execute(
+            SyncRun.__table__.delete().where(SyncRun.started_at < cutoff,
+                                               SyncRun.status != "running")).rowcount
+        db.session.commit()
     if webhooks or runs:
         log.info("pruned %s webhook records and %s runs older than %s", webhooks, runs, cutoff)
     return {"webhooks": webhooks, "runs": runs}
@@ -1981,7 +1945,7 @@ def _scheduled_run(app) -> None:
                 run_sync(app, trigger="schedule")
                 prune_history(app)
             finally:
-                _models().db.session.remove()
+                db.session.remove()
     except SyncInProgress:
         log.info("scheduled sync skipped: another run is in progress")
     except SyncDisabled:
@@ -2014,11 +1978,10 @@ def status_counts() -> dict:
     Counted: live rows, plus soft-deleted rows whose delete still has to
     reach the vendor (not yet synced); rows deleted and synced are history.
     """
-    m = _models()
     out = {}
-    for resource, model in m.SYNCED_MODELS.items():
+    for resource, model in SYNCED_MODELS.items():
         counts = {s: 0 for s in ("synced", "pending", "failed", "conflict")}
-        rows = m.db.session.execute(
+        rows = db.session.execute(
             select(model.sync_status, func.count()).where(
                 or_(model.deleted_at.is_(None), model.sync_status != "synced"))
             .group_by(model.sync_status)).all()
@@ -2029,8 +1992,7 @@ def status_counts() -> dict:
 
 
 def last_run():
-    m = _models()
-    return m.db.session.scalar(select(m.SyncRun).order_by(m.SyncRun.id.desc()).limit(1))
+    return db.session.scalar(select(SyncRun).order_by(SyncRun.id.desc()).limit(1))
 
 
 def sync_status(app) -> dict:
@@ -2080,11 +2042,10 @@ def health(app, detailed: bool) -> tuple[int, dict]:
     conflicting records exist, or the key is refused; down (503): unreachable
     or the database is not answering; disabled: sync is off.
     """
-    m = _models()
     db_ok = True
     try:
         with _context(app):
-            m.db.session.execute(select(1))
+            db.session.execute(select(1))
             counts = status_counts()
             run = last_run()
     except Exception:  # noqa: BLE001

@@ -284,11 +284,11 @@ def test_a_deleted_event_is_not_existing(client, admin_headers, app):
 
 
 def test_the_import_asks_for_one_push(app, monkeypatch):
-    import app as app_module
+    import csv_formats
     from csv_formats import import_events_csv
 
     calls = []
-    monkeypatch.setattr(app_module, "notify_local_change", lambda: calls.append(1))
+    monkeypatch.setattr(csv_formats, "notify_local_change", lambda: calls.append(1))
     with app.app_context():
         import_events_csv(SAMPLE)
         import_events_csv(SAMPLE)

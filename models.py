@@ -1,0 +1,521 @@
+"""Models, the database handle, time helpers and domain rules: the bottom of the app.
+
+Nothing here imports the web app: `sync_engine.py`, `csv_formats.py`,
+`error_handlers.py` and `app.py` import from this module.  What needs the
+app at call time (APP_TIMEZONE, the session) goes through `flask.current_app`
+and `db`, bound to an app in `create_app`.
+
+Order: Base, db → column type → errors → models in dependency order → time
+helpers → domain rules.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Optional
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    exists,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+
+# ---------------------------------------------------------------------------
+# Base, db (unbound; bound in create_app)
+# ---------------------------------------------------------------------------
+
+class Base(DeclarativeBase):
+    """Declarative base for every model."""
+
+
+db = SQLAlchemy(model_class=Base)
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores aware datetimes as naive UTC; loads them back as aware UTC.
+
+    Naive values are refused so that a local time can never be stored by
+    mistake as if it were UTC.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: store aware UTC datetimes")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+
+
+# ---------------------------------------------------------------------------
+# Errors: what the app answers (ApiError) and a broken domain rule (DomainError)
+# ---------------------------------------------------------------------------
+
+class ApiError(Exception):
+    """An error answer: status, machine code, human message, optional details."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None,
+                 extra: Optional[dict] = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.extra = extra or {}
+
+
+class DomainError(Exception):
+    """A rule a record breaks: which field, why, and the HTTP status that fits."""
+
+    def __init__(self, message: str, field: Optional[str] = None, status: int = 422,
+                 code: str = "validation_failed", details: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+        self.code = code
+        self.details = details
+
+    def to_api_error(self) -> ApiError:
+        details = self.details
+        if details is None and self.field:
+            details = [{"field": self.field, "message": self.message}]
+        return ApiError(self.status, self.code, self.message, details)
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+
+SYNC_STATUSES = ("pending", "synced", "failed", "conflict")
+EVENT_TYPES = ("Core", "Juicer", "Supervisor", "Digital", "Freeosk", "Other")
+ROLES = ("admin", "scheduler")
+
+
+class SyncMixin:
+    """Columns and helpers every synced model shares.
+
+    `sync_status` is `pending` for new and changed records; the sync engine
+    moves it to `synced`, `failed` or `conflict`.  `remote_version` is the
+    vendor's last seen `version`; `deleted_at` marks a local delete that still
+    has to reach the vendor (the row is hidden from pages and the API).
+    """
+
+    external_id: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
+    remote_version: Mapped[Optional[int]] = mapped_column(Integer)
+    sync_status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    last_synced: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    sync_error: Mapped[Optional[str]] = mapped_column(Text)
+    sync_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[Optional[str]] = mapped_column(String(255))
+    conflict_remote: Mapped[Optional[dict]] = mapped_column(JSON)
+    # no index: nearly all rows are live, and SQLite would prefer it to the selective one
+    deleted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    def mark_changed(self) -> None:
+        """Record a local change: pending for the vendor, stamped now."""
+        self.updated_at = utcnow()
+        if self.sync_status != "conflict":
+            self.sync_status = "pending"
+        self.sync_error = None
+        self.sync_attempts = 0
+        self.next_attempt_at = None
+
+    def soft_delete(self) -> None:
+        """Hide the record and queue its delete for the vendor."""
+        self.deleted_at = utcnow()
+        self.mark_changed()
+
+    def sync_fields(self) -> dict:
+        """The sync fields every API object carries."""
+        return {
+            "external_id": self.external_id,
+            "sync_status": self.sync_status,
+            "last_synced": iso(self.last_synced),
+            "sync_error": self.sync_error,
+            "updated_at": iso(self.updated_at),
+        }
+
+
+class User(db.Model):
+    """A person who signs in: an admin or a scheduler (not synced)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="scheduler")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # Flask-Login protocol
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
+class Employee(SyncMixin, db.Model):
+    """A merchandiser who can be given work."""
+
+    __tablename__ = "employees"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[Optional[str]] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(120), index=True)
+    email: Mapped[Optional[str]] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+
+    __table_args__ = (
+        Index(
+            "uq_employees_code_live", "code", unique=True,
+            sqlite_where=db.text("deleted_at IS NULL AND code IS NOT NULL"),
+            postgresql_where=db.text("deleted_at IS NULL AND code IS NOT NULL"),
+        ),
+    )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "code": self.code, "name": self.name,
+            "email": self.email, "active": self.active, **self.sync_fields(),
+        }
+
+
+class Event(SyncMixin, db.Model):
+    """A piece of work at a store, to be done between start and due."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_ref_num: Mapped[int] = mapped_column(Integer)
+    project_name: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(20), default="Other", index=True)
+    store_number: Mapped[Optional[int]] = mapped_column(Integer, index=True)
+    store_name: Mapped[Optional[str]] = mapped_column(String(200))
+    location_mvid: Mapped[Optional[str]] = mapped_column(String(64))
+    start_datetime: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_datetime: Mapped[datetime] = mapped_column(UTCDateTime)
+    estimated_minutes: Mapped[Optional[int]] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index(
+            "uq_events_ref_live", "project_ref_num", unique=True,
+            sqlite_where=db.text("deleted_at IS NULL"),
+            postgresql_where=db.text("deleted_at IS NULL"),
+        ),
+        Index("ix_events_window", "start_datetime", "due_datetime", "id"),
+    )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "project_ref_num": self.project_ref_num,
+            "project_name": self.project_name, "event_type": self.event_type,
+            "store_number": self.store_number, "store_name": self.store_name,
+            "location_mvid": self.location_mvid,
+            "start_datetime": iso(self.start_datetime), "due_datetime": iso(self.due_datetime),
+            "estimated_minutes": self.estimated_minutes, "is_scheduled": bool(self.is_scheduled),
+            **self.sync_fields(),
+        }
+
+
+class Schedule(SyncMixin, db.Model):
+    """One event given to one employee at one time."""
+
+    __tablename__ = "schedules"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id"), index=True)
+    start_datetime: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    event: Mapped[Event] = relationship(lazy="joined", innerjoin=True)
+    employee: Mapped[Employee] = relationship(lazy="joined", innerjoin=True)
+
+    __table_args__ = (
+        Index(
+            "uq_schedules_event_live", "event_id", unique=True,
+            sqlite_where=db.text("deleted_at IS NULL"),
+            postgresql_where=db.text("deleted_at IS NULL"),
+        ),
+        Index("ix_schedules_employee_start", "employee_id", "start_datetime"),
+    )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "event_id": self.event_id, "employee_id": self.employee_id,
+            "start_datetime": iso(self.start_datetime), **self.sync_fields(),
+        }
+
+
+# An event is scheduled while it has a live schedule (derived, never stored).
+Event.is_scheduled = column_property(
+    exists().where(Schedule.event_id == Event.id, Schedule.deleted_at.is_(None))
+    .correlate_except(Schedule),  # else a Schedule query joining Event has no FROM
+    deferred=False,
+)
+
+
+class SyncRun(db.Model):
+    """One sync run: what started it, what it moved, how it ended."""
+
+    __tablename__ = "sync_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")
+    direction: Mapped[str] = mapped_column(String(8), default="both")
+    resources: Mapped[list] = mapped_column(JSON, default=list)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    pushed: Mapped[int] = mapped_column(Integer, default=0)
+    pulled: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    conflicts: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list] = mapped_column(JSON, default=list)
+    message: Mapped[Optional[str]] = mapped_column(Text)
+    requests_sent: Mapped[int] = mapped_column(Integer, default=0)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "status": self.status, "trigger": self.trigger,
+            "direction": self.direction, "resources": self.resources or [],
+            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
+            "pushed": self.pushed, "pulled": self.pulled, "failed": self.failed,
+            "conflicts": self.conflicts, "errors": self.errors or [],
+            "message": self.message, "requests_sent": self.requests_sent,
+        }
+
+
+class SyncState(db.Model):
+    """Per-resource bookmark: the vendor's sync token, saved after a full pull."""
+
+    __tablename__ = "sync_state"
+    resource: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sync_token: Mapped[Optional[str]] = mapped_column(Text)
+    last_pull_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_full_pull_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SyncLease(db.Model):
+    """A database lease so that one sync runs at a time across processes."""
+
+    __tablename__ = "sync_leases"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[Optional[str]] = mapped_column(String(128))
+    run_id: Mapped[Optional[int]] = mapped_column(Integer)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class WebhookMessage(db.Model):
+    """Every verified webhook message, recorded once by its `webhook-id`."""
+
+    __tablename__ = "webhook_messages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[Optional[str]] = mapped_column(String(64))
+    version: Mapped[Optional[int]] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[Optional[str]] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    def to_dict(self) -> dict:
+        return {
+            "webhook_id": self.webhook_id, "type": self.type, "object_id": self.object_id,
+            "version": self.version, "outcome": self.outcome, "detail": self.detail,
+            "received_at": iso(self.received_at),
+        }
+
+
+SYNCED_MODELS = {"employees": Employee, "events": Event, "schedules": Schedule}
+
+
+# ---------------------------------------------------------------------------
+# Time helpers: storage is UTC, people see and type APP_TIMEZONE
+# ---------------------------------------------------------------------------
+
+def iso(dt: Optional[datetime]) -> Optional[str]:
+    """RFC 3339 UTC with `Z`, as the JSON API answers."""
+    if dt is None:
+        return None
+    text = dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    return text + "Z"
+
+
+def app_tz() -> ZoneInfo:
+    """The zone in which pages show and take times."""
+    return ZoneInfo(current_app.config.get("APP_TIMEZONE") or "UTC")
+
+
+def to_local(dt: Optional[datetime]) -> Optional[datetime]:
+    """A stored UTC datetime in APP_TIMEZONE."""
+    return dt.astimezone(app_tz()) if dt is not None else None
+
+
+class LocalTimeError(ValueError):
+    """A wall-clock time that does not exist in APP_TIMEZONE (DST gap)."""
+
+
+def local_to_utc(naive: datetime) -> datetime:
+    """A wall-clock time in APP_TIMEZONE → aware UTC (DST-correct).
+
+    A time in the spring-forward gap does not exist and is refused; an
+    ambiguous time in the autumn overlap takes its first occurrence.
+    """
+    tz = app_tz()
+    aware = naive.replace(tzinfo=tz, fold=0)
+    back = aware.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None)
+    if back != naive:
+        raise LocalTimeError(
+            f"{naive:%Y-%m-%d %H:%M} does not exist in {tz.key} (clocks change that day)"
+        )
+    return aware.astimezone(timezone.utc)
+
+
+def local_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of a calendar day in APP_TIMEZONE (23 to 25 hours)."""
+    tz = app_tz()
+    start = datetime.combine(day, time.min, tzinfo=tz).astimezone(timezone.utc)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(timezone.utc)
+    return start, end
+
+
+def parse_api_datetime(value: Any, field: str) -> datetime:
+    """An RFC 3339 timestamp from a JSON body → aware UTC; naive is refused."""
+    if not isinstance(value, str) or not value.strip():
+        raise DomainError(f"{field} must be an RFC 3339 timestamp", field=field)
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise DomainError(f"{field} is not a valid RFC 3339 timestamp: {value!r}", field=field) from None
+    if parsed.tzinfo is None:
+        raise DomainError(
+            f"{field} has no UTC offset; send e.g. 2026-11-25T14:30:00Z", field=field
+        )
+    return parsed.astimezone(timezone.utc)
+
+
+
+# Domain rules shared by pages, the JSON API and the CSV import
+# ---------------------------------------------------------------------------
+
+
+
+def live(model):
+    """A select of the model's rows that are not soft-deleted."""
+    return select(model).where(model.deleted_at.is_(None))
+
+
+def get_live(model, record_id: int):
+    """A live record by id, or None."""
+    obj = db.session.get(model, record_id)
+    return obj if obj is not None and obj.deleted_at is None else None
+
+
+def event_type_for(project_name: str) -> str:
+    """The event type a project name implies (csv-formats.md: first match wins)."""
+    upper = (project_name or "").upper()
+    for key, value in (("CORE", "Core"), ("DIGITAL", "Digital"), ("JUICER", "Juicer"),
+                       ("SUPERVISOR", "Supervisor"), ("FREEOSK", "Freeosk")):
+        if key in upper:
+            return value
+    return "Other"
+
+
+def busy_employee_ids(day: date, exclude_schedule_id: Optional[int] = None):
+    """A select of employee ids with a live schedule on `day` (APP_TIMEZONE)."""
+    start, end = local_day_bounds(day)
+    query = select(Schedule.employee_id).where(
+        Schedule.deleted_at.is_(None),
+        Schedule.start_datetime >= start,
+        Schedule.start_datetime < end,
+    )
+    if exclude_schedule_id is not None:
+        query = query.where(Schedule.id != exclude_schedule_id)
+    return query
+
+
+def available_employees(day: date, exclude_schedule_id: Optional[int] = None) -> list[Employee]:
+    """Active employees with no schedule on `day` (APP_TIMEZONE), by name."""
+    busy = busy_employee_ids(day, exclude_schedule_id)
+    query = live(Employee).where(Employee.active.is_(True), Employee.id.not_in(busy))
+    return list(db.session.scalars(query.order_by(Employee.name, Employee.id)))
+
+
+def check_schedule(event: Optional[Event], employee: Optional[Employee], start: datetime,
+                   schedule: Optional[Schedule] = None) -> None:
+    """Raise DomainError unless `employee` may do `event` at `start` (aware UTC).
+
+    Rules (app-api.md): inside the event's window (422), an active employee
+    (422), no other schedule for that employee that day (409), and the event
+    not already scheduled (409).  `schedule` is the one being changed, if any.
+    """
+    if event is None:
+        raise DomainError("event not found", field="event_id", status=422)
+    if employee is None:
+        raise DomainError("employee not found", field="employee_id", status=422)
+    if not (event.start_datetime <= start <= event.due_datetime):
+        window = f"{fmt_local(event.start_datetime)} – {fmt_local(event.due_datetime)}"
+        raise DomainError(f"the time is outside the event's window ({window})",
+                          field="start_datetime", status=422)
+    if not employee.active:
+        raise DomainError(f"{employee.name} is inactive", field="employee_id", status=422)
+    own_id = schedule.id if schedule is not None else None
+    taken = db.session.scalar(
+        live(Schedule).where(Schedule.event_id == event.id, Schedule.id != (own_id or 0)).limit(1)
+    )
+    if taken is not None:
+        raise DomainError("the event is already scheduled", field="event_id",
+                          status=409, code="already_scheduled")
+    day = to_local(start).date()
+    if employee.id in db.session.scalars(busy_employee_ids(day, own_id)).all():
+        raise DomainError(f"{employee.name} already has work on {day.isoformat()}",
+                          field="employee_id", status=409, code="employee_busy")
+
+
+def fmt_local(dt: Optional[datetime], fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored UTC datetime as text in APP_TIMEZONE."""
+    return to_local(dt).strftime(fmt) if dt is not None else ""
