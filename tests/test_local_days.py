@@ -64,6 +64,7 @@ def test_recompute_days_after_a_timezone_change(app, runner):
         first = make_schedule(make_event(), employee, utc(2026, 12, 2, 3, 0)).id
         second = make_schedule(make_event(), employee, utc(2026, 12, 3, 3, 0)).id
         third = make_schedule(make_event(), make_employee(), utc(2026, 12, 4, 12, 0)).id
+        employee_id = employee.id
     assert (day_of(app, first), day_of(app, second)) == (date(2026, 12, 2), date(2026, 12, 3))
     app.config["APP_TIMEZONE"] = CHICAGO  # each of the two moves back a day: no clash
     result = runner.invoke(args=["schedules", "recompute-days"])
@@ -75,7 +76,7 @@ def test_recompute_days_after_a_timezone_change(app, runner):
     assert again.exit_code == 0 and "0 schedule" in again.output
     # the index is back: a second schedule on Dec 2 (Chicago) for the employee is refused
     with app.app_context():
-        db.session.add(Schedule(event_id=make_event().id, employee_id=employee.id,
+        db.session.add(Schedule(event_id=make_event().id, employee_id=employee_id,
                                 start_datetime=utc(2026, 12, 2, 20, 0)))
         with pytest.raises(sa.exc.IntegrityError):
             db.session.commit()
