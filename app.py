@@ -1232,6 +1232,8 @@ def sync_resolve(resource: str, record_id: int):
                                            record_id, keep)
     except LookupError as exc:
         raise ApiError(404, "not_found", str(exc).strip("'\"")) from None
+    except sync_engine.DayTaken as exc:
+        raise ApiError(409, "employee_busy", str(exc)) from None
     except RuntimeError as exc:
         raise ApiError(409, "not_in_conflict", str(exc)) from None
     return jsonify({"resource": resource, "keep": keep, "record": row.to_dict()})

@@ -44,8 +44,9 @@ def assert_clash_conflict(app, vendor_sched: dict, holder: int):
     assert "Dee Day" in row["sync_error"]
     kept = one(app, "schedules", id=holder)
     assert kept["deleted_at"] is None and kept["sync_status"] == "synced"
-    live = [r for r in rows(app, "schedules") if r["employee_id"] == kept["employee_id"]]
-    assert [r["id"] for r in live] == [holder]
+    that_day = [r["id"] for r in rows(app, "schedules") if r["employee_id"] == kept["employee_id"]
+                and r["start_datetime"].startswith(START.date().isoformat())]  # APP_TIMEZONE UTC
+    assert that_day == [holder]
     return row
 
 
