@@ -1539,6 +1539,8 @@ def _store_now(resource, model, row_id, obj, sent) -> None:
 def _merge_duplicate(resource, model, other, row_id) -> None:
     """A pull/webhook inserted the object our create made before we stored the answer:
     move its links to our row and retire it (never hard-deleted)."""
+    if resource == "employees":
+        _hide_day_clashes(other.id, row_id)
     if resource in ("events", "employees"):
         column = Schedule.event_id if resource == "events" else Schedule.employee_id
         db.session.execute(update(Schedule).where(column == other.id)
@@ -1548,6 +1550,28 @@ def _merge_duplicate(resource, model, other, row_id) -> None:
     other.deleted_at = other.deleted_at or utcnow()
     other.sync_status = "synced"
     other.sync_error = f"merged into #{row_id} (the same vendor object)"
+    db.session.flush()
+
+
+def _hide_day_clashes(from_id: int, to_id: int) -> None:
+    """Live schedules of employee `from_id` that would give `to_id` a second schedule on a
+    day once merged: conflicts for an admin (not live), their vendor version as the remote
+    side, so that the merge keeps the one-per-day rule and loses nothing."""
+    held = dict(db.session.execute(select(Schedule.local_day, Schedule.id).where(
+        Schedule.employee_id == to_id, Schedule.deleted_at.is_(None))).all())
+    if not held:
+        return
+    employee = db.session.get(Employee, to_id)
+    for sched in db.session.scalars(select(Schedule).where(
+            Schedule.employee_id == from_id, Schedule.deleted_at.is_(None),
+            Schedule.local_day.in_(list(held)))):
+        remote = {**jsonable(local_payload("schedules", sched)), "id": sched.external_id,
+                  "version": sched.remote_version}
+        sched.deleted_at = utcnow()
+        _day_conflict("schedules", sched, remote,
+                      f"{employee.name} already has work on {sched.local_day.isoformat()} "
+                      f"(schedule #{held[sched.local_day]}): one schedule per employee per day",
+                      None)
     db.session.flush()
 
 
