@@ -44,6 +44,21 @@ def test_the_model_keeps_local_day_on_orm_and_core_writes(app):
     assert core_day == date(2026, 12, 4)
 
 
+def test_a_core_update_of_start_datetime_without_local_day_is_refused(app):
+    from app import Schedule, db
+
+    with app.app_context():
+        sid = make_schedule(make_event(), make_employee(), utc(2026, 12, 2, 9, 0)).id
+        with pytest.raises(ValueError, match="local_day"):
+            db.session.execute(sa.update(Schedule).where(Schedule.id == sid)
+                               .values(start_datetime=utc(2026, 12, 3, 9, 0)))
+        db.session.rollback()
+        db.session.execute(sa.update(Schedule).where(Schedule.id == sid).values(
+            start_datetime=utc(2026, 12, 3, 9, 0), local_day=date(2026, 12, 3)))
+        db.session.commit()
+    assert day_of(app, sid) == date(2026, 12, 3)
+
+
 @pytest.mark.parametrize("app_overrides", [{"APP_TIMEZONE": CHICAGO}])
 def test_local_day_is_the_day_in_app_timezone(app, client, admin_headers):
     with app.app_context():
