@@ -24,7 +24,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import event as sa_event, func, select
 
 from tests.conftest import ADMIN, AuthActions
 from tests.factories import make_employee, make_event, make_schedule, utc
@@ -63,8 +63,21 @@ def base_url(app):
         user = db.session.scalar(select(User).where(User.username == ADMIN[0]))
         user.password_hash = generate_password_hash(ADMIN[1], method="pbkdf2:sha256:1")
         db.session.commit()
-    with LiveServer(app) as server:
-        yield server.base_url
+        engine = db.engine
+    sa_event.listen(engine, "handle_error", _count_refusal)
+    try:
+        with LiveServer(app) as server:
+            yield server.base_url
+    finally:
+        sa_event.remove(engine, "handle_error", _count_refusal)
+
+
+REFUSALS = Counter()  # unique-index refusals seen by the database, for the figures
+
+
+def _count_refusal(context) -> None:
+    if "unique" in str(context.original_exception).lower():
+        REFUSALS["now"] += 1
 
 
 def dialect(app) -> str:
@@ -100,10 +113,17 @@ def race(base_url: str, calls: list[tuple]) -> list[tuple[int, dict]]:
     return results
 
 
+def refusals() -> int:
+    """Unique-index refusals since the last call (losers the database stopped)."""
+    seen, REFUSALS["now"] = REFUSALS["now"], 0
+    return seen
+
+
 def tally(app, rule: str, results: list, win: int) -> list[dict]:
     """Record the round's figures; assert one winner, the others 409, no 5xx; the losers' errors."""
     statuses = Counter(status for status, _ in results)
     counts = FIGURES[(rule, dialect(app))]
+    counts["index refusals"] += refusals()
     counts["trials"] += 1
     counts["requests"] += len(results)
     counts["winners"] += statuses[win]
@@ -251,6 +271,7 @@ def test_csv_import_against_api_creates_for_one_employee_day(app, base_url):
         csv_status, csv_body = results[0]
         statuses = Counter(status for status, _ in results[1:])
         counts = FIGURES[("employee-day (CSV vs API)", dialect(app))]
+        counts["index refusals"] += refusals()
         counts["trials"] += 1
         counts["requests"] += len(results)
         counts["winners"] += statuses[201] + (csv_status == 200)
@@ -321,6 +342,7 @@ def test_csv_imports_creating_one_new_employee_code(app, base_url):
                  for i in range(THREADS)]
         results = race(base_url, calls)
         counts = FIGURES[("new employee code (CSV x CSV)", dialect(app))]
+        counts["index refusals"] += refusals()
         creators = [i for i, (status, body) in enumerate(results)
                     if status == 200 and body["employees_created"] == 1]
         later = [i for i, (status, body) in enumerate(results)
