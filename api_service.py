@@ -569,16 +569,18 @@ class VendorClient:
 
     @classmethod
     def from_config(cls, config: Mapping) -> "VendorClient":
-        """Build a client from EXTERNAL_API_* settings (e.g. a Flask ``app.config``)."""
-        timeout = _setting(config, "EXTERNAL_API_TIMEOUT_SECONDS", 10.0, float)
-        return cls(
-            config.get("EXTERNAL_API_BASE_URL") or "",
-            config.get("EXTERNAL_API_KEY") or "",
-            timeout=timeout,
-            connect_timeout=min(3.05, timeout),
-            max_retries=_setting(config, "EXTERNAL_API_MAX_RETRIES", 5, int),
-            rate_limit=_setting(config, "EXTERNAL_API_RATE_LIMIT", 10.0, float),
-        )
+        """The one builder from EXTERNAL_API_* settings (e.g. a Flask ``app.config``).
+
+        An unset or empty setting keeps the constructor's default; a bad value
+        names the setting.
+        """
+        options = {name: value for name, value in (
+            (option, _setting(config, setting, kind)) for option, setting, kind in _SETTINGS)
+            if value is not None}
+        if "timeout" in options:
+            options["connect_timeout"] = min(3.05, options["timeout"])
+        return cls(config.get("EXTERNAL_API_BASE_URL") or "", config.get("EXTERNAL_API_KEY") or "",
+                   **options)
 
     def __repr__(self) -> str:
         return f"VendorClient({self.base_url!r})"
@@ -732,11 +734,21 @@ class VendorClient:
             params = {"page_token": token}
 
 
-def _setting(config: Mapping, name: str, default: Any, kind: type) -> Any:
-    """A typed setting; unset or empty means the default, a bad value names the setting."""
+# (constructor option, setting, type) read by VendorClient.from_config
+_SETTINGS = (
+    ("timeout", "EXTERNAL_API_TIMEOUT_SECONDS", float),
+    ("max_retries", "EXTERNAL_API_MAX_RETRIES", int),
+    ("rate_limit", "EXTERNAL_API_RATE_LIMIT", float),
+    ("backoff_factor", "EXTERNAL_API_BACKOFF_FACTOR", float),
+    ("backoff_max", "EXTERNAL_API_BACKOFF_MAX", float),
+)
+
+
+def _setting(config: Mapping, name: str, kind: type) -> Any:
+    """A typed setting, None when unset or empty; a bad value names the setting."""
     value = config.get(name)
     if value is None or value == "":
-        return default
+        return None
     try:
         return kind(value)
     except (TypeError, ValueError):

@@ -38,29 +38,24 @@ from sqlalchemy import event as sa_event, func, select
 import config as app_config
 import csv_formats
 import sync_engine
+import sync_scheduler
+from api_service import parse_object
 from error_handlers import register_error_handlers
-from models import (  # noqa: F401  (re-exported: `from app import Employee` keeps working)
+from models import (
     EVENT_TYPES,
     ROLES,
-    SYNC_STATUSES,
     SYNCED_MODELS,
     ApiError,
-    Base,
     DomainError,
     Employee,
     Event,
     LocalTimeError,
     Schedule,
-    SyncLease,
-    SyncMixin,
     SyncRun,
-    SyncState,
-    UTCDateTime,
     User,
     WebhookMessage,
     app_tz,
     available_employees,
-    busy_employee_ids,
     check_schedule,
     db,
     deactivate,
@@ -68,15 +63,17 @@ from models import (  # noqa: F401  (re-exported: `from app import Employee` kee
     fmt_local,
     future_schedules,
     get_live,
+    is_email,
     iso,
     live,
     local_day_bounds,
     local_to_utc,
+    notify_local_change,
     parse_api_datetime,
     to_local,
     utcnow,
+    value_taken,
 )
-from sync_engine import notify_local_change
 
 log = logging.getLogger("app")
 
@@ -211,15 +208,23 @@ class PageOf:
         self.has_prev, self.has_next = page > 1, page < self.pages
 
 
-def page_number() -> int:
-    """The ?page= argument (1 when missing or not a positive number)."""
-    return max(1, request.args.get("page", 1, type=int) or 1)
+def _whole_number_arg(name: str, default: int, high: Optional[int] = None) -> Optional[int]:
+    """?<name>= as a whole number in 1..high (`default` when absent); None when it is not one."""
+    raw = request.args.get(name, "").strip()
+    value = int(raw) if raw.isascii() and raw.isdigit() else (default if raw == "" else 0)
+    return value if value >= 1 and (high is None or value <= high) else None
+
+
+def page_number(name: str = "page") -> int:
+    """A page's ?page= (or ?<name>=) number: 1 when missing or not a positive number."""
+    return _whole_number_arg(name, 1) or 1
 
 
 def paginate(model, conditions: list, order_by: list, page: int,
              per_page: Optional[int] = None) -> PageOf:
-    """One COUNT and one LIMIT/OFFSET query over `model` rows matching `conditions`."""
-    per_page = per_page or int(current_app.config.get("PAGE_SIZE") or 50)
+    """One COUNT and one LIMIT/OFFSET query over `model` rows matching `conditions`
+    (every list: pages, JSON API, sync API)."""
+    per_page = per_page or current_app.config["PAGE_SIZE"]
     total = db.session.scalar(select(func.count(model.id)).where(*conditions)) or 0
     query = select(model).where(*conditions).order_by(*order_by)
     items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
@@ -451,7 +456,7 @@ def calendar():
     conditions = [Schedule.deleted_at.is_(None), Schedule.start_datetime >= start,
                   Schedule.start_datetime < end, Schedule.event.has(Event.deleted_at.is_(None))]
     listing = paginate(Schedule, conditions, [Schedule.start_datetime, Schedule.id], page_number(),
-                       per_page=int(current_app.config.get("CALENDAR_PAGE_SIZE") or 100))
+                       per_page=current_app.config["CALENDAR_PAGE_SIZE"])
     days = {monday + timedelta(days=i): [] for i in range(7)}
     for schedule in listing.items:
         days.setdefault(to_local(schedule.start_datetime).date(), []).append(schedule)
@@ -513,8 +518,6 @@ def reschedule(schedule_id: int):
 
 def read_employee_form(form, employee: Optional[Employee] = None) -> dict:
     """Name, code, email and active from an employee form, or FormErrors."""
-    import re
-
     values = {"name": (form.get("name") or "").strip(), "code": (form.get("code") or "").strip() or None,
               "email": (form.get("email") or "").strip() or None, "active": bool(form.get("active"))}
     errors = {}
@@ -522,23 +525,15 @@ def read_employee_form(form, employee: Optional[Employee] = None) -> dict:
         errors["name"] = "Enter a name (1–120 characters)."
     if values["code"] and len(values["code"]) > 64:
         errors["code"] = "The employee ID is at most 64 characters."
-    elif values["code"] and employee_code_taken(values["code"], employee):
+    elif values["code"] and value_taken(Employee.code, values["code"], employee):
         errors["code"] = f"Employee ID {values['code']} belongs to someone else."
     if values["email"] and len(values["email"]) > 255:
         errors["email"] = "The email address is at most 255 characters."
-    elif values["email"] and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", values["email"]):
+    elif values["email"] and not is_email(values["email"]):
         errors["email"] = "Enter an email address like name@example.com."
     if errors:
         raise FormErrors(errors)
     return values
-
-
-def employee_code_taken(code: str, employee: Optional[Employee]) -> bool:
-    """Whether another live employee already has this code."""
-    query = live(Employee).where(Employee.code == code)
-    if employee is not None:
-        query = query.where(Employee.id != employee.id)
-    return db.session.scalar(query.limit(1)) is not None
 
 
 def render_employees(values: dict, errors: dict, status: int = 200):
@@ -644,7 +639,7 @@ api = Blueprint("api", __name__, url_prefix="/api")
 # Bodies: read-only fields (`id`, the sync fields) and unknown fields are
 # ignored; every bad field is reported at once (422, details [{field, message}]).
 MAX_PER_PAGE = 500
-EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+DEFAULT_PER_PAGE = 50
 INT_MAX = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
 
 
@@ -736,10 +731,8 @@ def _boolean(value, name):
 
 
 def _email(value, name):
-    import re
-
     value = _text(255, nullable=True)(value, name)
-    if value is not None and not re.fullmatch(EMAIL_PATTERN, value):
+    if value is not None and not is_email(value):
         raise DomainError(f"{name} is not an email address")
     return value
 
@@ -753,10 +746,9 @@ def _event_type(value, name):
 def _page_args() -> tuple[int, int]:
     """`?page=` (≥1, default 1) and `?per_page=` (1..500, default 50), else 422."""
     problems, result = [], []
-    for name, default, high in (("page", 1, None), ("per_page", 50, MAX_PER_PAGE)):
-        raw = request.args.get(name, "").strip()
-        value = int(raw) if raw.isascii() and raw.isdigit() else (default if raw == "" else -1)
-        if value < 1 or (high is not None and value > high):
+    for name, default, high in (("page", 1, None), ("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)):
+        value = _whole_number_arg(name, default, high)
+        if value is None:
             limit = f"1 to {high}" if high else "1 or more"
             problems.append({"field": name, "message": f"{name} must be a whole number, {limit}"})
         result.append(value)
@@ -765,15 +757,17 @@ def _page_args() -> tuple[int, int]:
     return result[0], result[1]
 
 
-def _page_of(model, order_by: tuple, *conditions):
-    """One page of live records: one COUNT and one page query."""
+def _page_json(model, order_by: tuple, *conditions):
+    """A JSON page of `model` rows: {data, page, per_page, total}."""
     page, per_page = _page_args()
-    where = (model.deleted_at.is_(None), *conditions)
-    total = db.session.scalar(select(func.count()).select_from(model).where(*where))
-    query = select(model).where(*where).order_by(*order_by).limit(per_page).offset((page - 1) * per_page)
-    rows = db.session.scalars(query).all()
-    return jsonify({"data": [row.to_dict() for row in rows], "page": page,
-                    "per_page": per_page, "total": total})
+    listing = paginate(model, list(conditions), list(order_by), page, per_page)
+    return jsonify({"data": [row.to_dict() for row in listing.items], "page": page,
+                    "per_page": per_page, "total": listing.total})
+
+
+def _page_of(model, order_by: tuple, *conditions):
+    """One JSON page of live records."""
+    return _page_json(model, order_by, model.deleted_at.is_(None), *conditions)
 
 
 def _get_or_404(model, record_id: int):
@@ -902,13 +896,9 @@ def _employee_fields(data: dict, employee: Optional[Employee] = None) -> dict:
     body.take("active", _boolean)
     values = body.done()
     code = values.get("code")
-    if code is not None:
-        query = live(Employee).where(Employee.code == code)
-        if employee is not None:
-            query = query.where(Employee.id != employee.id)
-        if db.session.scalar(query.limit(1)) is not None:
-            raise ApiError(409, "duplicate", f"another employee has the code {code}",
-                           [{"field": "code", "message": "already used by another employee"}])
+    if code is not None and value_taken(Employee.code, code, employee):
+        raise ApiError(409, "duplicate", f"another employee has the code {code}",
+                       [{"field": "code", "message": "already used by another employee"}])
     return values
 
 
@@ -987,13 +977,9 @@ def _event_fields(data: dict, event: Optional[Event] = None) -> dict:
                              "which would fall outside the new window")
     values = body.done()
     ref = values.get("project_ref_num")
-    if ref is not None:
-        query = live(Event).where(Event.project_ref_num == ref)
-        if event is not None:
-            query = query.where(Event.id != event.id)
-        if db.session.scalar(query.limit(1)) is not None:
-            raise ApiError(409, "duplicate", f"another event has the reference number {ref}",
-                           [{"field": "project_ref_num", "message": "already used by another event"}])
+    if ref is not None and value_taken(Event.project_ref_num, ref, event):
+        raise ApiError(409, "duplicate", f"another event has the reference number {ref}",
+                       [{"field": "project_ref_num", "message": "already used by another event"}])
     return values
 
 
@@ -1192,13 +1178,7 @@ def sync_trigger():
 @login_required
 def sync_runs():
     """Run history, newest first, paged."""
-    page = max(1, request.args.get("page", 1, type=int) or 1)
-    per_page = min(500, max(1, request.args.get("per_page", 50, type=int) or 50))
-    total = db.session.scalar(select(func.count()).select_from(SyncRun))
-    runs = db.session.scalars(select(SyncRun).order_by(SyncRun.id.desc())
-                              .offset((page - 1) * per_page).limit(per_page))
-    return jsonify({"data": [r.to_dict() for r in runs], "page": page, "per_page": per_page,
-                    "total": total})
+    return _page_json(SyncRun, (SyncRun.id.desc(),))
 
 
 @sync_api.get("/runs/<int:run_id>")
@@ -1256,11 +1236,8 @@ webhook = Blueprint("webhook", __name__, url_prefix="/api/webhook")
 @webhook.post("/schedule_update")
 def webhook_schedule_update():
     """The vendor's signed change message: verified, recorded once, applied."""
-    try:
-        result = sync_engine.handle_webhook(current_app._get_current_object(),
-                                            request.get_data(cache=False), dict(request.headers))
-    except sync_engine.WebhookRejected as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    result = sync_engine.handle_webhook(current_app._get_current_object(),
+                                        request.get_data(cache=False), dict(request.headers))
     return jsonify({"ok": True, **result}), 200
 
 
@@ -1281,51 +1258,11 @@ WEBHOOK_OUTCOMES = {"applied": "applied", "duplicate": "duplicate, already seen"
                     "deferred": "deferred, will be applied later", "rejected": "rejected"}
 
 
-def sync_counts() -> dict:
-    """{resource: {synced, pending, failed, conflict}}: one GROUP BY query per model."""
-    from sqlalchemy import or_
-
-    counts = {}
-    for name, model in SYNCED_MODELS.items():
-        row = dict.fromkeys(SYNC_STATUSES, 0)
-        query = (select(model.sync_status, func.count(model.id))
-                 .where(or_(model.deleted_at.is_(None), model.sync_status != "synced"))
-                 .group_by(model.sync_status))
-        for status, number in db.session.execute(query):
-            row[status] = number
-        counts[name] = row
-    return counts
-
-
-def latest_sync_run() -> Optional[SyncRun]:
-    """The newest run (running or finished), or None."""
-    return db.session.scalar(select(SyncRun).order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
-                             .limit(1))
-
-
-def run_summary(run: Optional[SyncRun]) -> str:
-    """'pushed 3, pulled 2, failed 0, conflicts 0' for a run."""
-    if run is None:
-        return ""
-    return (f"pushed {run.pushed}, pulled {run.pulled}, failed {run.failed}, "
-            f"conflicts {run.conflicts}")
-
-
-def health_from_run(run: Optional[SyncRun], counts: dict) -> str:
-    """What the last run and the records say: ok, degraded, down or unknown (no vendor call)."""
-    if run is None or run.status == "running":
-        return "unknown"
-    if run.status == "failed":
-        return "down"
-    trouble = any(row["failed"] or row["conflict"] for row in counts.values())
-    return "degraded" if run.status == "partial" or trouble else "ok"
-
-
 def sync_health_view(last_run: Optional[SyncRun], counts: dict) -> dict:
     """Health for a page without calling the vendor: derived from the last run and the counts."""
     if not current_app.config.get("SYNC_ENABLED"):
         return {"status": "disabled", "label": HEALTH_LABELS["disabled"], "derived": False}
-    status = health_from_run(last_run, counts)
+    status = sync_engine.health_status(last_run, counts)
     return {"status": status, "label": HEALTH_LABELS[status], "derived": True}
 
 
@@ -1336,7 +1273,7 @@ def sync_next_run_at() -> Optional[datetime]:
 
 def sync_overview() -> dict:
     """Everything the dashboard's sync section shows, from the database only."""
-    last_run, counts = latest_sync_run(), sync_counts()
+    last_run, counts = sync_engine.last_run(), sync_engine.status_counts()
     return {
         "enabled": bool(current_app.config.get("SYNC_ENABLED")),
         "policy": current_app.config.get("SYNC_CONFLICT_POLICY"),
@@ -1386,17 +1323,6 @@ def records_in_status(status: str, counts: dict, page: int, per_page: int) -> Sp
     return SpanningPage(items, page, per_page, total)
 
 
-def _same_value(field: str, local, remote) -> bool:
-    """Compare a local and a vendor value (timestamps by instant)."""
-    if field in sync_engine.DATETIME_FIELDS and local and remote:
-        try:
-            parse = lambda text: datetime.fromisoformat(str(text).replace("Z", "+00:00"))  # noqa: E731
-            return parse(local) == parse(remote)
-        except ValueError:
-            return False
-    return local == remote
-
-
 def _shown_time(text: Optional[str]) -> Optional[str]:
     """An RFC 3339 timestamp as people read it (APP_TIMEZONE), or the text as it came."""
     try:
@@ -1430,6 +1356,8 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
     if resource == "schedules":
         local["event_id"] = record.event.external_id
         local["employee_id"] = record.employee.external_id
+    differing = (set(sync_engine.field_differences(resource, record, parse_object(remote)))
+                 if remote else set())
     rows = []
     for field in sync_engine.FIELDS[resource]:
         mine, theirs = local.get(field), remote.get(field)
@@ -1441,20 +1369,8 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
         if field in sync_engine.DATETIME_FIELDS:
             shown_mine, shown_theirs = _shown_time(mine), _shown_time(theirs)
         rows.append({"field": field, "local": shown_mine, "remote": shown_theirs,
-                     "differs": bool(remote) and not _same_value(field, mine, theirs)})
+                     "differs": field in differing})
     return rows
-
-
-def _page_arg(name: str) -> int:
-    """A positive ?<name>= page number (1 when missing or bad)."""
-    return max(1, request.args.get(name, 1, type=int) or 1)
-
-
-def _model_page(query, count_query, page: int, per_page: int) -> PageOf:
-    """One COUNT and one LIMIT/OFFSET query."""
-    total = db.session.scalar(count_query) or 0
-    items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
-    return PageOf(items, page, per_page, total)
 
 
 def sync_chart(limit: int = 30) -> dict:
@@ -1484,18 +1400,18 @@ def sync_chart(limit: int = 30) -> dict:
 
 def sync_config_view() -> dict:
     """The configuration in force, secrets reduced to set / not set."""
-    cfg = current_app.config
-    url = cfg.get("EXTERNAL_API_BASE_URL") or ""
+    config = current_app.config
+    url = config.get("EXTERNAL_API_BASE_URL") or ""
     if "@" in url.split("//", 1)[-1].split("/", 1)[0]:  # never show credentials in a URL
         scheme, rest = url.split("//", 1) if "//" in url else ("", url)
         url = scheme + "//" + rest.split("@", 1)[1]
     return {
-        "enabled": bool(cfg.get("SYNC_ENABLED")), "base_url": url or None,
-        "interval": cfg.get("SYNC_INTERVAL_MINUTES"), "policy": cfg.get("SYNC_CONFLICT_POLICY"),
-        "key_set": bool(cfg.get("EXTERNAL_API_KEY")), "webhook_secret_set": bool(cfg.get("WEBHOOK_SECRET")),
-        "timeout": cfg.get("EXTERNAL_API_TIMEOUT_SECONDS"), "max_retries": cfg.get("EXTERNAL_API_MAX_RETRIES"),
-        "rate_limit": cfg.get("EXTERNAL_API_RATE_LIMIT"),
-        "scheduler_enabled": bool(cfg.get("SCHEDULER_ENABLED")),
+        "enabled": bool(config.get("SYNC_ENABLED")), "base_url": url or None,
+        "interval": config.get("SYNC_INTERVAL_MINUTES"), "policy": config.get("SYNC_CONFLICT_POLICY"),
+        "key_set": bool(config.get("EXTERNAL_API_KEY")), "webhook_secret_set": bool(config.get("WEBHOOK_SECRET")),
+        "timeout": config.get("EXTERNAL_API_TIMEOUT_SECONDS"), "max_retries": config.get("EXTERNAL_API_MAX_RETRIES"),
+        "rate_limit": config.get("EXTERNAL_API_RATE_LIMIT"),
+        "scheduler_enabled": bool(config.get("SCHEDULER_ENABLED")),
     }
 
 
@@ -1505,16 +1421,16 @@ def sync_admin():
     """The sync admin page: config, health, actions, runs, failed records, conflicts, webhooks."""
     overview = sync_overview()
     counts, per_page = overview["counts"], 25
-    failed = records_in_status("failed", counts, _page_arg("failed_page"), per_page)
-    conflicts = records_in_status("conflict", counts, _page_arg("conflicts_page"), 10)
+    failed = records_in_status("failed", counts, page_number("failed_page"), per_page)
+    conflicts = records_in_status("conflict", counts, page_number("conflicts_page"), 10)
     names = _vendor_names(conflicts.items)
     conflict_views = [(resource, record, conflict_rows(resource, record, names))
                       for resource, record in conflicts.items]
-    runs = _model_page(select(SyncRun).order_by(SyncRun.started_at.desc(), SyncRun.id.desc()),
-                       select(func.count(SyncRun.id)), _page_arg("runs_page"), 20)
-    webhooks = _model_page(select(WebhookMessage).order_by(WebhookMessage.received_at.desc(),
-                                                           WebhookMessage.id.desc()),
-                           select(func.count(WebhookMessage.id)), _page_arg("webhooks_page"), 20)
+    runs = paginate(SyncRun, [], [SyncRun.started_at.desc(), SyncRun.id.desc()],
+                    page_number("runs_page"), 20)
+    webhooks = paginate(WebhookMessage, [], [WebhookMessage.received_at.desc(),
+                                             WebhookMessage.id.desc()],
+                        page_number("webhooks_page"), 20)
     return render_template("sync_admin.html", sync=overview, sync_config=sync_config_view(),
                            failed=failed, conflicts=conflicts, conflict_views=conflict_views,
                            runs=runs, webhooks=webhooks, chart=sync_chart(),
@@ -1593,24 +1509,6 @@ def sync_admin_start_run():
     return _back()
 
 
-def _retry(record) -> bool:
-    """Put one failed record back to pending, to be pushed at once (False if it was not failed)."""
-    if record.sync_status != "failed":
-        return False
-    record.sync_status = "pending"  # as sync_engine.retry_failed does for every failed row
-    record.sync_attempts = 0
-    record.next_attempt_at = None
-    record.sync_error = None
-    record.idempotency_key = None
-    db.session.commit()
-    return True
-
-
-def _retry_all() -> int:
-    """Every failed record back to pending; how many."""
-    return sync_engine.retry_failed(current_app._get_current_object())
-
-
 def _synced_record(resource: str, record_id: int):
     """A synced model's row, or 404."""
     model = SYNCED_MODELS.get(resource) or abort(404)
@@ -1623,8 +1521,7 @@ def sync_admin_retry(resource: str, record_id: int):
     """Retry one failed record (no-JS form)."""
     record = _synced_record(resource, record_id)
     label = sync_record_label(resource, record)
-    if _retry(record):
-        notify_local_change()
+    if sync_engine.retry_record(current_app._get_current_object(), record):
         flash(f"{SYNC_RESOURCE_LABELS[resource]} {label} will be sent again.", "success")
     else:
         flash(f"{SYNC_RESOURCE_LABELS[resource]} {label} is not failed ({record.sync_status}).", "info")
@@ -1635,7 +1532,7 @@ def sync_admin_retry(resource: str, record_id: int):
 @admin_required
 def sync_admin_retry_failed():
     """Retry every failed record (no-JS form)."""
-    count = _retry_all()
+    count = sync_engine.retry_failed(current_app._get_current_object())
     flash(f"{count} failed record{'s' if count != 1 else ''} will be sent again.", "success")
     return _back()
 
@@ -1671,9 +1568,7 @@ def api_retry_record(resource: str, record_id: int):
     record = db.session.get(model, record_id) if model is not None else None
     if record is None:
         raise ApiError(404, "not_found", f"no {resource} record {record_id}")
-    retried = _retry(record)
-    if retried:
-        notify_local_change()
+    retried = sync_engine.retry_record(current_app._get_current_object(), record)
     return jsonify({"retried": retried, "record": record.to_dict()})
 
 
@@ -1689,7 +1584,7 @@ def register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def inject_globals():
         return {
-            "app_timezone": app.config.get("APP_TIMEZONE") or "UTC",
+            "app_timezone": app.config["APP_TIMEZONE"],
             "sync_enabled": bool(app.config.get("SYNC_ENABLED")),
         }
 
@@ -1806,10 +1701,8 @@ def bootstrap_admin(app: Flask) -> None:
 
 
 def register_scheduler(app: Flask) -> None:
-    """Start the interval sync job when sync is on (never under testing)."""
-    if not (app.config.get("SYNC_ENABLED") and app.config.get("SCHEDULER_ENABLED")):
-        return
-    sync_engine.start_scheduler(app)
+    """Soon-runs for every app; the interval sync job when sync is on (never under testing)."""
+    sync_scheduler.init_app(app)
 
 
 # ---------------------------------------------------------------------------

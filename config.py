@@ -10,7 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from decouple import Csv, config  # noqa: F401  (Csv kept for callers' convenience)
+from decouple import config
 
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = BASE_DIR / "instance"
@@ -47,7 +47,7 @@ class Config:
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
-    APP_TIMEZONE = config("APP_TIMEZONE", default="UTC")
+    APP_TIMEZONE = config("APP_TIMEZONE", default="UTC") or "UTC"
     ADMIN_USERNAME = config("ADMIN_USERNAME", default=None)
     ADMIN_PASSWORD = config("ADMIN_PASSWORD", default=None)
 
@@ -70,6 +70,27 @@ class Config:
     SYNC_LEASE_TTL_SECONDS = config("SYNC_LEASE_TTL_SECONDS", default=120.0, cast=float)
     # Seconds after start before the interval job's first run.
     SYNC_FIRST_RUN_DELAY_SECONDS = config("SYNC_FIRST_RUN_DELAY_SECONDS", default=10.0, cast=float)
+    # Whether a committed local change asks for a push SYNC_PUSH_DELAY_SECONDS later
+    # (off: changes wait for the next interval run or a manual one).
+    SYNC_PUSH_ON_CHANGE = _bool("SYNC_PUSH_ON_CHANGE", True)
+    # Objects asked for per page of a vendor listing (pull).
+    SYNC_PAGE_SIZE = config("SYNC_PAGE_SIZE", default=200, cast=int)
+    # Pending records read and pushed per batch (one commit for each batch's results).
+    SYNC_PUSH_BATCH_SIZE = config("SYNC_PUSH_BATCH_SIZE", default=200, cast=int)
+    # Seconds between renewals of the lease by a working run (well under the TTL).
+    SYNC_LEASE_RENEW_SECONDS = config("SYNC_LEASE_RENEW_SECONDS", default=30.0, cast=float)
+    # A record that failed temporarily is pushed again after min(base·2^attempts, max)
+    # seconds, jittered to 50-100 %.
+    SYNC_BACKOFF_BASE_SECONDS = config("SYNC_BACKOFF_BASE_SECONDS", default=30.0, cast=float)
+    SYNC_BACKOFF_MAX_SECONDS = config("SYNC_BACKOFF_MAX_SECONDS", default=3600.0, cast=float)
+    # Seconds before a push-soon or pull-soon run tries again when another run holds the lease.
+    SYNC_BUSY_RETRY_SECONDS = config("SYNC_BUSY_RETRY_SECONDS", default=2.0, cast=float)
+    # Seconds a vendor health check (/api/sync/health) is reused before asking again.
+    SYNC_HEALTH_CACHE_SECONDS = config("SYNC_HEALTH_CACHE_SECONDS", default=10.0, cast=float)
+    # Exponential backoff of one vendor request's retries (urllib3 Retry): factor and cap in
+    # seconds.  A 429's Retry-After is honoured over both.
+    EXTERNAL_API_BACKOFF_FACTOR = config("EXTERNAL_API_BACKOFF_FACTOR", default=0.5, cast=float)
+    EXTERNAL_API_BACKOFF_MAX = config("EXTERNAL_API_BACKOFF_MAX", default=30.0, cast=float)
     # Whether the in-process APScheduler starts (tests and CLI turn it off).
     SCHEDULER_ENABLED = True
     AUTO_MIGRATE = False
@@ -78,7 +99,9 @@ class Config:
     WTF_CSRF_CHECK_DEFAULT = False  # checked in a before_request hook (see app.py)
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    PAGE_SIZE = 50
+    # Rows per page of the dashboard and employee list, and per page of the week's calendar.
+    PAGE_SIZE = config("PAGE_SIZE", default=50, cast=int)
+    CALENDAR_PAGE_SIZE = config("CALENDAR_PAGE_SIZE", default=100, cast=int)
 
     # Names of settings whose values are secrets: never logged or shown.
     SECRET_SETTINGS = ("SECRET_KEY", "EXTERNAL_API_KEY", "WEBHOOK_SECRET", "ADMIN_PASSWORD")

@@ -31,10 +31,10 @@ from models import (
     event_type_for,
     local_day_bounds,
     local_to_utc,
+    notify_local_change,
     to_local,
     utcnow,
 )
-from sync_engine import notify_local_change
 
 DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 DATE_EXAMPLE = "09/27/2025 12:00:00 AM"
@@ -513,8 +513,8 @@ def _apply(plan: _Plan) -> dict:
         if event is None:
             new_events.append({"project_ref_num": row.project_ref_num,
                                "event_type": event_type_for(row.project_name),
-                               **_plain(row.event_values()), "sync_status": "pending",
-                               "sync_attempts": 0, "created_at": now, "updated_at": now})
+                               **_plain(row.event_values()), "created_at": now,
+                               "updated_at": now})
             counts["created"] += 1
         elif _update_event(event, row, plan.present):
             event.mark_changed()

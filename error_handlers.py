@@ -153,7 +153,7 @@ def configure_logging(app: Flask) -> None:
     root.setLevel(min(root.level or logging.WARNING, level) if root.level else level)
     for name in ("app", "api_service", "sync_engine", "werkzeug"):
         logging.getLogger(name).setLevel(logging.DEBUG if name == "api_service" and app.debug else level)
-    secrets = [str(app.config.get(name) or "") for name in app.config.get("SECRET_SETTINGS", ())]
+    secrets = [str(app.config.get(name) or "") for name in app.config["SECRET_SETTINGS"]]
     new = SecretFilter(secrets)
     for handler in root.handlers:
         old = _installed.get(id(handler))

@@ -33,8 +33,8 @@ def worker_exit(server, worker):
     """Stop this worker's interval job; a sync run in progress stops at its next
     checkpoint (after a committed page or pushed record) and releases the lease."""
     try:
-        import sync_engine
+        import sync_scheduler
 
-        sync_engine.shutdown_scheduler()
+        sync_scheduler.shutdown_scheduler()
     except Exception:  # noqa: BLE001 - never block a worker's exit
         server.log.exception("scheduler shutdown failed")

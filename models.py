@@ -10,6 +10,8 @@ helpers → domain rules.
 """
 from __future__ import annotations
 
+import logging
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Optional
 from zoneinfo import ZoneInfo
@@ -43,6 +45,8 @@ from sqlalchemy.orm import (
 from werkzeug.security import check_password_hash, generate_password_hash
 
 import local_days
+
+log = logging.getLogger("app")
 
 
 # ---------------------------------------------------------------------------
@@ -102,23 +106,19 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
-class DomainError(Exception):
+class DomainError(ApiError):
     """A rule a record breaks: which field, why, and the HTTP status that fits."""
 
     def __init__(self, message: str, field: Optional[str] = None, status: int = 422,
                  code: str = "validation_failed", details: Any = None):
-        super().__init__(message)
-        self.message = message
+        if details is None and field:
+            details = [{"field": field, "message": message}]
+        super().__init__(status, code, message, details)
         self.field = field
-        self.status = status
-        self.code = code
-        self.details = details
 
     def to_api_error(self) -> ApiError:
-        details = self.details
-        if details is None and self.field:
-            details = [{"field": self.field, "message": self.message}]
-        return ApiError(self.status, self.code, self.message, details)
+        return ApiError(self.status, self.code, self.message, self.details)
+
 
 # ---------------------------------------------------------------------------
 # Models
@@ -151,6 +151,41 @@ class SyncMixin:
     deleted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    # The state a retry starts from: pending, no attempts, a fresh idempotency key.
+    RETRY_VALUES = {"sync_status": "pending", "sync_attempts": 0, "next_attempt_at": None,
+                    "sync_error": None, "idempotency_key": None}
+
+    @staticmethod
+    def synced_values(at: Optional[datetime] = None) -> dict:
+        """The columns of a record the vendor has as it is here (bulk UPDATEs use them too)."""
+        return {"sync_status": "synced", "sync_error": None, "sync_attempts": 0,
+                "next_attempt_at": None, "idempotency_key": None, "conflict_remote": None,
+                "last_synced": at or utcnow()}
+
+    def _assign(self, values: dict) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def mark_synced(self, at: Optional[datetime] = None, note: Optional[str] = None) -> None:
+        """The vendor has this version: synced, nothing pending (`note` kept as sync_error)."""
+        self._assign(self.synced_values(at))
+        self.sync_error = note
+
+    def mark_failed(self, error: str) -> None:
+        """The vendor refused it (or cannot take it): failed until someone retries."""
+        self.sync_status = "failed"
+        self.sync_error = error
+
+    def mark_conflict(self, remote: dict, summary: str) -> None:
+        """Both sides changed and an admin decides (SYNC_CONFLICT_POLICY=manual)."""
+        self.sync_status = "conflict"
+        self.conflict_remote = remote
+        self.sync_error = "conflict: " + summary
+
+    def reset_for_retry(self) -> None:
+        """Back to pending, to be sent at once with a fresh idempotency key."""
+        self._assign(self.RETRY_VALUES)
 
     def mark_changed(self) -> None:
         """Record a local change: pending for the vendor, stamped now."""
@@ -429,7 +464,7 @@ def local_day(start: Optional[datetime]) -> Optional[date]:
 
 def app_tz() -> ZoneInfo:
     """The zone in which pages show and take times."""
-    return ZoneInfo(current_app.config.get("APP_TIMEZONE") or "UTC")
+    return ZoneInfo(current_app.config["APP_TIMEZONE"])
 
 
 def to_local(dt: Optional[datetime]) -> Optional[datetime]:
@@ -489,9 +524,26 @@ def parse_api_datetime(value: Any, field: str) -> datetime:
 
 
 
+# One rule for an email address, pages and API alike.
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def is_email(text: str) -> bool:
+    return EMAIL_PATTERN.fullmatch(text) is not None
+
+
 def live(model):
     """A select of the model's rows that are not soft-deleted."""
     return select(model).where(model.deleted_at.is_(None))
+
+
+def value_taken(column, value, record=None) -> bool:
+    """Whether another live row of `column`'s model already has `value` (e.g. an employee code)."""
+    model = column.class_
+    query = live(model).where(column == value)
+    if record is not None:
+        query = query.where(model.id != record.id)
+    return db.session.scalar(query.limit(1)) is not None
 
 
 def get_live(model, record_id: int):
@@ -589,3 +641,16 @@ def deactivate(employee: Employee, unschedule_future: bool) -> list[Schedule]:
 def fmt_local(dt: Optional[datetime], fmt: str = "%Y-%m-%d %H:%M") -> str:
     """A stored UTC datetime as text in APP_TIMEZONE."""
     return to_local(dt).strftime(fmt) if dt is not None else ""
+
+
+def notify_local_change() -> None:
+    """A local write was committed: ask for one coalesced push soon, through the app's
+    sync scheduler (`sync_scheduler.py` installs it; nothing when sync is off)."""
+    if not current_app.config["SYNC_ENABLED"]:
+        return
+    scheduler = current_app.extensions.get("sync_scheduler")
+    try:
+        if scheduler is not None:
+            scheduler.request("push")
+    except Exception:  # noqa: BLE001 - a local write must never fail because of sync
+        log.exception("could not queue a push; the next interval run will send it")

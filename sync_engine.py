@@ -1,8 +1,8 @@
 """Two-way sync between the app's database and the vendor's scheduling API.
 
 This module knows both sides' data and the rules of sync, nothing about Flask
-requests: `app.py`'s routes, the CLI, the scheduler and the webhook call the
-functions below; `api_service.py` does the HTTP.
+requests: `app.py`'s routes, the CLI, `sync_scheduler.py` and the webhook call
+the functions below; `api_service.py` does the HTTP, `models.py` holds the rows.
 
 Layout, top to bottom:
 
@@ -14,10 +14,14 @@ Layout, top to bottom:
 * applying vendor objects (`apply_items`: one function for pull pages and
   webhooks, with the version and conflict rules)
 * pull (`pull_resource`) and push (`push_resource`)
-* admin actions (`retry_failed`, `list_conflicts`, `resolve_conflict`)
+* admin actions (`retry_failed`, `retry_record`, `list_conflicts`, `resolve_conflict`)
 * webhooks (`handle_webhook`)
-* soon-runs (`request_push`, `request_pull`), the scheduler
-  (`start_scheduler`, `next_run_at`), status and health.
+* history pruning, status and health (`status_counts`, `last_run`,
+  `health_status`, `health`): what the pages and /api/sync/* show.
+
+The interval job and the coalesced push/pull soon-runs live in
+`sync_scheduler.py`, which imports this module; the engine asks for a
+soon-run through the app's `app.extensions["sync_scheduler"]`.
 
 Rules in one place (see the docstrings): a pulled change never makes a
 record pending; a version not newer than `remote_version` is skipped; both
@@ -27,7 +31,6 @@ a listing has been fully applied.
 """
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import random
@@ -64,10 +67,12 @@ from api_service import (
 )
 from models import (
     SYNCED_MODELS,
+    ApiError,
     Employee,
     Event,
     Schedule,
     SyncLease,
+    SyncMixin,
     SyncRun,
     SyncState,
     WebhookMessage,
@@ -82,7 +87,6 @@ RESOURCES = ("employees", "events", "schedules")
 SINGULAR = {"employees": "employee", "events": "event", "schedules": "schedule"}
 PLURAL = {v: k for k, v in SINGULAR.items()}
 DIRECTIONS = ("both", "push", "pull")
-TRIGGERS = ("manual", "schedule", "webhook", "cli", "change")
 ACTIONS = ("created", "updated", "deleted")
 FIELDS = {
     "employees": ("name", "email", "active"),
@@ -93,7 +97,6 @@ FIELDS = {
 DATETIME_FIELDS = ("start_datetime", "due_datetime")
 LEASE_NAME = "sync"
 MAX_STORED_ERRORS = 200
-JOB_ID = "vendor-sync"
 
 # One writer at a time inside this process for the "read a row, decide, write
 # it" steps (pull pages, webhooks, push results).  Across processes the
@@ -129,52 +132,44 @@ class SyncStopped(SyncError):
     """The process is shutting down (`shutdown_scheduler`): the run stopped at a safe point."""
 
 
-# Set by shutdown_scheduler(): runs stop at their next checkpoint (after a committed
+# Set by stop_runs() (sync_scheduler.shutdown_scheduler): runs stop at their next checkpoint (after a committed
 # page or a pushed record), record why, and give the lease back.
 _stopping = threading.Event()
 
 
+# short name → (setting, type): what settings() reads (config.py declares each, with its default)
+SETTINGS = {
+    "enabled": ("SYNC_ENABLED", bool), "policy": ("SYNC_CONFLICT_POLICY", str),
+    "interval": ("SYNC_INTERVAL_MINUTES", float), "push_delay": ("SYNC_PUSH_DELAY_SECONDS", float),
+    "push_on_change": ("SYNC_PUSH_ON_CHANGE", bool), "page_size": ("SYNC_PAGE_SIZE", int),
+    "batch_size": ("SYNC_PUSH_BATCH_SIZE", int), "lease_ttl": ("SYNC_LEASE_TTL_SECONDS", float),
+    "lease_renew": ("SYNC_LEASE_RENEW_SECONDS", float),
+    "backoff_base": ("SYNC_BACKOFF_BASE_SECONDS", float),
+    "backoff_max": ("SYNC_BACKOFF_MAX_SECONDS", float),
+    "busy_retry": ("SYNC_BUSY_RETRY_SECONDS", float),
+    "first_run_delay": ("SYNC_FIRST_RUN_DELAY_SECONDS", float),
+    "health_cache": ("SYNC_HEALTH_CACHE_SECONDS", float),
+    "history_days": ("SYNC_HISTORY_DAYS", float),
+}
+
+
 def settings(app) -> dict:
-    """The sync settings with their defaults (config.py holds the documented ones)."""
-    c = app.config
-    return {
-        "enabled": bool(c.get("SYNC_ENABLED")),
-        "policy": c.get("SYNC_CONFLICT_POLICY") or "last_write_wins",
-        "interval": float(c.get("SYNC_INTERVAL_MINUTES") or 15),
-        "push_delay": float(c.get("SYNC_PUSH_DELAY_SECONDS") or 0),
-        "push_on_change": bool(c.get("SYNC_PUSH_ON_CHANGE", True)),
-        "page_size": int(c.get("SYNC_PAGE_SIZE") or 200),
-        "batch_size": int(c.get("SYNC_PUSH_BATCH_SIZE") or 200),
-        "lease_ttl": float(c.get("SYNC_LEASE_TTL_SECONDS") or 120),
-        "lease_renew": float(c.get("SYNC_LEASE_RENEW_SECONDS") or 30),
-        "backoff_base": float(c.get("SYNC_BACKOFF_BASE_SECONDS") or 30),
-        "backoff_max": float(c.get("SYNC_BACKOFF_MAX_SECONDS") or 3600),
-        "busy_retry": float(c.get("SYNC_BUSY_RETRY_SECONDS") or 2),
-        "first_run_delay": float(c.get("SYNC_FIRST_RUN_DELAY_SECONDS") or 10),
-        "health_cache": float(c.get("SYNC_HEALTH_CACHE_SECONDS") or 10),
-        # webhook ids must outlive the vendor's 24 h of retries: never under 2 days
-        "history_days": max(2.0, float(c.get("SYNC_HISTORY_DAYS") or 30)),
-    }
+    """The sync settings under short names, typed."""
+    conf = {short: kind(app.config[name]) for short, (name, kind) in SETTINGS.items()}
+    # webhook ids must outlive the vendor's 24 h of retries: never under 2 days
+    conf["history_days"] = max(2.0, conf["history_days"])
+    return conf
 
 
 def is_enabled(app) -> bool:
-    return bool(app.config.get("SYNC_ENABLED"))
+    return bool(app.config["SYNC_ENABLED"])
 
 
 def make_client(app) -> VendorClient:
-    """The vendor client for this app's EXTERNAL_API_* settings (backoff settable for tests)."""
-    c = app.config
-    if not c.get("EXTERNAL_API_BASE_URL") or not c.get("EXTERNAL_API_KEY"):
+    """The vendor client for this app's EXTERNAL_API_* settings; SyncDisabled without a vendor."""
+    if not app.config["EXTERNAL_API_BASE_URL"] or not app.config["EXTERNAL_API_KEY"]:
         raise SyncDisabled("EXTERNAL_API_BASE_URL and EXTERNAL_API_KEY must be set to sync")
-    timeout = float(c.get("EXTERNAL_API_TIMEOUT_SECONDS") or 10)
-    return VendorClient(
-        c["EXTERNAL_API_BASE_URL"], c["EXTERNAL_API_KEY"], timeout=timeout,
-        connect_timeout=min(3.05, timeout),
-        max_retries=int(c.get("EXTERNAL_API_MAX_RETRIES", 5)),
-        rate_limit=float(c.get("EXTERNAL_API_RATE_LIMIT", 10)),
-        backoff_factor=float(c.get("EXTERNAL_API_BACKOFF_FACTOR", 0.5)),
-        backoff_max=float(c.get("EXTERNAL_API_BACKOFF_MAX", 30)),
-    )
+    return VendorClient.from_config(app.config)
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:
@@ -228,9 +223,15 @@ def _remote_field(resource: str, obj: dict, name: str) -> Any:
 
 
 def differing_fields(resource: str, row, obj: dict) -> list[str]:
-    """Names of the vendor fields whose values differ between `row` and `obj`."""
+    """Names of the vendor fields whose values differ between `row` and `obj` ("deleted"
+    alone when the vendor deleted it)."""
     if obj.get("deleted"):
         return ["deleted"]
+    return field_differences(resource, row, obj)
+
+
+def field_differences(resource: str, row, obj: dict) -> list[str]:
+    """Names of the vendor fields whose values differ, field by field (timestamps by instant)."""
     mine = local_payload(resource, row)
     return [name for name in FIELDS[resource]
             if _norm(name, mine[name]) != _remote_field(resource, obj, name)]
@@ -972,9 +973,9 @@ def _insert(resource, model, obj, rows, refs, candidates, ctx=None) -> Applied:
                                        f"holds the same {what}")
     now = utcnow()
     values = remote_values(resource, obj, refs)  # the fields _adopt(synced=True) sets, too:
-    values.update(external_id=obj["id"], remote_version=_version(obj), last_synced=now,
-                  updated_at=_remote_updated(obj) or now, sync_status="synced",
-                  sync_attempts=0, created_at=now)
+    values.update(SyncMixin.synced_values(now), external_id=obj["id"],
+                  remote_version=_version(obj), updated_at=_remote_updated(obj) or now,
+                  created_at=now)
     if resource == "schedules":
         key = _day_key(obj, refs)
         holder = refs.days.holder(key) if key else None
@@ -999,12 +1000,7 @@ def _adopt(row, obj: dict, synced: bool) -> None:
     row.last_synced = utcnow()
     if synced:
         row.updated_at = _remote_updated(obj) or utcnow()
-        row.sync_status = "synced"
-        row.sync_error = None
-        row.sync_attempts = 0
-        row.next_attempt_at = None
-        row.idempotency_key = None
-        row.conflict_remote = None
+        row.mark_synced()
 
 
 def _apply_remote(resource: str, row, obj: dict, refs: Optional[Refs] = None) -> None:
@@ -1021,11 +1017,7 @@ def _soft_delete_from_vendor(resource: str, row, obj: Optional[dict]) -> None:
     now = utcnow()
     if row.deleted_at is None:
         row.deleted_at = now
-    row.sync_status = "synced"
-    row.sync_error = None
-    row.last_synced = now
-    row.conflict_remote = None
-    row.idempotency_key = None
+    row.mark_synced(now)
     if obj is not None and _version(obj) is not None:
         row.remote_version = _version(obj)
     if resource in ("events", "employees"):
@@ -1036,9 +1028,8 @@ def _soft_delete_from_vendor(resource: str, row, obj: Optional[dict]) -> None:
                 sched.deleted_at = now  # the vendor refused to delete it while scheduled
                 sched.last_synced = now
             elif sched.sync_status != "conflict":
-                sched.sync_status = "failed"
-                sched.sync_error = (f"its {SINGULAR[resource]} was deleted at the vendor; "
-                                    "choose another or delete this schedule")
+                sched.mark_failed(f"its {SINGULAR[resource]} was deleted at the vendor; "
+                                  "choose another or delete this schedule")
 
 
 def _apply_tombstone(resource: str, row, obj: dict, ctx) -> Applied:
@@ -1066,9 +1057,7 @@ def _reconcile(resource: str, row, obj: dict, ctx, refs: Optional[Refs] = None) 
     summary = (f"local #{row.id} changed {_ts(row.updated_at)}; vendor v{obj.get('version')} "
                f"changed {_ts(_remote_updated(obj))}; fields: {', '.join(fields)}")
     if policy == "manual":
-        row.sync_status = "conflict"
-        row.conflict_remote = jsonable(obj)
-        row.sync_error = "conflict: " + summary
+        row.mark_conflict(jsonable(obj), summary)
         _count_conflict(ctx, resource, row, "conflict (waiting for an admin): " + summary)
         return Applied("conflict", summary, row)
     remote_ts = _remote_updated(obj)
@@ -1104,10 +1093,7 @@ def _recreate(row) -> None:
     """The vendor deleted it but the local change wins: create it again."""
     row.external_id = None
     row.remote_version = None
-    row.idempotency_key = None
-    row.sync_status = "pending"
-    row.sync_attempts = 0
-    row.next_attempt_at = None
+    row.reset_for_retry()
 
 
 def _count_conflict(ctx, resource, row, message) -> None:
@@ -1392,8 +1378,7 @@ def _store_batch(results: list) -> list:
                                 or_(table.c.remote_version.is_(None),
                                     table.c.remote_version <= bindparam("b_version")))
             .values(external_id=bindparam("b_ext"), remote_version=bindparam("b_version"),
-                    last_synced=utcnow(), sync_status="synced", sync_error=None, sync_attempts=0,
-                    next_attempt_at=None, idempotency_key=None, conflict_remote=None),
+                    **SyncMixin.synced_values()),
             [{"b_id": row_id, "b_sent": sent, "b_version": _version(obj), "b_ext": obj["id"]}
              for _, _, row_id, obj, sent in simple])
         state = {row_id: (ext, status, version) for row_id, ext, status, version in
@@ -1454,8 +1439,7 @@ def _permanent(ctx, resource, model, row_id, exc) -> None:
     if details:
         message += " — " + "; ".join(f"{k}: {v}" for k, v in details.items())
     status = getattr(exc, "status", None)
-    row.sync_status = "failed"
-    row.sync_error = f"the vendor refused it ({status}): {message}" if status else message
+    row.mark_failed(f"the vendor refused it ({status}): {message}" if status else message)
     row.sync_attempts = (row.sync_attempts or 0) + 1
     if row.external_id is None:
         row.idempotency_key = None  # a refused create made nothing; a retry needs a new key
@@ -1522,9 +1506,8 @@ def _store_now(resource, model, row_id, obj, sent) -> None:
         newer = or_(model.remote_version.is_(None), model.remote_version <= version)
         done = db.session.execute(
             update(model).where(model.id == row_id, model.updated_at == sent, newer)
-            .values(external_id=obj["id"], remote_version=version, last_synced=now,
-                    sync_status="synced", sync_error=None, sync_attempts=0,
-                    next_attempt_at=None, idempotency_key=None, conflict_remote=None)
+            .values(external_id=obj["id"], remote_version=version,
+                    **SyncMixin.synced_values(now))
             .execution_options(synchronize_session=False)).rowcount
         if not done:  # changed here while the request was in flight: push again later
             db.session.execute(
@@ -1548,8 +1531,7 @@ def _merge_duplicate(resource, model, other, row_id) -> None:
                              .execution_options(synchronize_session=False))
     other.external_id = None
     other.deleted_at = other.deleted_at or utcnow()
-    other.sync_status = "synced"
-    other.sync_error = f"merged into #{row_id} (the same vendor object)"
+    other.mark_synced(note=f"merged into #{row_id} (the same vendor object)")
     db.session.flush()
 
 
@@ -1699,9 +1681,7 @@ def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
                f"(v{_version(blocking)}, changed {_ts(_remote_updated(blocking))}) for it")
     with _apply_lock:
         if settings(ctx.app)["policy"] == "manual":
-            row.sync_status = "conflict"
-            row.conflict_remote = {**jsonable(current), "blocking_schedule_id": sid}
-            row.sync_error = "conflict: " + summary
+            row.mark_conflict({**jsonable(current), "blocking_schedule_id": sid}, summary)
             _count_conflict(ctx, resource, row, "conflict (waiting for an admin): " + summary)
             db.session.commit()
             return False
@@ -1731,11 +1711,7 @@ def _delete_blocked(ctx, resource, model, row, exc: InUse) -> bool:
 
 
 def _mark_deleted_synced(ctx, model, row) -> None:
-    row.sync_status = "synced"
-    row.sync_error = None
-    row.last_synced = utcnow()
-    row.idempotency_key = None
-    row.next_attempt_at = None
+    row.mark_synced()
     db.session.commit()
     ctx.stats.pushed += 1
 
@@ -1749,18 +1725,24 @@ def retry_failed(app) -> int:
     total = 0
     with _context(app):
         for model in SYNCED_MODELS.values():
-            ids = list(db.session.scalars(select(model.id).where(model.sync_status == "failed")))
-            for row_id in ids:
-                db.session.execute(
-                    update(model).where(model.id == row_id, model.sync_status == "failed")
-                    .values(sync_status="pending", sync_attempts=0, next_attempt_at=None,
-                            sync_error=None, idempotency_key=None)
-                    .execution_options(synchronize_session=False))
-            total += len(ids)
+            total += db.session.execute(
+                update(model).where(model.sync_status == "failed")
+                .values(**SyncMixin.RETRY_VALUES)
+                .execution_options(synchronize_session=False)).rowcount
         db.session.commit()
     if total:
-        request_push(app)
+        _ask(app, "push")
     return total
+
+
+def retry_record(app, record) -> bool:
+    """One failed record back to pending and a push soon; False (unchanged) if it was not failed."""
+    if record.sync_status != "failed":
+        return False
+    record.reset_for_retry()
+    db.session.commit()
+    _ask(app, "push")
+    return True
 
 
 def list_conflicts(app, limit: int = 500) -> list[dict]:
@@ -1814,11 +1796,8 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
                     _recreate(row)
                 else:
                     row.remote_version = _version(remote)
-                    row.sync_status = "pending"
+                    row.reset_for_retry()
                 row.conflict_remote = None
-                row.sync_error = None
-                row.sync_attempts = 0
-                row.next_attempt_at = None
             elif remote.get("deleted"):
                 _soft_delete_from_vendor(resource, row, remote)
             else:
@@ -1835,7 +1814,7 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
             db.session.commit()
             result = row
     if keep == "local":
-        request_push(app)
+        _ask(app, "push")
     return result
 
 
@@ -1843,12 +1822,8 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
 # Webhooks
 # ---------------------------------------------------------------------------
 
-class WebhookRejected(Exception):
-    """A webhook answer other than 2xx: status and message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class WebhookRejected(ApiError):
+    """A webhook answer other than 2xx: status, code and message (answered as an ApiError)."""
 
 
 def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
@@ -1902,7 +1877,7 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
     else:
         raise WebhookRejected(503, "busy", "could not record the message; retry")
     if outcome == "deferred":
-        request_pull(app)
+        _ask(app, "pull")
     return {"outcome": outcome}
 
 
@@ -1949,144 +1924,45 @@ def _apply_webhook(app, resource: str, action: str, data: dict) -> tuple[str, Op
     res = results[0]
     outcome = {"local_wins": "conflict", "skipped": "stale"}.get(res.outcome, res.outcome)
     if res.outcome == "local_wins":
-        request_push(app)
+        _ask(app, "push")
     return outcome, res.detail
 
 
 # ---------------------------------------------------------------------------
-# Soon-runs: coalesced push after local changes, pull after deferred webhooks
+# Soon-runs and the scheduler: sync_scheduler.py installs them per app
 # ---------------------------------------------------------------------------
 
-_soon_lock = threading.Lock()
-_soon_pending: set = set()
-_schedulers: dict = {}
+def _scheduler(app):
+    """The app's SyncScheduler (app.extensions, installed by sync_scheduler.init_app), or None."""
+    return app.extensions.get("sync_scheduler")
 
 
-def request_push(app) -> None:
-    """Schedule ONE push-only run SYNC_PUSH_DELAY_SECONDS from now (coalesced)."""
-    conf = settings(app)
-    if not conf["enabled"] or not conf["push_on_change"]:
-        return
-    _soon(app, "push", conf["push_delay"])
+def _ask(app, kind: str) -> None:
+    """Ask for one coalesced push or pull run soon (nothing without a scheduler)."""
+    scheduler = _scheduler(app)
+    if scheduler is not None:
+        scheduler.request(kind)
 
 
-def notify_local_change() -> None:
-    """A local write was committed: ask for a push soon (coalesced, never inside the request)."""
-    if not current_app.config.get("SYNC_ENABLED"):
-        return
-    try:
-        request_push(current_app._get_current_object())
-    except Exception:  # noqa: BLE001 - a local write must never fail because of sync
-        log.exception("could not queue a push; the next interval run will send it")
+def next_run_at(app) -> Optional[datetime]:
+    """When the interval job runs next (None without a running scheduler)."""
+    scheduler = _scheduler(app)
+    return scheduler.next_run_at() if scheduler is not None else None
 
 
-def request_pull(app) -> None:
-    """Schedule ONE pull run soon (trigger "webhook"), coalesced like request_push."""
-    conf = settings(app)
-    if not conf["enabled"]:
-        return
-    _soon(app, "pull", max(conf["push_delay"], 0.2))
+def scheduler_running(app) -> bool:
+    scheduler = _scheduler(app)
+    return bool(scheduler is not None and scheduler.running)
 
 
-def _soon(app, kind: str, delay: float) -> None:
-    key = (id(app), kind)
-    with _soon_lock:
-        if key in _soon_pending:
-            return
-        _soon_pending.add(key)
-    scheduler = _schedulers.get(id(app))
-    if scheduler is not None and scheduler.running:
-        from apscheduler.jobstores.base import ConflictingIdError
-
-        try:
-            scheduler.add_job(_fire, "date", run_date=utcnow() + timedelta(seconds=delay),
-                              id=f"vendor-{kind}-soon", args=[app, kind],
-                              replace_existing=False, misfire_grace_time=None)
-            return
-        except ConflictingIdError:
-            return
-    timer = threading.Timer(delay, _fire, args=(app, kind))
-    timer.daemon = True
-    timer.start()
-
-
-def _fire(app, kind: str) -> None:
-    with _soon_lock:
-        _soon_pending.discard((id(app), kind))
-    trigger, direction = ("change", "push") if kind == "push" else ("webhook", "pull")
-    try:
-        with app.app_context():
-            try:
-                run_sync(app, trigger=trigger, direction=direction)
-            finally:
-                db.session.remove()
-    except SyncInProgress:
-        _soon(app, kind, settings(app)["busy_retry"])
-    except SyncDisabled:
-        pass
-    except Exception:  # noqa: BLE001 - a background job logs and lives on
-        log.exception("the %s run after a change failed", kind)
-
-
-# ---------------------------------------------------------------------------
-# The scheduler
-# ---------------------------------------------------------------------------
-
-def _is_cli_command_other_than_run() -> bool:
-    """Inside `flask <command>` that is not `flask run` (e.g. `sync run`, `db upgrade`)."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return False
-    from flask.cli import run_command
-
-    return ctx.command is not run_command
-
-
-def start_scheduler(app):
-    """The in-process interval job ("vendor-sync"); None when it should not run here."""
-    conf = settings(app)
-    if not conf["enabled"] or not app.config.get("SCHEDULER_ENABLED") or app.testing:
-        return None
-    if app.debug and os.environ.get("WERKZEUG_RUN_MAIN") != "true":
-        return None  # the reloader's watcher process: only its child runs jobs
-    if _is_cli_command_other_than_run():
-        return None
-    if id(app) in _schedulers:
-        return _schedulers[id(app)]
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    scheduler = BackgroundScheduler(timezone=timezone.utc)
-    scheduler.add_job(_scheduled_run, "interval", minutes=conf["interval"], id=JOB_ID,
-                      args=[app], max_instances=1, coalesce=True, replace_existing=True,
-                      next_run_time=utcnow() + timedelta(seconds=conf["first_run_delay"]))
-    scheduler.start()
-    _schedulers[id(app)] = scheduler
-    atexit.register(_shutdown, app)
-    log.info("sync scheduler started: every %s minutes", conf["interval"])
-    return scheduler
-
-
-def _shutdown(app) -> None:
-    scheduler = _schedulers.pop(id(app), None)
-    if scheduler is not None and scheduler.running:
-        scheduler.shutdown(wait=False)
-
-
-def stop_scheduler(app) -> None:
-    """Stop the scheduler of this app (tests and clean shutdown)."""
-    _shutdown(app)
-
-
-def shutdown_scheduler(wait: bool = True) -> None:
-    """Process shutdown (gunicorn's worker_exit): stop every scheduler; a run in progress
-    stops at its next checkpoint, records why and releases the lease (waited for)."""
+def stop_runs() -> None:
+    """Process shutdown: runs in progress stop at their next checkpoint."""
     _stopping.set()
-    for key in list(_schedulers):
-        scheduler = _schedulers.pop(key, None)
-        if scheduler is not None and scheduler.running:
-            scheduler.shutdown(wait=wait)
+
+
+def allow_runs() -> None:
+    """A scheduler starts in this process: runs may go on again."""
+    _stopping.clear()
 
 
 def prune_history(app, now: Optional[datetime] = None) -> dict:
@@ -2104,36 +1980,6 @@ def prune_history(app, now: Optional[datetime] = None) -> dict:
     if webhooks or runs:
         log.info("pruned %s webhook records and %s runs older than %s", webhooks, runs, cutoff)
     return {"webhooks": webhooks, "runs": runs}
-
-
-def _scheduled_run(app) -> None:
-    try:
-        with app.app_context():
-            try:
-                run_sync(app, trigger="schedule")
-                prune_history(app)
-            finally:
-                db.session.remove()
-    except SyncInProgress:
-        log.info("scheduled sync skipped: another run is in progress")
-    except SyncDisabled:
-        pass
-    except Exception:  # noqa: BLE001
-        log.exception("scheduled sync failed")
-
-
-def next_run_at(app) -> Optional[datetime]:
-    """When the interval job runs next (None without a scheduler)."""
-    scheduler = _schedulers.get(id(app))
-    if scheduler is None or not scheduler.running:
-        return None
-    job = scheduler.get_job(JOB_ID)
-    return job.next_run_time if job is not None else None
-
-
-def scheduler_running(app) -> bool:
-    scheduler = _schedulers.get(id(app))
-    return bool(scheduler is not None and scheduler.running)
 
 
 # ---------------------------------------------------------------------------
@@ -2160,6 +2006,7 @@ def status_counts() -> dict:
 
 
 def last_run():
+    """The newest run (running or finished), or None."""
     return db.session.scalar(select(SyncRun).order_by(SyncRun.id.desc()).limit(1))
 
 
@@ -2176,15 +2023,14 @@ def sync_status(app) -> dict:
                 "counts": status_counts()}
 
 
-_health_cache: dict = {}
-_health_lock = threading.Lock()
+_health_lock = threading.Lock()  # guards each app's app.extensions["sync_health"]
 
 
 def vendor_health(app) -> dict:
-    """{reachable, latency_ms, error}, cached SYNC_HEALTH_CACHE_SECONDS per app."""
+    """{reachable, latency_ms, error}, cached SYNC_HEALTH_CACHE_SECONDS in the app's extensions."""
     ttl = settings(app)["health_cache"]
     with _health_lock:
-        cached = _health_cache.get(id(app))
+        cached = app.extensions.get("sync_health")
         if cached and time.monotonic() - cached[0] < ttl:
             return dict(cached[1])
     try:
@@ -2198,17 +2044,36 @@ def vendor_health(app) -> dict:
     except Exception as exc:  # noqa: BLE001
         result = {"reachable": False, "latency_ms": None, "error": str(exc)[:300]}
     with _health_lock:
-        _health_cache[id(app)] = (time.monotonic(), result)
+        app.extensions["sync_health"] = (time.monotonic(), result)
     return dict(result)
+
+
+def health_status(run, counts: dict, api: Optional[dict] = None) -> str:
+    """ok, degraded, down or unknown from the last run, the counts and the vendor check.
+
+    Without a vendor check (`api` None: pages never call the vendor) the last
+    run stands for it: none or running → unknown, failed → down.  With one:
+    unreachable → down; failed/conflicting records, a failed or partial last
+    run or a refused key → degraded.
+    """
+    trouble = any(c.get("failed") or c.get("conflict") for c in counts.values())
+    if api is None:
+        if run is None or run.status == "running":
+            return "unknown"
+        if run.status == "failed":
+            return "down"
+        return "degraded" if run.status == "partial" or trouble else "ok"
+    if not api["reachable"]:
+        return "down"
+    last_bad = run is not None and run.status in ("failed", "partial")
+    return "degraded" if (trouble or last_bad or api["error"]) else "ok"
 
 
 def health(app, detailed: bool) -> tuple[int, dict]:
     """(status code, body) for /api/sync/health.
 
-    ok: the vendor answers and the last run succeeded with nothing failed;
-    degraded: it answers but the last run failed/partial, failed or
-    conflicting records exist, or the key is refused; down (503): unreachable
-    or the database is not answering; disabled: sync is off.
+    disabled when sync is off; down (503) when the database is not answering;
+    otherwise `health_status` with a (cached) vendor check.
     """
     db_ok = True
     try:
@@ -2222,12 +2087,10 @@ def health(app, detailed: bool) -> tuple[int, dict]:
                                                       "error": None}
     if not is_enabled(app):
         status = "disabled"
-    elif not db_ok or not api["reachable"]:
+    elif not db_ok:
         status = "down"
     else:
-        trouble = any(c.get("failed") or c.get("conflict") for c in counts.values())
-        last_bad = run is not None and run.status in ("failed", "partial")
-        status = "degraded" if (trouble or last_bad or api["error"]) else "ok"
+        status = health_status(run, counts, api)
     body: dict = {"status": status}
     if detailed:
         nxt = next_run_at(app)

@@ -141,7 +141,7 @@ def make_app(url: str, sandbox: Sandbox):
 
 
 def empty_tables(app, keep=("users",)) -> None:
-    from app import db
+    from models import db
 
     with app.app_context():
         db.session.remove()
@@ -198,7 +198,7 @@ def _row(resource: str, obj: dict, refs: dict, now: datetime) -> dict:
 
 def bare_pull(app, sandbox: Sandbox, page_size: int, resources=("employees", "events", "schedules")) -> int:
     """One pooled requests.Session paging each listing; one executemany per page."""
-    from app import SYNCED_MODELS, db
+    from models import SYNCED_MODELS, db
 
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {API_KEY}"
@@ -314,7 +314,7 @@ class Bench:
                  ratio <= 1.3, f"{result['requests']} requests")
 
     def _local_schedules(self) -> None:
-        from app import Employee, Event, Schedule, db
+        from models import Employee, Event, Schedule, db
 
         with self.app.app_context():
             events = db.session.execute(select(Event.id, Event.start_datetime)
@@ -364,7 +364,7 @@ class Bench:
 
     def _page_data(self, evt: int, failed: int) -> None:
         """`evt` events (half scheduled in WEEK), `failed` of them failed, runs and webhooks."""
-        from app import Employee, Event, Schedule, SyncRun, WebhookMessage, db
+        from models import Employee, Event, Schedule, SyncRun, WebhookMessage, db
 
         empty_tables(self.app)
         monday = datetime.combine(WEEK, datetime.min.time(), tzinfo=UTC)
@@ -408,7 +408,7 @@ class Bench:
     # -- CSV import ------------------------------------------------------------
 
     def csv_import(self) -> None:
-        from app import Event, db
+        from models import Event, db
 
         count = self.n(20000)
         header = ["Project Name", "Project Reference Number", "Location MVID", "Store Number",

@@ -1,9 +1,16 @@
-"""Shared fixtures, flaskr-style: app, client, runner, auth, and a clean database.
+"""Shared fixtures, flaskr-style: app, client, runner, auth, and a clean database;
+the vendor sandbox and the end-to-end sync settings.
 
 The suite runs on SQLite by default and on PostgreSQL when TEST_DATABASE_URL
 is set (e.g. postgresql://postgres@127.0.0.1:5432/test).  The schema is built
 once per session by the app's own migrations; each test then starts from
 empty tables.
+
+A module marked `pytestmark = pytest.mark.vendor_sync` gets an app pointed at
+a fresh `sandbox` with sync on, a fresh `whsec_` secret and tiny backoffs
+(`sync_settings` adds to them); `live` serves that app for real so the
+sandbox's webhooks reach /api/webhook/schedule_update.  Helpers live in
+tests/helpers.py.
 """
 from __future__ import annotations
 
@@ -15,6 +22,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from config import normalize_database_url
+from tests.helpers import API_KEY, new_secret
+from tests.live_server import LiveServer
+from tests.vendor_sandbox import VendorSandbox
 
 ADMIN = ("admin", "admin-pass-123")
 SCHEDULER = ("sched", "sched-pass-123")
@@ -53,7 +63,7 @@ def make_app(database_url: str, **overrides):
 
 
 def _empty_tables(app) -> None:
-    from app import db
+    from models import db
 
     with app.app_context():
         db.session.remove()
@@ -64,9 +74,80 @@ def _empty_tables(app) -> None:
 
 
 @pytest.fixture
-def app_overrides() -> dict:
-    """Override in a test module (or with parametrize) to change settings."""
+def app_overrides(request, sync_settings) -> dict:
+    """Settings on top of TestingConfig: the sync ones in `vendor_sync` modules (where
+    `sync_settings` may be parametrized), else none.  Override in a test module (or
+    with parametrize) to change them."""
+    if request.node.get_closest_marker("vendor_sync"):
+        return request.getfixturevalue("sync_overrides")
     return {}
+
+
+# -- the vendor sandbox and end-to-end sync ----------------------------------
+
+@pytest.fixture
+def sandbox():
+    """A fresh vendor sandbox on a free port (API key API_KEY)."""
+    sb = VendorSandbox(api_key=API_KEY, seed=7).start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture(scope="module")
+def module_sandbox():
+    """One sandbox for a module's contract tests (emptied for each test by `sb`)."""
+    sb = VendorSandbox(api_key=API_KEY, seed=0).start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def sb(module_sandbox):
+    """The module's sandbox, emptied, without faults or a webhook URL."""
+    module_sandbox.reset()
+    module_sandbox.configure_webhooks(url=None, secret=None, retry_backoff=0.02, max_attempts=5)
+    yield module_sandbox
+    module_sandbox.reset()
+
+
+@pytest.fixture
+def webhook_secret() -> str:
+    return new_secret()
+
+
+@pytest.fixture
+def sync_settings() -> dict:
+    """Extra settings a test module wants on top of the e2e ones."""
+    return {}
+
+
+@pytest.fixture
+def sync_overrides(sandbox, webhook_secret, sync_settings) -> dict:
+    settings = {
+        "SYNC_ENABLED": True, "SCHEDULER_ENABLED": False, "SYNC_PUSH_ON_CHANGE": False,
+        "EXTERNAL_API_BASE_URL": sandbox.base_url, "EXTERNAL_API_KEY": API_KEY,
+        "EXTERNAL_API_MAX_RETRIES": 3, "EXTERNAL_API_BACKOFF_FACTOR": 0.001,
+        "EXTERNAL_API_BACKOFF_MAX": 0.05, "EXTERNAL_API_RATE_LIMIT": 0,
+        "EXTERNAL_API_TIMEOUT_SECONDS": 5,
+        "WEBHOOK_SECRET": webhook_secret, "SYNC_BACKOFF_BASE_SECONDS": 0.0001,
+        "SYNC_BACKOFF_MAX_SECONDS": 0.001, "SYNC_PUSH_DELAY_SECONDS": 0.3,
+        "SYNC_BUSY_RETRY_SECONDS": 0.2, "SYNC_HEALTH_CACHE_SECONDS": 10,
+    }
+    settings.update(sync_settings)
+    return settings
+
+
+@pytest.fixture
+def live(app, sandbox, webhook_secret):
+    """The app served for real; the sandbox sends its webhooks there."""
+    server = LiveServer(app)
+    url = server.start()
+    sandbox.configure_webhooks(url=url + "/api/webhook/schedule_update", secret=webhook_secret,
+                               retry_backoff=0.05)
+    yield url
+    sandbox.configure_webhooks(url=None)
+    sandbox.wait_webhooks_idle(5)
+    server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ def utc(*args) -> datetime:
 
 
 def make_employee(name: str | None = None, **fields):
-    from app import Employee, db
+    from models import Employee, db
 
     n = next(_seq)
     employee = Employee(name=name or f"Employee {n}", code=fields.pop("code", f"US{100000 + n}"),
@@ -24,7 +24,7 @@ def make_employee(name: str | None = None, **fields):
 
 
 def make_event(**fields):
-    from app import Event, db, event_type_for
+    from models import Event, db, event_type_for
 
     n = next(_seq)
     start = fields.pop("start_datetime", utc(2026, 12, 1, 0, 0))
@@ -43,7 +43,7 @@ def make_event(**fields):
 
 
 def make_schedule(event, employee, start: datetime | None = None, **fields):
-    from app import Schedule, db
+    from models import Schedule, db
 
     schedule = Schedule(event_id=event.id, employee_id=employee.id,
                         start_datetime=start or event.start_datetime + timedelta(hours=9), **fields)

@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import event as sa_event, func, select
 
 from tests.factories import make_employee, make_event, make_schedule, utc
+from tests.helpers import assert_error, fields_of
 
 EVENT_BODY = {
     "project_ref_num": 606001, "project_name": "CORE - Snack Reset", "store_number": 1234,
@@ -16,26 +17,12 @@ EVENT_BODY = {
 
 def count(app, model_name: str) -> int:
     """Live rows of a model."""
-    import app as app_module
+    import models
 
-    model = getattr(app_module, model_name)
+    model = getattr(models, model_name)
     with app.app_context():
-        return app_module.db.session.scalar(
+        return models.db.session.scalar(
             select(func.count()).select_from(model).where(model.deleted_at.is_(None)))
-
-
-def assert_error(response, status: int, code: str | None = None):
-    """An error answer: status, JSON body with code, message and error_id."""
-    assert response.status_code == status, response.get_json()
-    error = response.get_json()["error"]
-    assert error["message"] and error["error_id"]
-    if code:
-        assert error["code"] == code
-    return error
-
-
-def fields_of(error) -> set[str]:
-    return {d["field"] for d in error["details"]}
 
 
 @pytest.fixture
@@ -114,6 +101,14 @@ def test_per_page_500_is_allowed(client, admin_headers):
     assert client.get("/api/events?per_page=500", headers=admin_headers).get_json()["per_page"] == 500
 
 
+@pytest.mark.parametrize("path", ["/api/employees", "/api/schedules", "/api/sync/runs"])
+def test_every_list_refuses_a_per_page_over_the_maximum(client, admin_headers, path):
+    error = assert_error(client.get(f"{path}?per_page=501", headers=admin_headers), 422,
+                         "validation_failed")
+    assert fields_of(error) == {"per_page"}
+    assert client.get(f"{path}?per_page=500", headers=admin_headers).get_json()["per_page"] == 500
+
+
 def test_events_listed_by_start_then_due(client, admin_headers, app):
     with app.app_context():
         late = make_event(start_datetime=utc(2025, 10, 1), due_datetime=utc(2025, 10, 2)).id
@@ -130,7 +125,7 @@ def test_a_list_is_one_count_and_one_page_query(client, admin_headers, app):
             event = make_event(start_datetime=utc(2025, 9, day), due_datetime=utc(2025, 9, day, 23))
             make_schedule(event, make_employee() if day % 2 else employee,
                           start=utc(2025, 9, day, 12))
-        from app import db
+        from models import db
 
         statements = []
 
@@ -339,7 +334,7 @@ def test_event_patch_checks_the_merged_window(client, admin_headers):
 
 def test_event_window_cannot_leave_its_schedule_outside(client, admin_headers, app, seeded):
     with app.app_context():
-        from app import Employee, Event, db
+        from models import Employee, Event, db
 
         make_schedule(db.session.get(Event, seeded["event"]), db.session.get(Employee, seeded["ana"]),
                       start=utc(2025, 9, 30, 14))
@@ -467,7 +462,7 @@ def test_that_day_is_the_local_day(client, admin_headers, app, seeded):
 
 def test_schedule_list_from_to(client, admin_headers, app, seeded):
     with app.app_context():
-        from app import Employee, db
+        from models import Employee, db
 
         ana = db.session.get(Employee, seeded["ana"])
         for day in (1, 2, 3):

@@ -18,8 +18,9 @@ import pytest
 
 from tests.conftest import ADMIN
 from tests.factories import make_employee, make_event, utc
-from tests.test_sync_support import *  # noqa: F401,F403  (sandbox, live, app_overrides, ...)
-from tests.test_sync_support import db_call, run, vendor_event, wait_for
+from tests.helpers import db_call, run, vendor_event, wait_for
+
+pytestmark = pytest.mark.vendor_sync
 
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="the playwright package is not installed")
@@ -118,10 +119,10 @@ def tab_to(page, pattern: str, limit: int = 120) -> str:
 
 
 def local(app, model_name: str, record_id: int):
-    import app as app_module
+    import models
 
-    return db_call(app, lambda: app_module.db.session.get(getattr(app_module, model_name),
-                                                            record_id).to_dict())
+    return db_call(app, lambda: models.db.session.get(getattr(models, model_name),
+                                                      record_id).to_dict())
 
 
 # -- the dashboard ---------------------------------------------------------------
@@ -193,7 +194,7 @@ def _failed_and_conflicts(app, sandbox) -> dict:
     emp = local(app, "Employee", ids["employee"])
     evt = local(app, "Event", ids["event"])
     def change_here():
-        from app import Employee, Event, db
+        from models import Employee, Event, db
 
         row = db.session.get(Employee, ids["employee"])
         row.name = "Ana Lopez-Local"

@@ -17,27 +17,12 @@ import api_service
 from api_service import (AuthError, Duplicate, InUse, InvalidPageToken, NotFound,
                          RateLimited, SyncTokenExpired, TransientError, ValidationFailed,
                          VendorClient, VendorError, VersionMismatch)
-from tests.vendor_sandbox import VendorSandbox
+from tests.helpers import API_KEY
 
-KEY = "contract-key"
 EVENT = {"project_ref_num": 1, "project_name": "CORE - Snack Reset", "event_type": "Core",
          "store_number": 1204, "store_name": "Springfield Supercenter",
          "location_mvid": "MV-01204", "start_datetime": "2026-12-01T08:00:00Z",
          "due_datetime": "2026-12-03T17:00:00Z", "estimated_minutes": 90}
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    sb = VendorSandbox(api_key=KEY, seed=0).start()
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def sb(sandbox):
-    sandbox.reset()
-    yield sandbox
-    sandbox.reset()
 
 
 def make_client(sb, **overrides) -> VendorClient:
@@ -45,7 +30,7 @@ def make_client(sb, **overrides) -> VendorClient:
     settings = dict(rate_limit=0, backoff_factor=0.01, backoff_max=0.05, max_retries=5,
                     timeout=5, connect_timeout=2)
     settings.update(overrides)
-    return VendorClient(sb.base_url, KEY, **settings)
+    return VendorClient(sb.base_url, API_KEY, **settings)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def upload(client, headers, content, name="WorkBankVisits.csv"):
 
 def counts(app) -> dict:
     """Live events, employees and schedules."""
-    from app import Employee, Event, Schedule, db
+    from models import Employee, Event, Schedule, db
 
     with app.app_context():
         return {m.__tablename__: db.session.scalar(
@@ -47,7 +47,7 @@ def export_rows(client, headers, query="") -> list[list[str]]:
 
 
 def mark_all_synced(app) -> None:
-    from app import SYNCED_MODELS, db
+    from models import SYNCED_MODELS, db
 
     with app.app_context():
         for model in SYNCED_MODELS.values():
@@ -56,7 +56,7 @@ def mark_all_synced(app) -> None:
 
 
 def pending(app) -> int:
-    from app import SYNCED_MODELS, db
+    from models import SYNCED_MODELS, db
 
     with app.app_context():
         return sum(db.session.scalar(select(func.count()).select_from(m).where(m.sync_status == "pending"))
@@ -329,7 +329,7 @@ def test_export_from_to_and_deleted_schedules(client, admin_headers, app):
             event = make_event(project_ref_num=800000 + day, start_datetime=utc(2025, 11, 1),
                                due_datetime=utc(2025, 11, 30))
             schedule = make_schedule(event, ana, start=utc(2025, 11, day, 23, 30))
-        from app import db
+        from models import db
 
         schedule.soft_delete()
         db.session.commit()
@@ -343,7 +343,7 @@ def test_export_from_to_and_deleted_schedules(client, admin_headers, app):
 def test_export_then_import_changes_nothing(client, admin_headers, app):
     upload(client, admin_headers, SAMPLE)
     with app.app_context():
-        from app import Employee, Event, db
+        from models import Employee, Event, db
 
         nocode = make_employee("Dee Nocode", code=None)
         event = make_event(project_ref_num=606009, start_datetime=utc(2025, 9, 27, 0, 0, 0) + timedelta(
@@ -388,7 +388,7 @@ def big_file(n: int) -> str:
 
 
 def test_twenty_thousand_rows_import_quickly_with_bulk_queries(app):
-    from app import db
+    from models import db
     from csv_formats import export_schedule_csv, import_events_csv
     from sqlalchemy import event as sa_event
 

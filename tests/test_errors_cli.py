@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from app import Employee, User, db
+from models import Employee, User, db
 from error_handlers import SecretFilter
 
 
@@ -121,7 +121,7 @@ def test_cli_users_create_refuses_a_short_password(app, runner):
 
 
 def test_cli_demo_seed_fills_an_empty_database_once(app, runner):
-    from app import Event
+    from models import Event
 
     first = runner.invoke(args=["demo", "seed"])
     assert first.exit_code == 0, first.output

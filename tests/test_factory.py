@@ -2,7 +2,8 @@
 import pytest
 
 import config
-from app import create_app, db
+from app import create_app
+from models import db
 
 
 def test_testing_config(app):
@@ -55,7 +56,7 @@ def test_migrations_build_the_schema_the_models_declare(app):
 
 def test_admin_bootstrap_from_settings(database_url):
     from tests.conftest import make_app
-    from app import User
+    from models import User
 
     application = make_app(database_url, ADMIN_USERNAME="boss", ADMIN_PASSWORD="boss-pass-123")
     with application.app_context():

@@ -7,7 +7,7 @@ overlap, the gap between runs stays about one interval, both sides converge.
 Then the process holding the lease is killed with SIGKILL in the middle of a
 run and the other one takes over once the lease (SYNC_LEASE_TTL_SECONDS=4)
 expires.  A SIGTERM'd worker stops its run at a checkpoint and gives the
-lease back (gunicorn.conf.py's worker_exit → sync_engine.shutdown_scheduler).
+lease back (gunicorn.conf.py's worker_exit → sync_scheduler.shutdown_scheduler).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.conftest import _empty_tables, make_app
+from tests.helpers import wait_for
 from tests.vendor_sandbox import VendorSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +108,7 @@ def _signal(pid: int, sig) -> None:
 
 
 def runs(app) -> list:
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     with app.app_context():
         db.session.remove()
@@ -115,28 +116,18 @@ def runs(app) -> list:
 
 
 def lease(app):
-    from app import SyncLease, db
+    from models import SyncLease, db
 
     with app.app_context():
         db.session.remove()
         return db.session.get(SyncLease, "sync")
 
 
-def wait_for(predicate, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
-
-
 def seed_local(app) -> None:
     """Local records the vendor does not have yet (pushed by the runs)."""
     from datetime import datetime, timezone
 
-    from app import Employee, Event, db
+    from models import Employee, Event, db
 
     start = datetime(2026, 12, 1, tzinfo=timezone.utc)
     with app.app_context():
@@ -149,7 +140,7 @@ def seed_local(app) -> None:
 
 def converged(app, sandbox: VendorSandbox) -> dict:
     """Per resource: (live here, live at the vendor, live here not synced)."""
-    from app import SYNCED_MODELS, db
+    from models import SYNCED_MODELS, db
 
     out = {}
     with app.app_context():
@@ -201,7 +192,7 @@ def test_two_processes_take_turns_converge_and_survive_a_killed_lease_holder(set
 
     # --- SIGKILL the holder in the middle of a (slow) run: the other takes over ----------
     sandbox.set_faults(latency_ms=400)
-    holder = wait_for(lambda: _holder(app, procs), timeout=3 * INTERVAL, step=0.02)
+    holder = wait_for(lambda: _holder(app, procs), timeout=3 * INTERVAL, interval=0.02)
     assert holder is not None, "no run was caught in progress"
     proc, killed_run, expires_at = holder
     proc.kill(signal.SIGKILL)
@@ -218,7 +209,7 @@ def test_two_processes_take_turns_converge_and_survive_a_killed_lease_holder(set
 
     # --- SIGTERM the survivor's worker mid-run: it stops at a checkpoint, lease given back --
     sandbox.set_faults(latency_ms=400)
-    holder = wait_for(lambda: _holder(app, [survivor]), timeout=3 * INTERVAL, step=0.02)
+    holder = wait_for(lambda: _holder(app, [survivor]), timeout=3 * INTERVAL, interval=0.02)
     assert holder is not None
     _, stopped_run, _ = holder
     for pid in survivor.worker_pids():

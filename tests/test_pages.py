@@ -1,15 +1,15 @@
 """The server-rendered pages: dashboard, schedule, calendar, employees, import."""
 from __future__ import annotations
 
-import contextlib
 import re
 from html import unescape
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event as sa_event, func, select
+from sqlalchemy import func, select
 
 from tests.factories import make_employee, make_event, make_schedule, utc
+from tests.helpers import statements
 
 
 # ---------------------------------------------------------------------------
@@ -26,14 +26,14 @@ def html(response) -> str:
 
 
 def count(app, model) -> int:
-    from app import db
+    from models import db
 
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(model))
 
 
 def live_schedules(app):
-    from app import Schedule, db, live
+    from models import Schedule, db, live
 
     with app.app_context():
         return list(db.session.scalars(live(Schedule)))
@@ -54,25 +54,6 @@ class Ref:
 def ids(*records) -> list[Ref]:
     """Refs to records, taken while their session is still open."""
     return [Ref(r.id) for r in records]
-
-
-@contextlib.contextmanager
-def counting_queries(app):
-    """Count the SQL statements run inside the block."""
-    from app import db
-
-    seen = []
-
-    def before(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa_event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", before)
 
 
 def field_error(page: str, field: str) -> str:
@@ -173,7 +154,7 @@ def test_dashboard_runs_a_constant_number_of_queries(app, client, signed_in):
         with app.app_context():
             for i in range(n):
                 make_event(project_name=f"CORE - Bulk {i}", sync_status="failed" if i % 2 else "pending")
-        with counting_queries(app) as seen:
+        with statements(app) as seen:
             assert client.get("/").status_code == 200
         return len(seen)
 
@@ -201,7 +182,7 @@ def upload(client, auth, text: str, name="WorkBankVisits.csv"):
 
 
 def test_import_adds_events_and_says_so(app, client, signed_in):
-    from app import Event
+    from models import Event
 
     text = HEADER + ("CORE - Snack Reset,606001,9f2c1a7e,1234,Springfield,"
                      "12/01/2026 12:00:00 AM,12/07/2026 11:59:00 PM,120,,,\n")
@@ -213,7 +194,7 @@ def test_import_adds_events_and_says_so(app, client, signed_in):
 
 
 def test_import_errors_are_all_shown_and_nothing_is_imported(app, client, signed_in):
-    from app import Event
+    from models import Event
 
     text = HEADER + ("CORE - Good,606001,,1234,S,12/01/2026 12:00:00 AM,12/07/2026 11:59:00 PM,120,,,\n"
                      "CORE - Bad number,abc,,1234,S,12/01/2026 12:00:00 AM,12/07/2026 11:59:00 PM,120,,,\n"
@@ -234,7 +215,7 @@ def test_import_without_a_file_explains(client, signed_in):
 def test_import_needs_csrf(app, client, signed_in):
     import io
 
-    from app import Event
+    from models import Event
 
     text = HEADER + "CORE - X,606001,,1,S,12/01/2026 12:00:00 AM,12/07/2026 11:59:00 PM,120,,,\n"
     response = client.post("/import", data={"file": (io.BytesIO(text.encode()), "w.csv")},
@@ -291,7 +272,7 @@ def test_show_who_is_free_button_works_without_js(client, signed_in, world):
 
 
 def test_scheduling_an_event_takes_it_off_the_dashboard_and_onto_the_calendar(app, client, signed_in, world):
-    from app import Schedule, db, live
+    from models import Schedule, db, live
 
     response = post(client, signed_in, f"/schedule/{world['event']}",
                     {"date": "2026-12-02", "time": "09:30", "employee_id": str(world["free"])})
@@ -394,7 +375,7 @@ def test_calendar_runs_a_constant_number_of_queries(app, client, signed_in):
         with app.app_context():
             for i in range(n):
                 make_schedule(make_event(), make_employee(), utc(2026, 12, 1 + i % 7, 9, 0))
-        with counting_queries(app) as seen:
+        with statements(app) as seen:
             assert client.get("/calendar?week=2026-12-01").status_code == 200
         return len(seen)
 
@@ -402,7 +383,7 @@ def test_calendar_runs_a_constant_number_of_queries(app, client, signed_in):
 
 
 def test_unschedule_puts_the_event_back_on_the_dashboard(app, client, signed_in):
-    from app import Schedule, db
+    from models import Schedule, db
 
     with app.app_context():
         event = make_event(project_name="CORE - Undo me")
@@ -425,7 +406,7 @@ def test_unschedule_needs_csrf(app, client, signed_in):
 
 
 def test_reschedule_changes_day_time_and_employee(app, client, signed_in):
-    from app import Schedule, db
+    from models import Schedule, db
 
     with app.app_context():
         ana, ben = make_employee("Ana"), make_employee("Ben")
@@ -446,7 +427,7 @@ def test_reschedule_changes_day_time_and_employee(app, client, signed_in):
 
 
 def test_reschedule_keeps_the_rules(app, client, signed_in):
-    from app import Schedule, db
+    from models import Schedule, db
 
     with app.app_context():
         ana, ben = make_employee("Ana"), make_employee("Ben")
@@ -490,7 +471,7 @@ def test_employees_paginate(app, client, signed_in):
 
 
 def test_add_an_employee(app, client, signed_in):
-    from app import Employee, db
+    from models import Employee, db
 
     response = post(client, signed_in, "/employees",
                     {"name": "  Ana Lopez ", "code": "US100001", "email": "ana@example.com", "active": "1"})
@@ -511,7 +492,7 @@ EMPLOYEE_INVALID = [
 
 @pytest.mark.parametrize("case, data, field, message", EMPLOYEE_INVALID, ids=[c[0] for c in EMPLOYEE_INVALID])
 def test_add_employee_validation(app, client, signed_in, case, data, field, message):
-    from app import Employee
+    from models import Employee
 
     with app.app_context():
         make_employee("Holder", code="US999999")
@@ -529,7 +510,7 @@ def test_a_deleted_employees_code_can_be_reused(app, client, signed_in):
 
 
 def test_edit_an_employee(app, client, signed_in):
-    from app import Employee, db
+    from models import Employee, db
 
     with app.app_context():
         emp = make_employee("Ana", code="US1", sync_status="synced")
@@ -548,7 +529,7 @@ def test_edit_an_employee(app, client, signed_in):
 
 
 def test_deactivate_and_reactivate(app, client, signed_in):
-    from app import Employee, db
+    from models import Employee, db
 
     with app.app_context():
         emp, = ids(make_employee("Ana", sync_status="synced"))

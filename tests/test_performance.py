@@ -8,57 +8,17 @@ in `python -m tests.bench`.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select
 
 from tests.conftest import ADMIN, AuthActions, _empty_tables, make_app
+from tests.helpers import API_KEY, commits, statements
 from tests.vendor_sandbox import VendorSandbox
 
 UTC = timezone.utc
 MONDAY = datetime(2026, 12, 7, tzinfo=UTC)  # the calendar week the pages show
-SANDBOX_KEY = "perf-key"
-
-
-@contextmanager
-def statements(app, kinds=("before_cursor_execute",)):
-    """Record the SQL statements run inside the block."""
-    from app import db
-
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa_event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", record)
-
-
-@contextmanager
-def commits(app):
-    """Count database COMMITs inside the block."""
-    from app import db
-
-    seen: list[int] = []
-    with app.app_context():
-        engine = db.engine
-
-    def record(conn):
-        seen.append(1)
-
-    sa_event.listen(engine, "commit", record)
-    try:
-        yield seen
-    finally:
-        sa_event.remove(engine, "commit", record)
 
 
 def bulk_records(app, events: int) -> None:
@@ -67,7 +27,7 @@ def bulk_records(app, events: int) -> None:
     Only events fail, so the admin page's failed list is one query at any size
     (a page spanning resources costs one query per resource on it: at most 3).
     """
-    from app import Employee, Event, Schedule, SyncRun, WebhookMessage, db
+    from models import Employee, Event, Schedule, SyncRun, WebhookMessage, db
 
     now = datetime.now(UTC)
     staff = max(3, events // 10)  # five schedules each at most: one a day (the app's rule)
@@ -138,7 +98,7 @@ def test_a_busy_calendar_week_is_paged_and_says_how_many_each_day_has(app, clien
 
 def vendor_objects(resource: str, employees: int, events: int, schedules: int) -> list[dict]:
     """Real vendor objects from an in-process sandbox (no HTTP)."""
-    sandbox = VendorSandbox(api_key=SANDBOX_KEY)
+    sandbox = VendorSandbox(api_key=API_KEY)
     sandbox.bulk_seed(employees=employees, events=events, schedules=schedules)
     return {name: sandbox.objects(name) for name in ("employees", "events", "schedules")}
 
@@ -146,7 +106,7 @@ def vendor_objects(resource: str, employees: int, events: int, schedules: int) -
 def apply_page(app, resource: str, items: list[dict]) -> list[str]:
     """Statements run to apply one pulled page and commit it."""
     import sync_engine
-    from app import db
+    from models import db
 
     with app.app_context(), statements(app) as seen:
         results = sync_engine.apply_items(resource, items, None, source="pull")
@@ -174,17 +134,11 @@ def test_a_pulled_page_costs_the_same_statements_for_10_and_100_items(app, resou
     assert len(update_small) == len(update_large), "\n".join(update_large)
 
 
-@pytest.fixture
-def sandbox():
-    with VendorSandbox(api_key=SANDBOX_KEY) as sb:
-        yield sb
-
-
 def sync_app(database_url, sandbox, **extra):
     from app import create_user
 
     application = make_app(database_url, SYNC_ENABLED=True, SYNC_PUSH_ON_CHANGE=False,
-                           EXTERNAL_API_BASE_URL=sandbox.base_url, EXTERNAL_API_KEY=SANDBOX_KEY,
+                           EXTERNAL_API_BASE_URL=sandbox.base_url, EXTERNAL_API_KEY=API_KEY,
                            EXTERNAL_API_RATE_LIMIT=100000, EXTERNAL_API_MAX_RETRIES=1,
                            WEBHOOK_SECRET="whsec_cGVyZm9ybWFuY2UtdGVzdC1zZWNyZXQ=", **extra)
     with application.app_context():
@@ -194,7 +148,7 @@ def sync_app(database_url, sandbox, **extra):
 
 def test_a_push_batch_commits_a_constant_number_of_times(database_url, sandbox, monkeypatch):
     import sync_engine
-    from app import Employee, Event, Schedule, db
+    from models import Employee, Event, Schedule, db
 
     monkeypatch.setattr(sync_engine.RunContext, "checkpoint", lambda self, force=False: None)
     app = sync_app(database_url, sandbox)
@@ -280,7 +234,7 @@ def test_a_push_batch_keeps_a_record_changed_while_its_create_was_in_flight_pend
     """The batch's answers are stored at its end: a record edited meanwhile keeps its edit."""
     import api_service
     import sync_engine
-    from app import Employee, db
+    from models import Employee, db
 
     app = sync_app(database_url, sandbox)
     try:

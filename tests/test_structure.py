@@ -15,3 +15,40 @@ def test_the_modules_below_the_app_import_without_it():
                             text=True, env={"APP_CONFIG": "testing", "PATH": ""}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_every_setting_the_code_reads_is_declared_in_config():
+    """`config[...]` / `config.get(...)` keys in the app's modules, and the settings tables of
+    the engine and the client, all exist on Config."""
+    import re
+
+    from config import Config
+
+    pattern = re.compile(r"""config(?:\[|\.get\()\s*["']([A-Z][A-Z0-9_]*)["']""")
+    read = {}
+    for path in sorted(ROOT.glob("*.py")):
+        for key in pattern.findall(path.read_text(encoding="utf-8")):
+            read.setdefault(key, path.name)
+    assert "CALENDAR_PAGE_SIZE" in read and "APP_TIMEZONE" in read  # the scan finds them
+    import api_service
+    import sync_engine
+
+    for name, _kind in sync_engine.SETTINGS.values():  # read through a table
+        read.setdefault(name, "sync_engine.SETTINGS")
+    for _option, name, _kind in api_service._SETTINGS:
+        read.setdefault(name, "api_service._SETTINGS")
+    undeclared = {key: where for key, where in read.items() if not hasattr(Config, key)}
+    assert undeclared == {}
+
+
+def test_every_environment_setting_is_documented():
+    """Each setting Config reads from the environment is in .env.example and the README."""
+    import re
+
+    config_source = (ROOT / "config.py").read_text(encoding="utf-8")
+    names = set(re.findall(r"""(?:config|_bool)\(\s*["']([A-Z][A-Z0-9_]*)["']""", config_source))
+    env_example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "SYNC_PAGE_SIZE" in names
+    assert sorted(n for n in names if not re.search(rf"^#?\s*{n}=", env_example, re.M)) == []
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import START, db_call, event_body, fmt, rows, wait_for
+from tests.helpers import START, db_call, event_body, fmt, rows, wait_for
 from tests.vendor_sandbox import SandboxError
+
+pytestmark = pytest.mark.vendor_sync
 
 ROUNDS = 15
 # One schedule per employee per day holds on both sides (the app's rule; the vendor does not
@@ -45,7 +46,7 @@ def _run_when_free(app, **kwargs):
 
 
 def _local_edit(app, rng: random.Random, counter) -> None:
-    from app import Employee, Event, Schedule, db
+    from models import Employee, Event, Schedule, db
 
     def edit():
         kind = rng.choice(["employee", "employee_change", "event", "event_change", "event_delete",
@@ -206,7 +207,7 @@ def _counts():
 
 @pytest.mark.parametrize("seed", [11, 22, 33, 44, 55])
 def test_random_edits_on_both_sides_converge(app, sandbox, live, seed):
-    from app import Employee, db
+    from models import Employee, db
 
     rng = random.Random(seed)
     counter = iter(range(1, 10_000))

@@ -10,9 +10,10 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.factories import make_employee, make_event, make_schedule
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import (API_KEY, START, db_call, event_body, fmt, one, rows, run,
-                                     vendor_employee, vendor_event, wait_for)
+from tests.helpers import (API_KEY, START, db_call, delete_local, event_body, fmt, one, rows,
+                           run, vendor_employee, vendor_event, wait_for)
+
+pytestmark = pytest.mark.vendor_sync
 
 
 def local(app, make, *args, **kwargs) -> int:
@@ -22,7 +23,7 @@ def local(app, make, *args, **kwargs) -> int:
 
 def change(app, resource: str, record_id: int, **fields) -> None:
     """A local user change: set fields and mark_changed()."""
-    from app import SYNCED_MODELS, db
+    from models import SYNCED_MODELS, db
 
     def do():
         row = db.session.get(SYNCED_MODELS[resource], record_id)
@@ -34,23 +35,13 @@ def change(app, resource: str, record_id: int, **fields) -> None:
     db_call(app, do)
 
 
-def delete_local(app, resource: str, record_id: int) -> None:
-    from app import SYNCED_MODELS, db
-
-    def do():
-        db.session.get(SYNCED_MODELS[resource], record_id).soft_delete()
-        db.session.commit()
-
-    db_call(app, do)
-
-
 def local_graph(app):
     """An employee, an event and its schedule, created locally (pending)."""
     emp = local(app, make_employee, "Ana Local")
     evt = local(app, make_event, project_ref_num=700001, start_datetime=START)
 
     def sched():
-        from app import Employee, Event, db
+        from models import Employee, Event, db
 
         return make_schedule(db.session.get(Event, evt), db.session.get(Employee, emp),
                              START + timedelta(hours=2)).id
@@ -155,7 +146,7 @@ def test_vendor_changes_arrive_by_webhook(app, sandbox, live):
     wait_for(lambda: one(app, "employees", external_id=emp["id"])["deleted_at"] is not None)
     row = one(app, "employees", external_id=emp["id"])
     assert row["sync_status"] == "synced" and row["remote_version"] == 3
-    from app import WebhookMessage, db
+    from models import WebhookMessage, db
 
     outcomes = db_call(app, lambda: [m.outcome for m in db.session.scalars(
         db.select(WebhookMessage).order_by(WebhookMessage.id))])
@@ -172,7 +163,7 @@ def test_webhook_for_a_schedule_of_an_unknown_event_is_deferred_then_pulled(app,
     row = wait_for(lambda: one(app, "schedules", external_id=sch["id"]), timeout=15,
                    message="the pull a deferred webhook asked for")
     assert row["sync_status"] == "synced"
-    from app import SyncRun, WebhookMessage, db
+    from models import SyncRun, WebhookMessage, db
 
     assert db_call(app, lambda: db.session.scalar(db.select(WebhookMessage.outcome))) == "deferred"
     assert db_call(app, lambda: db.session.scalar(db.select(SyncRun.trigger))) == "webhook"
@@ -198,7 +189,7 @@ def test_vendor_delete_of_an_event_fails_a_local_pending_schedule(app, sandbox):
     emp = local(app, make_employee, "Late Scheduler")
 
     def sched():
-        from app import Employee, Event, db
+        from models import Employee, Event, db
 
         event = db.session.scalar(db.select(Event).where(Event.external_id == evt["id"]))
         return make_schedule(event, db.session.get(Employee, emp), START).id
@@ -338,7 +329,7 @@ def test_vendor_422_marks_failed_then_retry_failed_after_fixing(app, client, san
     assert row["sync_status"] == "failed"
     assert "estimated_minutes" in row["sync_error"] and "422" in row["sync_error"]
     assert result["errors"][0]["id"] == evt
-    from app import Event, db
+    from models import Event, db
 
     def fix():
         db.session.get(Event, evt).estimated_minutes = 45  # fixed without mark_changed
@@ -399,7 +390,7 @@ def test_transient_errors_back_off_and_keep_the_key(app, sandbox):
 
 
 def _next_attempt(emp_id):
-    from app import Employee, db
+    from models import Employee, db
 
     return db.session.get(Employee, emp_id).next_attempt_at
 
@@ -520,7 +511,7 @@ def test_schedule_create_against_a_vendor_schedule_links_and_resolves(app, sandb
     time.sleep(0.01)
 
     def sched():
-        from app import Employee, Event, db
+        from models import Employee, Event, db
 
         return make_schedule(db.session.get(Event, evt), db.session.get(Employee, emp),
                              START + timedelta(hours=3)).id
@@ -562,7 +553,7 @@ def test_second_trigger_during_a_run_is_409(app, client, sandbox, admin_headers)
 
 def test_an_expired_lease_of_a_crashed_holder_is_taken_over(app):
     import sync_engine
-    from app import SyncLease, db
+    from models import SyncLease, db
 
     def crashed():
         db.session.add(SyncLease(name="sync", owner="dead:1:x", run_id=None,
@@ -639,10 +630,10 @@ def test_cli_sync_run(app, runner, sandbox):
 
 
 @pytest.mark.parametrize("sync_settings", [{"SYNC_PUSH_ON_CHANGE": True,
-                                            "SYNC_PUSH_DELAY_SECONDS": 0.5}])
+                                            "SYNC_PUSH_DELAY_SECONDS": 3.0}])
 def test_local_changes_are_pushed_soon_in_one_coalesced_run(app, client, sandbox,
                                                            admin_headers):
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     for n in range(4):
         answer = client.post("/api/employees", json={"name": f"Soon {n}"}, headers=admin_headers)
@@ -658,7 +649,7 @@ def test_local_changes_are_pushed_soon_in_one_coalesced_run(app, client, sandbox
 def test_rejected_and_repeated_deliveries_are_logged_for_the_admin(app, client, webhook_secret,
                                                                     auth):
     """A bad signature or a repeat is visible on /sync/admin; the real message still applies."""
-    from app import WebhookMessage, db
+    from models import WebhookMessage, db
 
     url = "/api/webhook/schedule_update"
     message = {"type": "employee.created", "timestamp": fmt(START),

@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import pytest
 
-from tests.test_sync_engine import delete_local
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import START, fmt, one, run, vendor_employee, vendor_event
+from tests.helpers import START, delete_local, fmt, one, run, vendor_employee, vendor_event
+
+pytestmark = pytest.mark.vendor_sync
 
 
 def _synced_pair(app, sandbox):

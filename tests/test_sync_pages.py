@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event as sa_event, insert
+from sqlalchemy import insert
 
 from tests.conftest import ADMIN, SCHEDULER
 from tests.factories import make_employee, make_event, make_schedule, utc
+from tests.helpers import statements
 
 
 # -- helpers -----------------------------------------------------------------
@@ -33,7 +33,7 @@ def post_form(client, auth, path: str, data: dict | None = None, page: str = "/s
 
 def bulk_failed_events(count: int, start_ref: int = 700000) -> None:
     """Insert `count` failed events in one statement (call inside an app context)."""
-    from app import Event, db
+    from models import Event, db
 
     start = utc(2026, 12, 1)
     rows = [{"project_ref_num": start_ref + n, "project_name": f"CORE - Reset {n}",
@@ -45,25 +45,6 @@ def bulk_failed_events(count: int, start_ref: int = 700000) -> None:
             for n in range(count)]
     db.session.execute(insert(Event), rows)
     db.session.commit()
-
-
-@contextmanager
-def count_queries(app):
-    """Count SQL statements sent through db.engine while the block runs."""
-    from app import db
-
-    statements: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa_event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", before)
 
 
 def failed_rows(html: str) -> int:
@@ -124,7 +105,7 @@ def test_scheduler_is_refused_the_admin_page_and_its_actions(app, client, auth):
                            headers=auth.basic(*SCHEDULER))
     assert response.status_code == 403
     with app.app_context():
-        from app import Event, db
+        from models import Event, db
         assert db.session.get(Event, event_id).sync_status == "failed"
 
 
@@ -146,7 +127,7 @@ def test_admin_sees_sync_now_and_the_admin_page(client, auth):
 
 
 def test_dashboard_section_shows_counts_and_last_run(app, client, auth):
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     with app.app_context():
         make_event(sync_status="failed", sync_error="refused")
@@ -168,7 +149,7 @@ def test_dashboard_section_shows_counts_and_last_run(app, client, auth):
 
 @pytest.mark.parametrize("app_overrides", [{"APP_TIMEZONE": "America/Chicago"}])
 def test_times_are_shown_in_app_timezone(app, client, auth):
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     with app.app_context():
         db.session.add(SyncRun(status="succeeded", started_at=utc(2026, 11, 25, 14, 30),
@@ -245,7 +226,7 @@ def test_conflicts_show_both_versions_and_the_differences(app, client, auth):
 
 
 def test_webhook_messages_are_listed_with_their_outcome(app, client, auth):
-    from app import WebhookMessage, db
+    from models import WebhookMessage, db
 
     with app.app_context():
         db.session.add_all([
@@ -262,7 +243,7 @@ def test_webhook_messages_are_listed_with_their_outcome(app, client, auth):
 
 
 def test_runs_table_chart_and_run_detail(app, client, auth):
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     with app.app_context():
         event = make_event(project_name="CORE - Snack Reset", project_ref_num=606101)
@@ -289,7 +270,7 @@ def test_runs_table_chart_and_run_detail(app, client, auth):
 # -- actions --------------------------------------------------------------------
 
 def test_retry_one_puts_the_record_back_to_pending(app, client, auth):
-    from app import Event, db
+    from models import Event, db
 
     with app.app_context():
         event = make_event(sync_status="failed", sync_error="refused", sync_attempts=4)
@@ -330,7 +311,7 @@ def test_retry_one_json_route_needs_csrf_in_a_session(app, client, auth):
 
 
 def test_retry_all_puts_every_failed_record_back_to_pending(app, client, auth):
-    from app import Employee, Event, db
+    from models import Employee, Event, db
 
     with app.app_context():
         make_employee(sync_status="failed", sync_error="x")
@@ -351,7 +332,7 @@ def test_retry_all_puts_every_failed_record_back_to_pending(app, client, auth):
 
 @pytest.mark.parametrize("app_overrides", [{"SYNC_CONFLICT_POLICY": "manual"}])
 def test_resolve_keep_vendor_applies_the_vendor_version(app, client, auth):
-    from app import Employee, db
+    from models import Employee, db
 
     with app.app_context():
         employee_id = make_conflict().id
@@ -368,7 +349,7 @@ def test_resolve_keep_vendor_applies_the_vendor_version(app, client, auth):
 
 @pytest.mark.parametrize("app_overrides", [{"SYNC_CONFLICT_POLICY": "manual"}])
 def test_resolve_keep_local_queues_the_local_version(app, client, auth):
-    from app import Employee, db
+    from models import Employee, db
 
     with app.app_context():
         employee_id = make_conflict().id
@@ -425,7 +406,7 @@ def test_failed_records_are_paged_across_resources(app, client, auth):
 
 
 def test_runs_and_webhooks_are_paged(app, client, auth):
-    from app import SyncRun, WebhookMessage, db
+    from models import SyncRun, WebhookMessage, db
 
     with app.app_context():
         for n in range(45):
@@ -448,13 +429,13 @@ def test_runs_and_webhooks_are_paged(app, client, auth):
 def _admin_page_queries(app, client, failed: int) -> int:
     with app.app_context():
         bulk_failed_events(failed, start_ref=800000 + failed)
-    with count_queries(app) as statements:
+    with statements(app) as seen:
         assert client.get("/sync/admin").status_code == 200
-    return len(statements)
+    return len(seen)
 
 
 def test_admin_page_queries_do_not_grow_with_failed_records(app, client, auth):
-    from app import Event, db
+    from models import Event, db
 
     auth.login()
     few = _admin_page_queries(app, client, 10)

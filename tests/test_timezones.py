@@ -25,7 +25,7 @@ def post(client, auth, url, data):
 
 
 def stored_start(app, event_id):
-    from app import Schedule, db, live
+    from models import Schedule, db, live
 
     with app.app_context():
         schedule = db.session.scalar(live(Schedule).where(Schedule.event_id == event_id))
@@ -117,7 +117,7 @@ def test_the_dashboard_shows_the_window_in_local_time(app, client, signed_in):
 
 
 def test_unschedule_and_reschedule_keep_local_time(app, client, signed_in):
-    from app import Schedule, db
+    from models import Schedule, db
 
     with app.app_context():
         employee = make_employee("Ana")
@@ -133,7 +133,7 @@ def test_unschedule_and_reschedule_keep_local_time(app, client, signed_in):
 
 
 def employee_id(app, schedule_id):
-    from app import Schedule, db
+    from models import Schedule, db
 
     with app.app_context():
         return db.session.scalar(select(Schedule.employee_id).where(Schedule.id == schedule_id))

@@ -15,9 +15,10 @@ import requests
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from tests.vendor_sandbox import SandboxError, VendorSandbox, parse_ts
+from tests.helpers import API_KEY, assert_error
+from tests.vendor_sandbox import SandboxError, parse_ts
 
-KEY = "test-key"
+KEY = API_KEY
 SECRET = "whsec_" + base64.b64encode(b"sandbox-test-secret-0123456789ab").decode()
 AUTH = {"Authorization": f"Bearer {KEY}"}
 _refs = itertools.count(1000)
@@ -26,22 +27,6 @@ _refs = itertools.count(1000)
 # --------------------------------------------------------------------------
 # Fixtures and helpers
 # --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    sb = VendorSandbox(api_key=KEY, seed=0).start()
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def sb(sandbox):
-    """A started sandbox, emptied, without faults or a webhook URL."""
-    sandbox.reset()
-    sandbox.configure_webhooks(url=None, secret=None, retry_backoff=0.02, max_attempts=5)
-    yield sandbox
-    sandbox.reset()
 
 
 def api(sb, method, path, *, headers=None, **kwargs):
@@ -85,13 +70,6 @@ def list_all(sb, resource, **params):
         if not body["next_page_token"]:
             return items, pages, body["next_sync_token"]
         params = {"page_token": body["next_page_token"]}
-
-
-def assert_error(resp, status, code):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["error"]["code"] == code
-    assert resp.headers["X-Request-Id"]
-    return resp.json()["error"]
 
 
 # --------------------------------------------------------------------------

@@ -1,29 +1,18 @@
-"""Fixtures and helpers for the end-to-end sync tests (no tests here).
+"""Helpers shared by the test modules (no fixtures, no tests: those live in conftest.py).
 
-`sandbox` is a VendorSandbox on a free port; `app_overrides` points the app
-at it with sync on, a fresh `whsec_` secret and tiny backoffs; `live` serves
-the app for real so the sandbox's webhooks reach /api/webhook/schedule_update.
-Import the fixtures into a test module with
-`from tests.test_sync_support import *  # noqa: F401,F403`.
+Sync end-to-end: `run`, `rows`, `one`, `db_call`, `event_body`, `vendor_event`,
+`vendor_employee`; waiting: `wait_for`; SQL: `statements`, `commits`;
+answers: `assert_error`, `fields_of`.
 """
 from __future__ import annotations
 
 import base64
 import secrets
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
-from tests.live_server import LiveServer
-from tests.vendor_sandbox import VendorSandbox
-
 API_KEY = "sk-test-Zq81Xv3"
-
-__all__ = ["sandbox", "webhook_secret", "sync_settings", "app_overrides", "live", "API_KEY",
-           "wait_for", "run", "rows", "one", "fmt", "START", "event_body", "new_secret",
-           "vendor_event", "vendor_employee", "db_call"]
-
 START = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 
 
@@ -53,53 +42,6 @@ def vendor_employee(sandbox, name: str = "Vera Vendor", **extra) -> dict:
                                                **extra})
 
 
-@pytest.fixture
-def sandbox():
-    sb = VendorSandbox(api_key=API_KEY, seed=7).start()
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def webhook_secret() -> str:
-    return new_secret()
-
-
-@pytest.fixture
-def sync_settings() -> dict:
-    """Extra settings a test module wants on top of the e2e ones."""
-    return {}
-
-
-@pytest.fixture
-def app_overrides(sandbox, webhook_secret, sync_settings):
-    settings = {
-        "SYNC_ENABLED": True, "SCHEDULER_ENABLED": False, "SYNC_PUSH_ON_CHANGE": False,
-        "EXTERNAL_API_BASE_URL": sandbox.base_url, "EXTERNAL_API_KEY": API_KEY,
-        "EXTERNAL_API_MAX_RETRIES": 3, "EXTERNAL_API_BACKOFF_FACTOR": 0.001,
-        "EXTERNAL_API_BACKOFF_MAX": 0.05, "EXTERNAL_API_RATE_LIMIT": 0,
-        "EXTERNAL_API_TIMEOUT_SECONDS": 5,
-        "WEBHOOK_SECRET": webhook_secret, "SYNC_BACKOFF_BASE_SECONDS": 0.0001,
-        "SYNC_BACKOFF_MAX_SECONDS": 0.001, "SYNC_PUSH_DELAY_SECONDS": 0.3,
-        "SYNC_BUSY_RETRY_SECONDS": 0.2, "SYNC_HEALTH_CACHE_SECONDS": 10,
-    }
-    settings.update(sync_settings)
-    return settings
-
-
-@pytest.fixture
-def live(app, sandbox, webhook_secret):
-    """The app served for real; the sandbox sends its webhooks there."""
-    server = LiveServer(app)
-    url = server.start()
-    sandbox.configure_webhooks(url=url + "/api/webhook/schedule_update", secret=webhook_secret,
-                               retry_backoff=0.05)
-    yield url
-    sandbox.configure_webhooks(url=None)
-    sandbox.wait_webhooks_idle(5)
-    server.stop()
-
-
 def wait_for(condition, timeout: float = 10.0, interval: float = 0.02, message: str = ""):
     """Poll `condition()` until truthy; its value, or AssertionError after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -122,7 +64,7 @@ def run(app, **kwargs) -> dict:
 
 def db_call(app, func):
     """Call func() in a fresh app context (its own session) and return the result."""
-    from app import db
+    from models import db
 
     with app.app_context():
         try:
@@ -133,7 +75,7 @@ def db_call(app, func):
 
 def rows(app, resource: str, include_deleted: bool = False) -> list[dict]:
     """Local records of a resource as dicts (with deleted_at and remote_version)."""
-    from app import SYNCED_MODELS, db
+    from models import SYNCED_MODELS, db
 
     def load():
         model = SYNCED_MODELS[resource]
@@ -157,3 +99,63 @@ def one(app, resource: str, **match) -> dict | None:
              if all(r.get(k) == v for k, v in match.items())]
     assert len(found) <= 1, found
     return found[0] if found else None
+
+
+def delete_local(app, resource: str, record_id: int) -> None:
+    """Soft-delete a local record (a pending delete for the vendor)."""
+    from models import SYNCED_MODELS, db
+
+    def do():
+        db.session.get(SYNCED_MODELS[resource], record_id).soft_delete()
+        db.session.commit()
+
+    db_call(app, do)
+
+
+@contextmanager
+def _engine_events(app, name: str):
+    """Record one item per `name` event of the app's engine inside the block."""
+    from models import db
+
+    seen: list = []
+
+    def record(conn, *args):
+        seen.append(args[1] if name == "before_cursor_execute" else 1)
+
+    with app.app_context():
+        engine = db.engine
+    from sqlalchemy import event as sa_event
+
+    sa_event.listen(engine, name, record)
+    try:
+        yield seen
+    finally:
+        sa_event.remove(engine, name, record)
+
+
+def statements(app):
+    """Record the SQL statements run inside the block (the one statement counter)."""
+    return _engine_events(app, "before_cursor_execute")
+
+
+def commits(app):
+    """Count database COMMITs inside the block."""
+    return _engine_events(app, "commit")
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    """An error answer (the app's, via the test client, or the sandbox's, via requests):
+    the status, and a JSON error with a code and message, identified by an error id or a
+    request id."""
+    body = response.get_json() if hasattr(response, "get_json") else response.json()
+    assert response.status_code == status, body
+    error = body["error"]
+    assert error["message"]
+    assert error.get("error_id") or response.headers.get("X-Request-Id")
+    if code:
+        assert error["code"] == code
+    return error
+
+
+def fields_of(error) -> set[str]:
+    return {d["field"] for d in error["details"]}

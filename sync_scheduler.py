@@ -1,0 +1,206 @@
+"""Process plumbing around the sync engine: the interval job, soon-runs, shutdown.
+
+`init_app(app)` (called by `create_app`) installs a `SyncScheduler` in
+`app.extensions["sync_scheduler"]`: the app's coalesced soon-runs (one push
+SYNC_PUSH_DELAY_SECONDS after local changes, one pull after deferred
+webhooks) and, where it should run, the APScheduler interval job.  The
+engine asks for soon-runs through that extension, so it never imports this
+module; `shutdown_scheduler()` (gunicorn's worker_exit) stops every job in
+the process and makes a run in progress stop at its next checkpoint.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+from flask import Flask
+
+import sync_engine
+from models import db, utcnow
+
+log = logging.getLogger("sync_engine")
+
+JOB_ID = "vendor-sync"
+EXTENSION = "sync_scheduler"
+
+# The schedulers running in this process, for shutdown_scheduler().
+_running: set = set()
+_running_lock = threading.Lock()
+
+
+class SyncScheduler:
+    """One app's interval job and soon-runs (at most one pending push and one pull)."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.scheduler = None  # an APScheduler BackgroundScheduler once started
+        self._pending: set = set()
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler is not None and self.scheduler.running)
+
+    def request(self, kind: str) -> None:
+        """ONE push ("push") or pull ("pull") run soon, coalesced; nothing when sync is off."""
+        conf = sync_engine.settings(self.app)
+        if not conf["enabled"] or (kind == "push" and not conf["push_on_change"]):
+            return
+        delay = conf["push_delay"] if kind == "push" else max(conf["push_delay"], 0.2)
+        self._soon(kind, delay)
+
+    def _soon(self, kind: str, delay: float) -> None:
+        with self._lock:
+            if kind in self._pending:
+                return
+            self._pending.add(kind)
+        if self.running:
+            from apscheduler.jobstores.base import ConflictingIdError
+
+            try:
+                self.scheduler.add_job(self._fire, "date",
+                                       run_date=utcnow() + timedelta(seconds=delay),
+                                       id=f"vendor-{kind}-soon", args=[kind],
+                                       replace_existing=False, misfire_grace_time=None)
+            except ConflictingIdError:
+                pass
+            return
+        timer = threading.Timer(delay, self._fire, args=(kind,))
+        timer.daemon = True
+        timer.start()
+
+    def _fire(self, kind: str) -> None:
+        with self._lock:
+            self._pending.discard(kind)
+        trigger, direction = ("change", "push") if kind == "push" else ("webhook", "pull")
+        try:
+            self._in_context(sync_engine.run_sync, trigger=trigger, direction=direction)
+        except sync_engine.SyncInProgress:
+            self._soon(kind, sync_engine.settings(self.app)["busy_retry"])
+        except sync_engine.SyncDisabled:
+            pass
+        except Exception:  # noqa: BLE001 - a background job logs and lives on
+            log.exception("the %s run after a change failed", kind)
+
+    def _in_context(self, func, **kwargs):
+        with self.app.app_context():
+            try:
+                return func(self.app, **kwargs)
+            finally:
+                db.session.remove()
+
+    def _scheduled_run(self) -> None:
+        try:
+            self._in_context(sync_engine.run_sync, trigger="schedule")
+            self._in_context(sync_engine.prune_history)
+        except sync_engine.SyncInProgress:
+            log.info("scheduled sync skipped: another run is in progress")
+        except sync_engine.SyncDisabled:
+            pass
+        except Exception:  # noqa: BLE001
+            log.exception("scheduled sync failed")
+
+    def start(self):
+        """The interval job ("vendor-sync"); None when it should not run in this process."""
+        app = self.app
+        conf = sync_engine.settings(app)
+        if not conf["enabled"] or not app.config["SCHEDULER_ENABLED"] or app.testing:
+            return None
+        if app.debug and os.environ.get("WERKZEUG_RUN_MAIN") != "true":
+            return None  # the reloader's watcher process: only its child runs jobs
+        if _is_cli_command_other_than_run():
+            return None
+        if self.scheduler is not None:
+            return self.scheduler
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        sync_engine.allow_runs()
+        scheduler = BackgroundScheduler(timezone=timezone.utc)
+        scheduler.add_job(self._scheduled_run, "interval", minutes=conf["interval"], id=JOB_ID,
+                          max_instances=1, coalesce=True, replace_existing=True,
+                          next_run_time=utcnow() + timedelta(seconds=conf["first_run_delay"]))
+        scheduler.start()
+        self.scheduler = scheduler
+        with _running_lock:
+            _running.add(self)
+        atexit.register(self.stop)
+        log.info("sync scheduler started: every %s minutes", conf["interval"])
+        return scheduler
+
+    def stop(self, wait: bool = False) -> None:
+        scheduler, self.scheduler = self.scheduler, None
+        with _running_lock:
+            _running.discard(self)
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=wait)
+
+    def next_run_at(self) -> Optional[datetime]:
+        """When the interval job runs next (None without a running scheduler)."""
+        if not self.running:
+            return None
+        job = self.scheduler.get_job(JOB_ID)
+        return job.next_run_time if job is not None else None
+
+
+def _is_cli_command_other_than_run() -> bool:
+    """Inside `flask <command>` that is not `flask run` (e.g. `sync run`, `db upgrade`)."""
+    import click
+    from flask.cli import run_command
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.command is not run_command
+
+
+def init_app(app: Flask) -> SyncScheduler:
+    """Install the app's SyncScheduler and start the interval job where it should run."""
+    state = SyncScheduler(app)
+    app.extensions[EXTENSION] = state
+    if app.config["SYNC_ENABLED"] and app.config["SCHEDULER_ENABLED"]:
+        state.start()
+    return state
+
+
+def _state(app: Flask) -> SyncScheduler:
+    return app.extensions[EXTENSION]
+
+
+def start_scheduler(app: Flask):
+    """The app's interval job (started once); None when it should not run here."""
+    return _state(app).start()
+
+
+def stop_scheduler(app: Flask) -> None:
+    """Stop the scheduler of this app (tests and clean shutdown)."""
+    _state(app).stop()
+
+
+def shutdown_scheduler(wait: bool = True) -> None:
+    """Process shutdown (gunicorn's worker_exit): stop every scheduler; a run in progress
+    stops at its next checkpoint, records why and releases the lease (waited for)."""
+    sync_engine.stop_runs()
+    with _running_lock:
+        states = list(_running)
+    for state in states:
+        state.stop(wait=wait)
+
+
+def next_run_at(app: Flask) -> Optional[datetime]:
+    return _state(app).next_run_at()
+
+
+def scheduler_running(app: Flask) -> bool:
+    return _state(app).running
+
+
+def request_push(app: Flask) -> None:
+    """Schedule ONE push-only run SYNC_PUSH_DELAY_SECONDS from now (coalesced)."""
+    _state(app).request("push")
+
+
+def request_pull(app: Flask) -> None:
+    """Schedule ONE pull run soon (trigger "webhook"), coalesced like request_push."""
+    _state(app).request("pull")
