@@ -13,8 +13,9 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import make_employee, make_event, make_schedule
-from tests.test_sync_support import *  # noqa: F401,F403
-from tests.test_sync_support import START, db_call, fmt, one, rows, run, vendor_event, wait_for
+from tests.helpers import START, db_call, fmt, one, rows, run, vendor_event, wait_for
+
+pytestmark = pytest.mark.vendor_sync
 
 
 @pytest.fixture(params=["last_write_wins", "manual"])
@@ -81,7 +82,7 @@ def test_a_vendor_move_onto_a_taken_day_becomes_a_conflict(app, sandbox):
     emp, holder, ext_emp = synced_day(app, sandbox)
 
     def second():  # the same employee, the next day: allowed
-        from app import Employee, db
+        from models import Employee, db
 
         event = make_event(project_ref_num=710003, start_datetime=START)
         return make_schedule(event, db.session.get(Employee, emp), START + timedelta(days=1)).id
@@ -105,7 +106,7 @@ def test_a_webhook_bringing_a_clash_becomes_a_conflict(app, sandbox, live):
         "start_datetime": fmt(START + timedelta(hours=7))})
     wait_for(lambda: one(app, "schedules", external_id=vendor_sched["id"]), message="webhook")
     assert_clash_conflict(app, vendor_sched, holder)
-    from app import WebhookMessage, db
+    from models import WebhookMessage, db
 
     outcome = db_call(app, lambda: db.session.scalar(
         db.select(WebhookMessage.outcome).where(WebhookMessage.object_id == vendor_sched["id"])))

@@ -14,7 +14,7 @@ from tests.factories import make_employee, make_event, make_schedule
 def booked(app):
     """An employee with two future schedules and one past one: (employee id, future ids,
     past id, future event names)."""
-    from app import utcnow
+    from models import utcnow
 
     now = utcnow().replace(microsecond=0)
     with app.app_context():
@@ -34,7 +34,7 @@ def booked(app):
 
 def state(app, employee_id: int) -> tuple[bool, list[int]]:
     """(active, ids of the employee's live schedules)."""
-    from app import Employee, Schedule, db
+    from models import Employee, Schedule, db
 
     with app.app_context():
         active = db.session.get(Employee, employee_id).active

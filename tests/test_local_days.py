@@ -17,14 +17,14 @@ BEFORE = "b7c41f2a9d10"  # the revision before local_day
 
 
 def day_of(app, schedule_id: int) -> date:
-    from app import Schedule, db
+    from models import Schedule, db
 
     with app.app_context():
         return db.session.scalar(sa.select(Schedule.local_day).where(Schedule.id == schedule_id))
 
 
 def test_the_model_keeps_local_day_on_orm_and_core_writes(app):
-    from app import Schedule, db
+    from models import Schedule, db
 
     with app.app_context():
         employee, event = make_employee(), make_event()
@@ -45,7 +45,7 @@ def test_the_model_keeps_local_day_on_orm_and_core_writes(app):
 
 
 def test_a_core_update_of_start_datetime_without_local_day_is_refused(app):
-    from app import Schedule, db
+    from models import Schedule, db
 
     with app.app_context():
         sid = make_schedule(make_event(), make_employee(), utc(2026, 12, 2, 9, 0)).id
@@ -72,7 +72,7 @@ def test_local_day_is_the_day_in_app_timezone(app, client, admin_headers):
 
 
 def test_recompute_days_after_a_timezone_change(app, runner):
-    from app import Schedule, db
+    from models import Schedule, db
 
     with app.app_context():
         employee = make_employee()
@@ -133,7 +133,8 @@ def old_schema_with(url: str, starts: list):
     schedules start at `starts` (UTC); returns the app."""
     from flask_migrate import upgrade
 
-    from app import create_app, db
+    from app import create_app
+    from models import db
 
     application = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url, "AUTO_MIGRATE": False,
                                          "APP_TIMEZONE": CHICAGO})
@@ -162,7 +163,7 @@ def old_schema_with(url: str, starts: list):
 
 
 def columns(application) -> set:
-    from app import db
+    from models import db
 
     with application.app_context():
         return {c["name"] for c in sa.inspect(db.engine).get_columns("schedules")}
@@ -171,7 +172,7 @@ def columns(application) -> set:
 def test_migration_refuses_data_that_breaks_the_rule_naming_the_clash(scratch_url, caplog):
     from flask_migrate import upgrade
 
-    from app import db
+    from models import db
 
     # 15:00 UTC and 03:00 UTC the next day: different UTC days, both Dec 2 in Chicago
     application = old_schema_with(scratch_url, [utc(2026, 12, 2, 15), utc(2026, 12, 3, 3),

@@ -57,7 +57,7 @@ def base_url(app):
     that twenty signed-in requests at once race in the database, not in scrypt."""
     from werkzeug.security import generate_password_hash
 
-    from app import User, db
+    from models import User, db
 
     with app.app_context():
         user = db.session.scalar(select(User).where(User.username == ADMIN[0]))
@@ -81,7 +81,7 @@ def _count_refusal(context) -> None:
 
 
 def dialect(app) -> str:
-    from app import db
+    from models import db
 
     with app.app_context():
         return db.engine.dialect.name
@@ -140,7 +140,7 @@ def without_id(error: dict) -> dict:
 
 
 def live_count(app, model, *conditions) -> int:
-    from app import db
+    from models import db
 
     with app.app_context():
         return db.session.scalar(select(func.count(model.id))
@@ -162,7 +162,7 @@ def schedule_body(event_id: int, employee_id: int, hour: int = 9) -> dict:
 # -- one live schedule per employee per local day -----------------------------------------
 
 def test_post_schedules_for_one_employee_day(app, base_url):
-    from app import Schedule
+    from models import Schedule
 
     for _round in range(ROUNDS):
         with app.app_context():
@@ -181,7 +181,7 @@ def test_post_schedules_for_one_employee_day(app, base_url):
 
 
 def test_patch_schedules_onto_one_employee_day(app, base_url):
-    from app import Schedule
+    from models import Schedule
 
     for _round in range(ROUNDS):
         with app.app_context():
@@ -204,7 +204,7 @@ def test_patch_schedules_onto_one_employee_day(app, base_url):
 
 def test_page_forms_for_one_employee_day(app, base_url):
     """Schedulers using the page form: one succeeds, the others see today's message (409)."""
-    from app import Schedule
+    from models import Schedule
 
     for _round in range(max(1, ROUNDS // 2)):
         with app.app_context():
@@ -256,7 +256,7 @@ def upload(text: str) -> dict:
 
 def test_csv_import_against_api_creates_for_one_employee_day(app, base_url):
     """One CSV import scheduling an employee's day races API creates for the same day."""
-    from app import Event, Schedule
+    from models import Event, Schedule
 
     for n in range(ROUNDS):
         with app.app_context():
@@ -293,7 +293,7 @@ def test_csv_import_against_api_creates_for_one_employee_day(app, base_url):
 # -- one live schedule per event -------------------------------------------------------------
 
 def test_post_schedules_for_one_event(app, base_url):
-    from app import Schedule
+    from models import Schedule
 
     for _round in range(ROUNDS):
         with app.app_context():
@@ -310,7 +310,7 @@ def test_post_schedules_for_one_event(app, base_url):
 # -- one live event per reference number ---------------------------------------------------
 
 def test_post_events_with_one_reference_number(app, base_url):
-    from app import Event
+    from models import Event
 
     for n in range(ROUNDS):
         ref = 770000 + n
@@ -332,7 +332,7 @@ def test_csv_imports_creating_one_new_employee_code(app, base_url):
     creates the employee; an import that lost the race to it answers 409 naming its row and
     imports nothing; one that starts after the winner committed finds the employee and
     imports normally (no race: it creates no employee)."""
-    from app import Employee, Event
+    from models import Employee, Event
 
     for n in range(ROUNDS):
         code = f"RACE{n:04d}"
