@@ -62,8 +62,10 @@ from models import (
     available_employees,
     check_schedule,
     db,
+    deactivate,
     event_type_for,
     fmt_local,
+    future_schedules,
     get_live,
     is_email,
     iso,
@@ -191,6 +193,7 @@ class FormErrors(Exception):
         super().__init__("; ".join(errors.values()))
         self.errors = errors
         self.status = status
+        self.future: list = []  # schedules a deactivation would leave (employee pages)
 
 
 class PageOf:
@@ -294,7 +297,7 @@ def import_events():
         if exc.total > len(problems):
             problems.append({"line": None, "column": None,
                              "message": f"… and {exc.total - len(problems)} more problems."})
-        return render_dashboard(problems, 422)
+        return render_dashboard(problems, exc.status)
     # import_events_csv commits and asks for a push itself.
     flash("Imported: {created} new, {updated} updated, {unchanged} unchanged events, "
           "{scheduled} scheduled.".format(**{k: result.get(k, 0) for k in
@@ -395,9 +398,9 @@ def schedule_event(event_id: int):
     except FormErrors as exc:
         return render_schedule_form(event, request.form.to_dict(), exc.errors, exc.status)
     db.session.add(Schedule(event_id=event.id, employee_id=employee.id, start_datetime=start))
-    if not commit_or_conflict():
-        return render_schedule_form(event, request.form.to_dict(),
-                                    {"form": "The event was scheduled by someone else meanwhile."}, 409)
+    lost = commit_schedule_form(event, request.form)
+    if lost is not None:
+        return render_schedule_form(event, request.form.to_dict(), lost.errors, lost.status)
     flash(f"Scheduled “{event.project_name}” for {employee.name} on {fmt_local(start)}.", "success")
     return redirect(url_for("pages.index"))
 
@@ -405,6 +408,22 @@ def schedule_event(event_id: int):
 def refresh_args(form) -> dict:
     """The query string that re-renders a schedule form for the posted day (no JS)."""
     return {k: form.get(k) for k in ("date", "time", "employee_id") if form.get(k)}
+
+
+def commit_schedule_form(event: Event, form, schedule: Optional[Schedule] = None
+                         ) -> Optional[FormErrors]:
+    """Commit a schedule form's change; None, or the FormErrors of a race lost meanwhile.
+
+    The database refuses a second live schedule for an employee's day or an event; the
+    form is then checked again against what won, so the page says what it says today.
+    """
+    if commit_or_conflict():
+        return None
+    try:
+        schedule_from_form(event, form, schedule)
+    except FormErrors as exc:
+        return exc
+    return FormErrors({"form": "Someone else changed the schedule meanwhile; try again."}, 409)
 
 
 def commit_or_conflict() -> bool:
@@ -486,8 +505,10 @@ def reschedule(schedule_id: int):
                                     exc.status, schedule)
     schedule.start_datetime, schedule.employee_id = start, employee.id
     schedule.mark_changed()
-    db.session.commit()
-    notify_local_change()
+    lost = commit_schedule_form(schedule.event, request.form, schedule)
+    if lost is not None:
+        return render_schedule_form(schedule.event, request.form.to_dict(), lost.errors,
+                                    lost.status, schedule)
     flash(f"Rescheduled “{schedule.event.project_name}”: {employee.name}, {fmt_local(start)}.", "success")
     return redirect(url_for("pages.calendar", week=to_local(start).date().isoformat()))
 
@@ -548,17 +569,39 @@ def edit_employee(employee_id: int):
         return render_template("employee_edit.html", employee=employee, values=values, errors={})
     try:
         values = read_employee_form(request.form, employee)
+        unscheduled = deactivate_from_form(employee, request.form) if not values["active"] else []
     except FormErrors as exc:
-        return render_template("employee_edit.html", employee=employee,
-                               values=request.form.to_dict(), errors=exc.errors), exc.status
+        return render_template("employee_edit.html", employee=employee, values=request.form.to_dict(),
+                               errors=exc.errors, future=exc.future), exc.status
     for name, value in values.items():
         setattr(employee, name, value)
     employee.mark_changed()
     if not commit_or_conflict():
         return render_template("employee_edit.html", employee=employee, values=request.form.to_dict(),
                                errors={"code": "That employee ID is taken."}), 409
-    flash(f"Saved {employee.name}.", "success")
+    flash(f"Saved {employee.name}.{unscheduled_note(unscheduled)}", "success")
     return redirect(url_for("pages.employees"))
+
+
+def deactivate_from_form(employee: Employee, form) -> list[Schedule]:
+    """Deactivate from a page: the schedules unscheduled, or FormErrors (409) that ask,
+    listing the future schedules, unless the form ticked unschedule_future."""
+    try:
+        return deactivate(employee, unschedule_future=form.get("unschedule_future") == "1")
+    except DomainError as exc:
+        errors = FormErrors({"active": f"{employee.name} still has future work: tick "
+                                       "“Unschedule them too” to deactivate."}, exc.status)
+        errors.future = future_schedules(employee.id)
+        raise errors from None
+
+
+def unscheduled_note(unscheduled: list) -> str:
+    """The flash message's note on schedules a deactivation took off the calendar."""
+    if not unscheduled:
+        return ""
+    count = len(unscheduled)
+    return (f" {count} future schedule{'s' if count != 1 else ''} unscheduled; "
+            f"{'their events are' if count != 1 else 'its event is'} back on the dashboard.")
 
 
 @pages.route("/employees/<int:employee_id>/active", methods=["POST"])
@@ -566,12 +609,22 @@ def edit_employee(employee_id: int):
 def set_employee_active(employee_id: int):
     """Deactivate (active=0) or reactivate (active=1) an employee."""
     employee = get_live(Employee, employee_id) or abort(404)
-    employee.active = request.form.get("active") == "1"
+    page = request.form.get("page", type=int) or None
+    unscheduled = []
+    if request.form.get("active") == "1":
+        employee.active = True
+    else:
+        try:
+            unscheduled = deactivate_from_form(employee, request.form)
+        except FormErrors as exc:
+            return render_template("employee_deactivate.html", employee=employee,
+                                   future=exc.future, page=page), exc.status
     employee.mark_changed()
     db.session.commit()
     notify_local_change()
-    flash(f"{employee.name} is now {'active' if employee.active else 'inactive'}.", "success")
-    return redirect(url_for("pages.employees", page=request.form.get("page", type=int) or None))
+    flash(f"{employee.name} is now {'active' if employee.active else 'inactive'}."
+          f"{unscheduled_note(unscheduled)}", "success")
+    return redirect(url_for("pages.employees", page=page))
 
 
 # ---------------------------------------------------------------------------
@@ -725,8 +778,13 @@ def _get_or_404(model, record_id: int):
     return record
 
 
-def _save(record, created: Optional[str] = None):
-    """Mark a change, commit, ask for a push, answer the record (201 + Location when created)."""
+def _save(record, created: Optional[str] = None, recheck=None):
+    """Mark a change, commit, ask for a push, answer the record (201 + Location when created).
+
+    A unique index that refuses the commit means a race lost to a request committed
+    meanwhile: `recheck()` runs the request's Python checks again, which now see the
+    winner and raise the very 409 they give when there is no race.
+    """
     from sqlalchemy.exc import IntegrityError
 
     record.mark_changed()
@@ -735,6 +793,8 @@ def _save(record, created: Optional[str] = None):
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
+        if recheck is not None:
+            recheck()
         raise ApiError(409, "conflict", "another change got there first; reload and try again") from None
     notify_local_change()
     response = jsonify(record.to_dict())
@@ -797,8 +857,9 @@ def list_employees():
 @login_required
 def create_employee():
     """Add an employee: 201 with Location."""
-    employee = Employee(**_employee_fields(_json_object()))
-    return _save(employee, created="employee")
+    data = _json_object()
+    employee = Employee(**_employee_fields(data))
+    return _save(employee, created="employee", recheck=lambda: _employee_fields(data))
 
 
 @api.get("/employees/<int:employee_id>")
@@ -811,11 +872,21 @@ def get_employee(employee_id: int):
 @api.patch("/employees/<int:employee_id>")
 @login_required
 def update_employee(employee_id: int):
-    """Change some of an employee's fields."""
+    """Change some of an employee's fields; deactivating one with future schedules is 409
+    in_use unless `"unschedule_future": true` unschedules them in the same transaction."""
     employee = _get_or_404(Employee, employee_id)
-    for name, value in _employee_fields(_json_object(), employee).items():
+    data = _json_object()
+    values = _employee_fields(data, employee)
+    flag = _Body(data, partial=True)
+    flag.take("unschedule_future", _boolean)
+    if values.get("active") is False:
+        try:
+            deactivate(employee, unschedule_future=flag.done().get("unschedule_future", False))
+        except DomainError as exc:
+            raise exc.to_api_error() from None
+    for name, value in values.items():
         setattr(employee, name, value)
-    return _save(employee)
+    return _save(employee, recheck=lambda: _employee_fields(data, employee))
 
 
 @api.delete("/employees/<int:employee_id>")
@@ -855,10 +926,11 @@ def list_events():
 @login_required
 def create_event():
     """Add an event: 201 with Location."""
-    values = _event_fields(_json_object())
+    data = _json_object()
+    values = _event_fields(data)
     values.setdefault("event_type", event_type_for(values["project_name"]))
     event = Event(**values)
-    return _save(event, created="event")
+    return _save(event, created="event", recheck=lambda: _event_fields(data))
 
 
 @api.get("/events/<int:event_id>")
@@ -876,7 +948,7 @@ def update_event(event_id: int):
     values = _event_fields(_json_object(), event)
     for name, value in values.items():
         setattr(event, name, value)
-    return _save(event)
+    return _save(event, recheck=lambda: _event_fields(data, event))
 
 
 @api.delete("/events/<int:event_id>")
@@ -940,8 +1012,9 @@ def list_schedules():
 @login_required
 def create_schedule():
     """Give an event to an employee at a time: 201, 422 (window, inactive), 409 (taken)."""
-    values = _schedule_fields(_json_object())
-    return _save(Schedule(**values), created="schedule")
+    data = _json_object()
+    values = _schedule_fields(data)
+    return _save(Schedule(**values), created="schedule", recheck=lambda: _schedule_fields(data))
 
 
 @api.get("/schedules/<int:schedule_id>")
@@ -956,9 +1029,10 @@ def get_schedule(schedule_id: int):
 def update_schedule(schedule_id: int):
     """Reschedule: another time, employee or event, under the same rules."""
     schedule = _get_or_404(Schedule, schedule_id)
-    for name, value in _schedule_fields(_json_object(), schedule).items():
+    data = _json_object()
+    for name, value in _schedule_fields(data, schedule).items():
         setattr(schedule, name, value)
-    return _save(schedule)
+    return _save(schedule, recheck=lambda: _schedule_fields(data, schedule))
 
 
 @api.delete("/schedules/<int:schedule_id>")
@@ -1028,7 +1102,7 @@ def api_import_events():
     try:
         result = csv_formats.import_events_csv(source)
     except csv_formats.CsvImportError as exc:
-        raise ApiError(422, "invalid_csv", exc.message, exc.details, fields={"total": exc.total}) from None
+        raise ApiError(exc.status, exc.code, exc.message, exc.details, fields={"total": exc.total}) from None
     return jsonify(result)
 
 
@@ -1153,6 +1227,8 @@ def sync_resolve(resource: str, record_id: int):
                                            record_id, keep)
     except LookupError as exc:
         raise ApiError(404, "not_found", str(exc).strip("'\"")) from None
+    except sync_engine.DayTaken as exc:
+        raise ApiError(409, "employee_busy", str(exc)) from None
     except RuntimeError as exc:
         raise ApiError(409, "not_in_conflict", str(exc)) from None
     return jsonify({"resource": resource, "keep": keep, "record": row.to_dict()})
@@ -1867,8 +1943,31 @@ def sync_run_command(resources: str, direction: str, full: bool) -> None:
         raise SystemExit(1)
 
 
+schedules_cli = AppGroup("schedules", help="Schedule upkeep.")
+
+
+@schedules_cli.command("recompute-days")
+def recompute_days_command() -> None:
+    """Recompute every schedule's local day for APP_TIMEZONE (run after changing it).
+
+    Refuses, changing nothing (exit 1), when the new zone puts two live schedules of an
+    employee on one day, and names them.
+    """
+    import local_days
+
+    tz = app_tz()
+    try:
+        with db.engine.begin() as conn:
+            changed = local_days.recompute(conn, tz)
+    except local_days.DayClashError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(1) from None
+    click.echo(f"{changed} schedule{'s' if changed != 1 else ''} moved to their day in {tz.key}.")
+
+
 def register_commands(app: Flask) -> None:
-    """`flask --app app users ...`, `sync ...`, `demo ...`."""
+    """`flask --app app users ...`, `sync ...`, `demo ...`, `schedules ...`."""
     app.cli.add_command(users_cli)
     app.cli.add_command(sync_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(schedules_cli)

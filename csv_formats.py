@@ -21,6 +21,7 @@ from datetime import date, datetime
 from typing import Any, Iterable, Iterator, Optional
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 import inputs
 from models import (
@@ -104,7 +105,13 @@ class Problems:
 
 
 class CsvImportError(Exception):
-    """A file that cannot be imported: the first problems in `details`, all counted in `total`."""
+    """A file that cannot be imported: the first problems in `details`, all counted in `total`.
+
+    `status`/`code`: 422 invalid_csv for a wrong file; 409 conflict when another import or
+    change committed meanwhile what this file would create (a unique rule's race lost).
+    """
+
+    status, code = 422, "invalid_csv"
 
     def __init__(self, problems):
         if not isinstance(problems, Problems):
@@ -118,6 +125,20 @@ class CsvImportError(Exception):
     @property
     def message(self) -> str:
         return str(self)
+
+
+class CsvRaceLost(CsvImportError):
+    """The database refused the import (a unique index): another import or change got there
+    first.  `details` name the rows that clash with it; nothing was imported."""
+
+    status, code = 409, "conflict"
+
+    def __init__(self, details: list[dict]):
+        CsvImportError.__init__(self, details)
+        rows = sorted({d["line"] for d in details if d.get("line")})
+        Exception.__init__(self, "another import or change got there first"
+                           + (f" (rows {', '.join(map(str, rows))})" if rows else "")
+                           + "; nothing was imported: check the rows and import the file again")
 
 
 @dataclass
@@ -372,14 +393,59 @@ def import_events_csv(source: Any) -> dict:
         plan = _plan(rows, present)
         if plan.errors:
             raise CsvImportError(sorted(plan.errors, key=lambda p: p["line"]))
+        before = _Before(set(plan.events), set(plan.new_employees), {
+            ref for ref, event in plan.events.items() if event.id not in plan.schedules})
         result = _apply(plan)
         db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise CsvRaceLost(_race_losses(before, rows, present)) from None
     except BaseException:
         db.session.rollback()
         raise
     if result["created"] or result["updated"] or result["scheduled"] or result["employees_created"]:
         notify_local_change()
     return result
+
+
+@dataclass
+class _Before:
+    """What a plan saw before writing: known reference numbers, new codes, free events."""
+
+    refs: set
+    new_codes: set
+    unscheduled_refs: set
+
+
+def _race_losses(before: _Before, rows: list[WorkBankRow], present: set[str]) -> list[dict]:
+    """The rows that clash with what another import or change committed meanwhile.
+
+    Planned again against the database as it is now: a new employee code or reference
+    number that exists now, an event scheduled meanwhile, and what the checks say now.
+    """
+    fresh = _plan(rows, present)
+    taken_codes = before.new_codes & set(fresh.employees)
+    taken_refs = set(fresh.events) - before.refs
+    now_scheduled = {ref for ref, event in fresh.events.items()
+                     if ref in before.unscheduled_refs and event.id in fresh.schedules}
+    problems = list(fresh.errors)
+    for row in rows:
+        if row.employee_code in taken_codes:
+            problems.append(_problem(row.line, "Employee ID",
+                                     f"employee {row.employee_code} was created by another "
+                                     "import or change meanwhile"))
+        if row.project_ref_num in taken_refs:
+            problems.append(_problem(row.line, "Project Reference Number",
+                                     f"project {row.project_ref_num} was created by another "
+                                     "import or change meanwhile"))
+        if row.project_ref_num in now_scheduled and row.schedule_at is not None:
+            problems.append(_problem(row.line, "Schedule Date/Time",
+                                     f"project {row.project_ref_num} was scheduled by another "
+                                     "import or change meanwhile"))
+    if not problems:
+        problems.append(_problem(None, None, "another import or change got there first; "
+                                             "import the file again"))
+    return sorted(problems, key=lambda p: p["line"] or 0)
 
 
 def _present_fields(header: list[str]) -> set[str]:

@@ -21,6 +21,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -29,13 +30,23 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event as sa_event,
     exists,
     select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    column_property,
+    mapped_column,
+    relationship,
+    validates,
+)
 from werkzeug.security import check_password_hash, generate_password_hash
 
 import inputs
+import local_days
 
 log = logging.getLogger("app")
 
@@ -311,6 +322,12 @@ class Schedule(SyncMixin, db.Model):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
     employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id"), index=True)
     start_datetime: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # start_datetime's calendar day in APP_TIMEZONE, for the one-per-employee-per-day index.
+    # Kept here: set with start_datetime on the ORM (validates) and by the column default on
+    # Core inserts; a Core UPDATE of start_datetime must set it too (checked below).  After
+    # APP_TIMEZONE changes: `flask --app app schedules recompute-days`.
+    local_day: Mapped[date] = mapped_column(Date, default=lambda ctx: local_day(
+        ctx.get_current_parameters().get("start_datetime")))
 
     event: Mapped[Event] = relationship(lazy="joined", innerjoin=True)
     employee: Mapped[Employee] = relationship(lazy="joined", innerjoin=True)
@@ -321,8 +338,18 @@ class Schedule(SyncMixin, db.Model):
             sqlite_where=db.text("deleted_at IS NULL"),
             postgresql_where=db.text("deleted_at IS NULL"),
         ),
+        Index(
+            local_days.INDEX_NAME, "employee_id", "local_day", unique=True,
+            sqlite_where=db.text(local_days.LIVE),
+            postgresql_where=db.text(local_days.LIVE),
+        ),
         Index("ix_schedules_employee_start", "employee_id", "start_datetime"),
     )
+
+    @validates("start_datetime")
+    def _keep_local_day(self, _key, value):
+        self.local_day = local_day(value)
+        return value
 
     def to_dict(self) -> dict:
         return {
@@ -337,6 +364,18 @@ Event.is_scheduled = column_property(
     .correlate_except(Schedule),  # else a Schedule query joining Event has no FROM
     deferred=False,
 )
+
+
+@sa_event.listens_for(Session, "do_orm_execute")
+def _core_updates_keep_local_day(state) -> None:
+    """A bulk UPDATE of Schedule.start_datetime that does not set local_day is a bug: refuse it."""
+    if not state.is_update or state.bind_mapper is None or state.bind_mapper.class_ is not Schedule:
+        return
+    values = getattr(state.statement, "_values", None) or {}
+    names = {getattr(key, "key", key) for key in values}
+    if "start_datetime" in names and "local_day" not in names:
+        raise ValueError("an UPDATE of schedules.start_datetime must set local_day too "
+                         "(models.local_day)")
 
 
 class SyncRun(db.Model):
@@ -458,6 +497,11 @@ def iso(dt: Optional[datetime]) -> Optional[str]:
     return text + "Z"
 
 
+def local_day(start: Optional[datetime]) -> Optional[date]:
+    """The calendar day in APP_TIMEZONE of a stored instant (Schedule.local_day)."""
+    return local_days.local_day_of(start, app_tz())
+
+
 def app_tz() -> ZoneInfo:
     """The zone in which pages show and take times."""
     return ZoneInfo(current_app.config["APP_TIMEZONE"])
@@ -571,12 +615,8 @@ def event_type_for(project_name: str) -> str:
 
 def busy_employee_ids(day: date, exclude_schedule_id: Optional[int] = None):
     """A select of employee ids with a live schedule on `day` (APP_TIMEZONE)."""
-    start, end = local_day_bounds(day)
     query = select(Schedule.employee_id).where(
-        Schedule.deleted_at.is_(None),
-        Schedule.start_datetime >= start,
-        Schedule.start_datetime < end,
-    )
+        Schedule.deleted_at.is_(None), Schedule.local_day == day)
     if exclude_schedule_id is not None:
         query = query.where(Schedule.id != exclude_schedule_id)
     return query
@@ -618,6 +658,35 @@ def check_schedule(event: Optional[Event], employee: Optional[Employee], start: 
     if employee.id in db.session.scalars(busy_employee_ids(day, own_id)).all():
         raise DomainError(f"{employee.name} already has work on {day.isoformat()}",
                           field="employee_id", status=409, code="employee_busy")
+
+
+def future_schedules(employee_id: int) -> list[Schedule]:
+    """An employee's live schedules that have not started yet, earliest first."""
+    return list(db.session.scalars(live(Schedule).where(
+        Schedule.employee_id == employee_id, Schedule.start_datetime >= utcnow())
+        .order_by(Schedule.start_datetime, Schedule.id)))
+
+
+def deactivate(employee: Employee, unschedule_future: bool) -> list[Schedule]:
+    """Make `employee` inactive in the caller's transaction; returns the schedules unscheduled.
+
+    An inactive employee will not come, so live future schedules are never left to them
+    silently: with `unschedule_future` they are unscheduled (soft-deleted, pushed as
+    deletes; their events go back to the dashboard), else DomainError 409 in_use names them.
+    """
+    future = future_schedules(employee.id)
+    if future and not unschedule_future:
+        ids = ", ".join(str(s.id) for s in future)
+        raise DomainError(
+            f"{employee.name} has {len(future)} future schedule{'s' if len(future) != 1 else ''}"
+            f" ({ids}); unschedule them first, or deactivate with \"unschedule_future\": true",
+            field="active", status=409, code="in_use",
+            details=[{"resource": "schedule", "id": s.id, "event_id": s.event_id,
+                      "start_datetime": iso(s.start_datetime)} for s in future])
+    for schedule in future:
+        schedule.soft_delete()
+    employee.active = False
+    return future
 
 
 def fmt_local(dt: Optional[datetime], fmt: str = "%Y-%m-%d %H:%M") -> str:

@@ -88,6 +88,7 @@ from models import (
     SyncState,
     WebhookMessage,
     db,
+    local_day,
     utcnow,
 )
 
@@ -661,6 +662,7 @@ class Refs:
 
     events: dict = field(default_factory=dict)
     employees: dict = field(default_factory=dict)
+    days: Optional["_DaySlots"] = None  # who holds each employee's local day (schedules)
 
 
 @dataclass
@@ -749,6 +751,7 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
         # no local row to load (a first pull's pages): skip the locking look-up; an event
         # fetched just now may have linked a local create, whose schedules it must see
         rows, near = _page_rows(resource, model, items, refs, only=None if fetched else found)
+        refs.days = _DaySlots(items, refs)
     else:
         refs = Refs()
         rows, near = _page_rows(resource, model, items, refs)
@@ -910,6 +913,8 @@ class _NewRows:
         if not self.items:
             return
         items, self.items, self.ids, self.slots = self.items, [], set(), set()
+        if self.model is Schedule:  # rows that left an employee's day go first
+            db.session.flush()
         rows = [values for _, values, _ in items]
         if not _copy_rows(self.model.__table__, rows):
             db.session.execute(insert(self.model.__table__), rows)
@@ -937,6 +942,100 @@ def _copy_rows(table, rows: list[dict]) -> bool:
                 copy.write_row([proc(row[n]) if proc else row[n]
                                 for n, proc in zip(names, procs)])
     return True
+
+
+class DayTaken(RuntimeError):
+    """The vendor's version of a schedule would give an employee a second live schedule on
+    a local day (a rule the vendor does not know)."""
+
+
+class _DaySlots:
+    """Who holds each (employee, local day) that a page of vendor schedules asks for, in one
+    query a page: a local schedule's id, or the vendor id of one queued for insert here.
+
+    A row that left its day earlier in the page (moved, deleted) no longer holds it:
+    `holder` looks at the session's object before answering, and flushes that change so
+    that it reaches the database before the row taking the day.
+    """
+
+    def __init__(self, items: list[dict], refs: Refs):
+        self.held: dict = {}
+        keys = {_day_key(o, refs) for o in items if not o.get("deleted")} - {None}
+        employees, days = {k[0] for k in keys}, {k[1] for k in keys}
+        if keys:
+            query = select(Schedule.id, Schedule.employee_id, Schedule.local_day).where(
+                Schedule.deleted_at.is_(None), _in(Schedule.employee_id, employees),
+                _in(Schedule.local_day, days))
+            for row_id, employee_id, day in db.session.execute(query):
+                self.held[(employee_id, day)] = row_id
+
+    def holder(self, key: tuple, row=None):
+        """The live schedule (or queued vendor id) other than `row` holding `key`, or None."""
+        entry = self.held.get(key)
+        if entry is None or isinstance(entry, str):
+            return entry
+        if row is not None and entry == row.id:
+            return None
+        other = db.session.get(Schedule, entry)
+        if other is None or other.deleted_at is not None or (other.employee_id,
+                                                             other.local_day) != key:
+            del self.held[key]
+            db.session.flush()
+            return None
+        return other
+
+    def take(self, key: tuple, who) -> None:
+        self.held[key] = who
+
+
+def _day_key(obj: dict, refs: Refs) -> Optional[tuple]:
+    """(local employee id, local day) of a vendor schedule, when both are known."""
+    employee_id = refs.employees.get(obj.get("employee_id"))
+    start = _norm("start_datetime", obj.get("start_datetime"))
+    if employee_id is None or not isinstance(start, datetime):
+        return None
+    return employee_id, local_day(start)
+
+
+def _day_taken(row, obj: dict, refs: Refs) -> Optional[str]:
+    """Why the vendor's version of schedule `row` (None: new here) cannot be live here:
+    another live schedule holds that employee's day.  None when the day is free, which
+    `row` then holds."""
+    key = _day_key(obj, refs)
+    if key is None:
+        return None
+    if refs.days is None:  # one object outside a page (resolving a conflict)
+        refs.days = _DaySlots([obj], refs)
+    holder = refs.days.holder(key, row)
+    if holder is None:
+        if row is not None:
+            refs.days.take(key, row.id)
+        return None
+    employee = db.session.get(Employee, key[0])
+    other = (f"the vendor's schedule {holder} of the same pull" if isinstance(holder, str)
+             else f"schedule #{holder.id}")
+    return (f"{employee.name if employee else 'the employee'} already has work on "
+            f"{key[1].isoformat()} ({other}): one schedule per employee per day")
+
+
+def _day_conflict(resource: str, row, obj: dict, message: str, ctx) -> Applied:
+    """The vendor's schedule clashes with a local one on an employee's day: an admin decides
+    (under either policy); the local row keeps its values."""
+    row.sync_status = "conflict"
+    row.conflict_remote = jsonable(obj)
+    row.sync_error = "conflict: " + message
+    _count_conflict(ctx, resource, row, "conflict (waiting for an admin): " + message)
+    return Applied("conflict", message, row)
+
+
+def _insert_day_conflict(obj: dict, values: dict, message: str, ctx) -> Applied:
+    """A vendor schedule new here whose day is taken: kept as a conflict row, not live (the
+    index allows one live schedule a day), its vendor version as the remote side."""
+    row = Schedule(**values)
+    row.deleted_at = utcnow()
+    db.session.add(row)
+    db.session.flush()
+    return _day_conflict("schedules", row, obj, message, ctx)
 
 
 def _same_slot(resource: str, row, obj: dict, refs: Refs) -> bool:
@@ -983,7 +1082,7 @@ def _apply_one(resource, model, obj, rows, refs, candidates, ctx, source) -> App
                 _adopt(row, obj, synced=True)
                 return Applied("applied", "linked to a local create", row)
             return _reconcile(resource, row, obj, ctx)
-        return _insert(resource, model, obj, rows, refs, candidates)
+        return _insert(resource, model, obj, rows, refs, candidates, ctx)
     if row.sync_status == "conflict":
         stored = _version(row.conflict_remote or {}) or 0
         if _newer(obj, stored):
@@ -1001,6 +1100,9 @@ def _apply_one(resource, model, obj, rows, refs, candidates, ctx, source) -> App
             # a pull decides (the contract lets messages arrive late and out of order).
             return Applied("deferred", "deleted here after the vendor deleted it; "
                                        "a pull checks whether it is still live", row)
+        taken = _day_taken(row, obj, refs) if resource == "schedules" else None
+        if taken:
+            return _day_conflict(resource, row, obj, taken, ctx)
         if row.deleted_at is not None:
             # deleted here because the vendor deleted it, yet its listing shows it live
             # and newer: the vendor's word wins (nothing is lost).
@@ -1027,8 +1129,9 @@ def _refs_known(obj: dict, refs: Refs) -> bool:
     return obj.get("event_id") in refs.events and obj.get("employee_id") in refs.employees
 
 
-def _insert(resource, model, obj, rows, refs, candidates) -> Applied:
-    """A vendor object new here: insert it (unless a live local row holds its slot)."""
+def _insert(resource, model, obj, rows, refs, candidates, ctx=None) -> Applied:
+    """A vendor object new here: insert it (unless a live local row holds its slot; a
+    schedule whose employee's day is taken becomes a conflict)."""
     if resource == "schedules" and not _refs_known(obj, refs):
         return Applied("deferred", "its event or employee is not known here yet")
     clash = _find_clash(resource, obj, candidates, refs)
@@ -1038,13 +1141,26 @@ def _insert(resource, model, obj, rows, refs, candidates) -> Applied:
             what = "schedule" if resource == "schedules" else "project_ref_num"
             return Applied("deferred", f"a live local {SINGULAR[resource]} #{clash.id} "
                                        f"holds the same {what}")
-        clash.deleted_at = utcnow()  # the vendor replaced it; its tombstone follows
-        clash.last_synced = utcnow()
     now = utcnow()
     values = remote_values(resource, obj, refs)  # the fields _adopt(synced=True) sets, too:
     values.update(SyncMixin.synced_values(now), external_id=obj["id"],
                   remote_version=_version(obj), updated_at=_remote_updated(obj) or now,
                   created_at=now)
+    if resource == "schedules":
+        key = _day_key(obj, refs)
+        holder = refs.days.holder(key) if key else None
+        if isinstance(holder, str):  # queued in this page: insert it, to name it by its id
+            candidates.new_rows.flush()
+            refs.days.take(key, db.session.scalar(select(Schedule.id).where(
+                Schedule.external_id == holder)))
+            holder = refs.days.holder(key)
+        if holder is not None and not (clash is not None and holder is clash):
+            return _insert_day_conflict(obj, values, _day_taken(None, obj, refs), ctx)
+        values["local_day"] = key[1]
+        refs.days.take(key, obj["id"])
+    if clash is not None:
+        clash.deleted_at = utcnow()  # the vendor replaced it; its tombstone follows
+        clash.last_synced = utcnow()
     return candidates.new_rows.add(obj, values)
 
 
@@ -1127,6 +1243,10 @@ def _reconcile(resource: str, row, obj: dict, ctx, refs: Optional[Refs] = None) 
                                             "delete (re-created): " + summary)
         return Applied("local_wins", summary, row)
     if remote_wins and (resource != "schedules" or refs is None or _refs_known(obj, refs)):
+        taken = _day_taken(row, obj, refs or _load_refs([obj], None)) \
+            if resource == "schedules" else None
+        if taken:
+            return _day_conflict(resource, row, obj, taken, ctx)
         restored = row.deleted_at is not None
         row.deleted_at = None
         _apply_remote(resource, row, obj, refs)
@@ -1227,7 +1347,7 @@ def _listing(ctx: RunContext, resource: str, token: Optional[str]) -> None:
     for page in ctx.client.iter_pages(resource, sync_token=token, limit=ctx.conf["page_size"]):
         with _apply_lock:
             try:
-                results = apply_items(resource, page.items, ctx, source="pull")
+                results = _apply_page(resource, page.items, ctx)
                 growth.add(results)
                 for obj, res in zip(page.items, results):
                     _tally(ctx, resource, obj, res, postponed)
@@ -1251,6 +1371,26 @@ def _listing(ctx: RunContext, resource: str, token: Optional[str]) -> None:
                 db.session.rollback()
                 raise
         ctx.checkpoint()
+
+
+def _apply_page(resource: str, items: list[dict], ctx: RunContext) -> list[Applied]:
+    """apply_items for one pulled page, flushed.  A unique index that refuses the page (a
+    local write committed meanwhile took an employee's day or an event) rolls it back, and
+    the page is applied once more against what won: a clash then becomes a conflict."""
+    stats = ctx.stats
+    before = (stats.conflicts, list(stats.errors), stats.errors_total)
+    try:
+        results = apply_items(resource, items, ctx, source="pull")
+        db.session.flush()
+        return results
+    except IntegrityError as exc:
+        db.session.rollback()
+        stats.conflicts, stats.errors, stats.errors_total = before
+        log.info("a %s page lost a race to a local write; applying it again: %s", resource,
+                 exc.orig)
+    results = apply_items(resource, items, ctx, source="pull")
+    db.session.flush()
+    return results
 
 
 class _Growth:
@@ -1757,6 +1897,8 @@ def _store_now(resource, model, row_id, obj, sent, ctx=None) -> None:
 def _merge_duplicate(resource, model, other, row_id) -> None:
     """A pull/webhook inserted the object our create made before we stored the answer:
     move its links to our row and retire it (never hard-deleted)."""
+    if resource == "employees":
+        _hide_day_clashes(other.id, row_id)
     if resource in ("events", "employees"):
         column = Schedule.event_id if resource == "events" else Schedule.employee_id
         db.session.execute(update(Schedule).where(column == other.id)
@@ -1765,6 +1907,28 @@ def _merge_duplicate(resource, model, other, row_id) -> None:
     other.external_id = None
     other.deleted_at = other.deleted_at or utcnow()
     other.mark_synced(note=f"merged into #{row_id} (the same vendor object)")
+    db.session.flush()
+
+
+def _hide_day_clashes(from_id: int, to_id: int) -> None:
+    """Live schedules of employee `from_id` that would give `to_id` a second schedule on a
+    day once merged: conflicts for an admin (not live), their vendor version as the remote
+    side, so that the merge keeps the one-per-day rule and loses nothing."""
+    held = dict(db.session.execute(select(Schedule.local_day, Schedule.id).where(
+        Schedule.employee_id == to_id, Schedule.deleted_at.is_(None))).all())
+    if not held:
+        return
+    employee = db.session.get(Employee, to_id)
+    for sched in db.session.scalars(select(Schedule).where(
+            Schedule.employee_id == from_id, Schedule.deleted_at.is_(None),
+            Schedule.local_day.in_(list(held)))):
+        remote = {**jsonable(local_payload("schedules", sched)), "id": sched.external_id,
+                  "version": sched.remote_version}
+        sched.deleted_at = utcnow()
+        _day_conflict("schedules", sched, remote,
+                      f"{employee.name} already has work on {sched.local_day.isoformat()} "
+                      f"(schedule #{held[sched.local_day]}): one schedule per employee per day",
+                      None)
     db.session.flush()
 
 
@@ -2054,6 +2218,10 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
                 if refs is not None and not _refs_known(remote, refs):
                     raise RuntimeError("the vendor version names an event or employee not "
                                        "known here yet; run a sync first")
+                taken = _day_taken(row, remote, refs) if refs is not None else None
+                if taken:
+                    raise DayTaken(f"cannot keep the vendor version: {taken}; unschedule or "
+                                   "move that schedule first")
                 row.deleted_at = None
                 _apply_remote(resource, row, remote, refs)
             db.session.commit()

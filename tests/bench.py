@@ -415,7 +415,7 @@ class Bench:
         empty_tables(self.app)
         monday = datetime.combine(WEEK, datetime.min.time(), tzinfo=UTC)
         now = datetime.now(UTC)
-        staff_n = max(10, evt // 40)
+        staff_n = max(10, evt // 8)  # four schedules each at most: one a day (the app's rule)
         with self.app.app_context():
             db.session.execute(insert(Employee), [
                 {"id": i + 1, "name": f"Employee {i:05d}", "code": f"US{100000 + i}", "active": True,
@@ -432,7 +432,7 @@ class Bench:
                 for i in range(evt)])
             db.session.execute(insert(Schedule), [
                 {"event_id": i + 1, "employee_id": i % staff_n + 1,
-                 "start_datetime": monday + timedelta(hours=i % 100, minutes=30),
+                 "start_datetime": monday + timedelta(days=i // staff_n, hours=i % 10, minutes=30),
                  "sync_status": "synced", "sync_attempts": 0, "created_at": now, "updated_at": now}
                 for i in range(evt // 2)])
             db.session.execute(insert(SyncRun), [

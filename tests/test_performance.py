@@ -30,7 +30,7 @@ def bulk_records(app, events: int) -> None:
     from models import Employee, Event, Schedule, SyncRun, WebhookMessage, db
 
     now = datetime.now(UTC)
-    staff = max(3, events // 20)
+    staff = max(3, events // 10)  # five schedules each at most: one a day (the app's rule)
     with app.app_context():
         db.session.execute(insert(Employee), [
             {"name": f"Employee {i:05d}", "code": f"P{i}", "active": True, "sync_status": "synced",
@@ -46,7 +46,7 @@ def bulk_records(app, events: int) -> None:
         event_ids = db.session.scalars(select(Event.id).order_by(Event.project_ref_num)).all()
         db.session.execute(insert(Schedule), [
             {"event_id": event_ids[i], "employee_id": staff_ids[i % staff],
-             "start_datetime": MONDAY + timedelta(hours=i % 90, minutes=30),
+             "start_datetime": MONDAY + timedelta(days=i // staff, hours=i % 10, minutes=30),
              "sync_status": "synced", "sync_attempts": 0,
              "created_at": now, "updated_at": now} for i in range(events // 2)])
         db.session.execute(insert(SyncRun), [
@@ -160,7 +160,9 @@ def test_a_push_batch_commits_a_constant_number_of_times(database_url, sandbox, 
             with app.app_context():
                 events = db.session.scalars(db.select(Event).where(~Event.is_scheduled)
                                             .order_by(Event.id).limit(count)).all()
-                staff = db.session.scalars(db.select(Employee).order_by(Employee.id)).all()
+                staff = db.session.scalars(db.select(Employee).where(~Employee.id.in_(
+                    db.select(Schedule.employee_id).where(Schedule.deleted_at.is_(None))))
+                    .order_by(Employee.id)).all()  # one schedule per employee per day
                 for event, person in zip(events, staff[-count:]):
                     db.session.add(Schedule(event_id=event.id, employee_id=person.id,
                                             start_datetime=event.start_datetime))

@@ -13,6 +13,21 @@ from tests.vendor_sandbox import SandboxError
 pytestmark = pytest.mark.vendor_sync
 
 ROUNDS = 15
+# One schedule per employee per day holds on both sides (the app's rule; the vendor does not
+# know it, so its users keep it here): local edits schedule on the first two days, vendor
+# edits on the next three, each side picking an employee's free day among its own records.
+LOCAL_HOURS, VENDOR_HOURS = (0, 39), (48, 90)
+
+
+def _free_day(rng: random.Random, employees: list, held: set, hours: tuple):
+    """(employee, start) with no other schedule of that employee that day (APP_TIMEZONE is
+    UTC here), or None after a few tries."""
+    for _ in range(20):
+        employee = rng.choice(employees)
+        start = START + timedelta(hours=rng.randint(*hours))
+        if (employee, start.date()) not in held:
+            return employee, start
+    return None
 
 
 def _run_when_free(app, **kwargs):
@@ -64,13 +79,19 @@ def _local_edit(app, rng: random.Random, counter) -> None:
             free = [e for e in events if e.id not in taken]
             if not free:
                 return
-            db.session.add(Schedule(event_id=rng.choice(free).id,
-                                    employee_id=rng.choice(employees).id,
-                                    start_datetime=START + timedelta(hours=rng.randint(0, 90))))
+            held = {(s.employee_id, s.start_datetime.date()) for s in schedules}
+            slot = _free_day(rng, [e.id for e in employees], held, LOCAL_HOURS)
+            if slot is None:
+                return
+            db.session.add(Schedule(event_id=rng.choice(free).id, employee_id=slot[0],
+                                    start_datetime=slot[1]))
         elif kind == "schedule_change" and schedules:
             target = rng.choice(schedules)
-            target.start_datetime = START + timedelta(hours=rng.randint(0, 90))
-            target.employee_id = rng.choice(employees).id
+            held = {(s.employee_id, s.start_datetime.date()) for s in schedules if s is not target}
+            slot = _free_day(rng, [e.id for e in employees], held, LOCAL_HOURS)
+            if slot is None:
+                return
+            target.employee_id, target.start_datetime = slot
         elif kind == "schedule_delete" and schedules:
             rng.choice(schedules).soft_delete()
         for row in list(db.session.new) + list(db.session.dirty):
@@ -104,17 +125,29 @@ def _vendor_edit(sandbox, rng: random.Random, counter) -> None:
         elif kind == "schedule":
             taken = {s["event_id"] for s in schedules}
             free = [e for e in events if e["id"] not in taken]
-            if free:
+            held = {(s["employee_id"], s["start_datetime"][:10]) for s in schedules}
+            slot = _free_day(rng, [e["id"] for e in employees], _dated(held), VENDOR_HOURS)
+            if free and slot:
                 sandbox.vendor_create("schedules", {
-                    "event_id": rng.choice(free)["id"], "employee_id": rng.choice(employees)["id"],
-                    "start_datetime": fmt(START + timedelta(hours=rng.randint(0, 90)))})
+                    "event_id": rng.choice(free)["id"], "employee_id": slot[0],
+                    "start_datetime": fmt(slot[1])})
         elif kind == "schedule_change" and schedules:
-            sandbox.vendor_update("schedules", rng.choice(schedules)["id"], {
-                "start_datetime": fmt(START + timedelta(hours=rng.randint(0, 90)))})
+            target = rng.choice(schedules)
+            held = {(s["employee_id"], s["start_datetime"][:10]) for s in schedules
+                    if s["id"] != target["id"]}
+            slot = _free_day(rng, [target["employee_id"]], _dated(held), VENDOR_HOURS)
+            if slot:
+                sandbox.vendor_update("schedules", target["id"], {"start_datetime": fmt(slot[1])})
         elif kind == "schedule_delete" and schedules:
             sandbox.vendor_delete("schedules", rng.choice(schedules)["id"])
     except SandboxError:
         pass  # a refused vendor-user change changes nothing
+
+
+def _dated(held: set) -> set:
+    from datetime import date
+
+    return {(employee, date.fromisoformat(day)) for employee, day in held}
 
 
 def _compare(app, sandbox) -> None:
@@ -149,6 +182,21 @@ def _compare(app, sandbox) -> None:
     assert len(scheduled) == len(set(scheduled))
     local_scheduled = [s["event_id"] for s in local["schedules"]]
     assert len(local_scheduled) == len(set(local_scheduled))
+
+
+def _user_deletes_orphaned_schedules(app) -> None:
+    """What a user does with a local schedule whose event or employee a vendor user deleted
+    meanwhile (failed, "choose another or delete this schedule"): delete it."""
+    from app import Schedule, db
+
+    def act():
+        for row in db.session.scalars(db.select(Schedule).where(
+                Schedule.deleted_at.is_(None), Schedule.sync_status == "failed",
+                Schedule.sync_error.like("%was deleted at the vendor%"))):
+            row.soft_delete()
+        db.session.commit()
+
+    db_call(app, act)
 
 
 def _counts():
@@ -199,6 +247,7 @@ def test_random_edits_on_both_sides_converge(app, sandbox, live, seed):
     assert sandbox.wait_webhooks_idle(15)
     quiet = 0
     for _ in range(40):
+        _user_deletes_orphaned_schedules(app)
         result = _run_when_free(app)
         assert sandbox.wait_webhooks_idle(15)
         waiting = sum(c["pending"] for c in db_call(app, _counts).values())

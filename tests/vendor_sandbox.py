@@ -1316,9 +1316,13 @@ class VendorSandbox:
                           lambda ref: demo_event(rng, ref, today))
 
     def bulk_seed(self, employees=5000, events=20000, schedules=20000) -> dict:
-        """Many plain objects fast, for benchmarks."""
+        """Many plain objects fast, for benchmarks.  The events' window is long enough for
+        each employee to have at most one schedule a day (the app's rule)."""
         start = utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
-        window = (format_ts(start), format_ts(start + timedelta(days=2)))
+        with self._lock:
+            staff = len(self.store.collections["employees"].live) + employees
+        days = max(2, -(-schedules // max(1, staff)) + 1)
+        window = (format_ts(start), format_ts(start + timedelta(days=days)))
         return self._seed(
             employees, events, schedules,
             lambda n: {"name": f"Employee {n:05d}", "email": f"employee{n}@example.com",
@@ -1350,7 +1354,8 @@ class VendorSandbox:
         free = (e for e in store.collections["events"].live.values()
                 if e["id"] not in store.schedule_of_event)
         for n, event in zip(range(count if staff else 0), free):
-            start = parse_ts(event["start_datetime"]) + timedelta(hours=1)
+            # a day further each time round the staff: one schedule per employee per day
+            start = parse_ts(event["start_datetime"]) + timedelta(days=n // len(staff), hours=1)
             start = min(start, parse_ts(event["due_datetime"]))
             store.insert("schedules", {"event_id": event["id"],
                                        "employee_id": staff[n % len(staff)],
