@@ -879,9 +879,10 @@ def update_employee(employee_id: int):
     values = _employee_fields(data, employee)
     flag = _Body(data, partial=True)
     flag.take("unschedule_future", _boolean)
+    unschedule_future = flag.done().get("unschedule_future", False)  # 422 when not a boolean
     if values.get("active") is False:
         try:
-            deactivate(employee, unschedule_future=flag.done().get("unschedule_future", False))
+            deactivate(employee, unschedule_future=unschedule_future)
         except DomainError as exc:
             raise exc.to_api_error() from None
     for name, value in values.items():
