@@ -128,6 +128,8 @@ def parse_json(data: bytes, max_depth: int = JSON_MAX_DEPTH) -> Any:
     or one that is not UTF-8 is a 400; a nesting deeper than `max_depth` is a
     400 too; a string with NUL or an unpaired surrogate is a 422 naming where.
     """
+    if _too_deep(data, max_depth):
+        raise BadInput("body", f"the JSON body is nested more than {max_depth} levels deep", 400)
     try:
         document = json.loads(data)
     except RecursionError:
@@ -136,6 +138,26 @@ def parse_json(data: bytes, max_depth: int = JSON_MAX_DEPTH) -> Any:
         raise BadInput("body", f"the body is not valid JSON: {str(exc)[:200]}", 400) from None
     _walk(document, max_depth)
     return document
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _too_deep(data: Any, max_depth: int) -> bool:
+    """Whether brackets outside strings nest deeper than `max_depth`, checked before parsing.
+
+    json.loads on a very deep document raises RecursionError, and on CPython 3.11 before
+    3.11.8 that leaves the interpreter's AST recursion counter wrong, so the process's next
+    compile() fails with SystemError: the parser must never be given such a document."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    depth = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', bytes(data))):
+        depth += 1 if match.group() in (b"[", b"{") else -1
+        if depth > max_depth:
+            return True
+    return False
 
 
 def _walk(document: Any, max_depth: int) -> None:
