@@ -270,10 +270,13 @@ class Store:
         stamp = now_ts()
         start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) \
             + timedelta(days=1)
-        window = (start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  (start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        sched_start = (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         base = len(self.order["employees"])
+        staff_n = sum(1 for o in self.objects["employees"].values()
+                      if not o.get("deleted") and o.get("active", True)) + employees
+        # long enough for each employee to have at most one schedule a day (the app's rule)
+        days = max(2, -(-schedules // max(1, staff_n)) + 1)
+        window = (start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  (start + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ"))
         for n in range(employees):
             k = base + n + 1
             self.create("employees", {"name": f"Employee {k:05d}",
@@ -291,8 +294,14 @@ class Store:
         free = (oid for oid in self.order["events"]
                 if self.live("events", oid) and oid not in self.schedule_of_event)
         for n, event_id in zip(range(schedules if staff else 0), free):
+            # a day further each time round the staff: one schedule per employee per day
+            event = self.objects["events"][event_id]
+            first = datetime.fromisoformat(event["start_datetime"].replace("Z", "+00:00"))
+            due = datetime.fromisoformat(event["due_datetime"].replace("Z", "+00:00"))
+            sched_start = min(first + timedelta(days=n // len(staff), hours=1), due)
             self.create("schedules", {"event_id": event_id, "employee_id": staff[n % len(staff)],
-                                      "start_datetime": sched_start}, stamp)
+                                      "start_datetime": sched_start.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                        stamp)
         return {r: sum(1 for o in self.objects[r].values() if not o.get("deleted"))
                 for r in RESOURCES}
 
