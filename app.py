@@ -10,7 +10,6 @@ this module imports it.
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import date, datetime, time, timedelta
 from functools import wraps
 from typing import Any, Optional
@@ -946,11 +945,10 @@ def get_event(event_id: int):
 def update_event(event_id: int):
     """Change exactly the fields named (a new project name keeps the event type)."""
     event = _get_or_404(Event, event_id)
-    values = _event_fields(_json_object(), event)
-    for name, value in values.items():
+    data = _json_object()
+    for name, value in _event_fields(data, event).items():
         setattr(event, name, value)
     return _save(event, recheck=lambda: _event_fields(data, event))
-
 
 @api.delete("/events/<int:event_id>")
 @login_required

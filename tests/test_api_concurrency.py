@@ -6,7 +6,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 import responses
 
 from api_service import PoolPause, ValidationFailed, VendorClient

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 from html import unescape
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select

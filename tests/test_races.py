@@ -26,7 +26,7 @@ import pytest
 import requests
 from sqlalchemy import event as sa_event, func, select
 
-from tests.conftest import ADMIN, AuthActions
+from tests.conftest import ADMIN
 from tests.factories import make_employee, make_event, make_schedule, utc
 from tests.live_server import LiveServer
 
@@ -323,6 +323,44 @@ def test_post_events_with_one_reference_number(app, base_url):
         assert {e["code"] for e in errors} == {"duplicate"}
         again = replay(base_url, "POST", "/api/events", json=body)
         assert all(without_id(e) == again for e in errors)
+
+
+def test_patch_events_onto_one_reference_number(app, base_url):
+    """PATCHes giving different events one free reference number: one wins, the others get
+    the same 409 the check gives without a race (the lost commit re-runs the check)."""
+    from models import Event
+
+    for n in range(ROUNDS):
+        ref = 780000 + n
+        with app.app_context():
+            events = [make_event().id for _ in range(THREADS)]
+        calls = [("PATCH", f"/api/events/{eid}", {"json": {"project_ref_num": ref}})
+                 for eid in events]
+        errors = tally(app, "reference number (PATCH)", race(base_url, calls), 200)
+        assert live_count(app, Event, Event.project_ref_num == ref) == 1
+        assert live_count(app, Event, Event.id.in_(events)) == THREADS
+        assert {e["code"] for e in errors} == {"duplicate"}
+        lost = next(e for e in events
+                    if live_count(app, Event, Event.id == e, Event.project_ref_num == ref) == 0)
+        again = replay(base_url, "PATCH", f"/api/events/{lost}", json={"project_ref_num": ref})
+        assert all(without_id(e) == again for e in errors), (errors, again)
+
+
+def test_patch_employees_onto_one_code(app, base_url):
+    from models import Employee
+
+    for n in range(ROUNDS):
+        code = f"RACE-{n}"
+        with app.app_context():
+            staff = [make_employee().id for _ in range(THREADS)]
+        calls = [("PATCH", f"/api/employees/{pid}", {"json": {"code": code}}) for pid in staff]
+        errors = tally(app, "employee code (PATCH)", race(base_url, calls), 200)
+        assert live_count(app, Employee, Employee.code == code) == 1
+        assert {e["code"] for e in errors} == {"duplicate"}
+        lost = next(p for p in staff
+                    if live_count(app, Employee, Employee.id == p, Employee.code == code) == 0)
+        again = replay(base_url, "PATCH", f"/api/employees/{lost}", json={"code": code})
+        assert all(without_id(e) == again for e in errors), (errors, again)
 
 
 # -- one live employee per code, created by concurrent CSV imports -------------------------

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import START, db_call, event_body, fmt, invariant_breaks, rows, wait_for
+from tests.helpers import START, db_call, event_body, fmt, invariant_breaks, rows
 from tests.vendor_sandbox import SandboxError
 
 pytestmark = pytest.mark.vendor_sync

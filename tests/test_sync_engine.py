@@ -10,7 +10,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.factories import make_employee, make_event, make_schedule
-from tests.helpers import (API_KEY, START, db_call, delete_local, event_body, fmt, one, rows,
+from tests.helpers import (API_KEY, START, db_call, delete_local, fmt, one, rows,
                            run, vendor_employee, vendor_event, wait_for)
 
 pytestmark = pytest.mark.vendor_sync

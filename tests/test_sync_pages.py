@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert
 
-from tests.conftest import ADMIN, SCHEDULER
+from tests.conftest import SCHEDULER
 from tests.factories import make_employee, make_event, make_schedule, utc
 from tests.helpers import statements
 
