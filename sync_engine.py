@@ -1600,7 +1600,6 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
             return
         if phase == "upsert":
             _reserve_keys(model, ids)
-        batch = list(db.session.scalars(select(model).where(model.id.in_(ids))))  # noqa: F841 (held)
         ctx.results = []
         try:
             _push_batch(ctx, resource, model, ids, phase)
@@ -1623,6 +1622,8 @@ def _push_batch(ctx: RunContext, resource: str, model, ids: list, phase: str) ->
     `ctx.results`, stored together by the caller.
     """
     if ctx.client.workers <= 1 or not _sessions_share_data():
+        # the batch's rows loaded in one query and held, so each send's look-up is in memory
+        held = db.session.scalars(select(model).where(model.id.in_(ids))).all()  # noqa: F841
         for row_id in ids:
             _push_one(ctx, resource, model, row_id, phase)
             ctx.checkpoint()
