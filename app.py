@@ -501,8 +501,23 @@ def calendar():
     per_page = current_app.config["ROSTER_PAGE_SIZE"]
     rows, total = roster.week_rows(monday, filters["name"], filters["store"], page, per_page)
     args = {k: v for k, v in filters.items() if v not in ("", None)}
+    nav = week_nav(monday, "grid", args)
+    day_labels = [{"iso": d.isoformat(), "long": d.strftime("%A %d %B"), "today": d == nav["today"]}
+                  for d in nav["days"]]
     return render_template("calendar.html", rows=rows, listing=PageOf(rows, page, per_page, total),
-                           filters=filters, filter_args=args, **week_nav(monday, "grid", args))
+                           filters=filters, filter_args=args, day_labels=day_labels,
+                           links=roster_links(), **nav)
+
+
+def roster_links() -> dict:
+    """The roster's links, each url_for'd once: a cell's URL is then string work (a page
+    of the grid has hundreds).  `reschedule(id)`, `unschedule(id)`, `free` (no query)."""
+    def by_id(endpoint: str, **kwargs):
+        head, tail = url_for(endpoint, schedule_id=1234567, **kwargs).split("1234567")
+        return lambda record_id: f"{head}{record_id}{tail}"
+
+    return {"reschedule": by_id("pages.reschedule"), "unschedule": by_id("pages.unschedule"),
+            "free": url_for("pages.calendar_free")}
 
 
 def calendar_list(monday: date, page: int):

@@ -43,7 +43,7 @@ def _like(text: str) -> str:
 
 @dataclass
 class RosterRow:
-    """One employee's week: a list of schedules for each of the seven days."""
+    """One employee's week: for each of the seven days, its schedules (SHIFT_COLUMNS rows)."""
 
     employee: Employee
     days: list = field(default_factory=lambda: [[] for _ in range(DAYS)])
@@ -54,12 +54,18 @@ class RosterRow:
 
     @property
     def minutes(self) -> int:
-        return sum(s.event.estimated_minutes or 0 for day in self.days for s in day)
+        return sum(s.estimated_minutes or 0 for day in self.days for s in day)
 
     @property
     def hours(self) -> str:
         """Estimated hours, e.g. "7.5"; "0" for none."""
         return f"{self.minutes / 60:.1f}".removesuffix(".0")
+
+
+# What a roster cell shows of a schedule and its event.
+SHIFT_COLUMNS = (Schedule.id, Schedule.employee_id, Schedule.start_datetime, Schedule.local_day,
+                 Schedule.sync_status, Schedule.sync_error, Event.project_name, Event.store_number,
+                 Event.store_name, Event.estimated_minutes)
 
 
 def _week_work(monday: date, store: Optional[int] = None):
@@ -95,10 +101,12 @@ def week_rows(monday: date, name: str, store: Optional[int], page: int,
         .limit(per_page).offset((page - 1) * per_page)))
     rows = {e.id: RosterRow(e) for e in employees}
     if rows:
-        schedules = db.session.scalars(
-            select(Schedule).where(Schedule.employee_id.in_(list(rows)), Schedule.deleted_at.is_(None),
-                                   Schedule.local_day >= monday,
-                                   Schedule.local_day <= monday + timedelta(days=6))
+        # plain rows, not ORM objects: a page holds up to 350 schedules, and the grid
+        # needs only these columns (a row reads like a schedule: s.id, s.sync_status, …)
+        schedules = db.session.execute(
+            select(*SHIFT_COLUMNS).join(Event, Event.id == Schedule.event_id)
+            .where(Schedule.employee_id.in_(list(rows)), Schedule.deleted_at.is_(None),
+                   Schedule.local_day >= monday, Schedule.local_day <= monday + timedelta(days=6))
             .order_by(Schedule.start_datetime, Schedule.id))
         for schedule in schedules:
             rows[schedule.employee_id].days[(schedule.local_day - monday).days].append(schedule)
