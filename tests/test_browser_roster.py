@@ -60,10 +60,18 @@ def shift(page, schedule: int):  # noqa: F811
     return page.locator(f'.shift[data-schedule-id="{schedule}"]')
 
 
-def stored(app, schedule: int) -> tuple:
+def stored(app, schedule: int | None = None, event: int | None = None) -> tuple:
+    """(employee id, start) of a live schedule, by its id or its event's."""
+    from sqlalchemy import select
+
     from models import Schedule, db
 
-    return db_call(app, lambda: (lambda s: (s.employee_id, s.start_datetime))(db.session.get(Schedule, schedule)))
+    def read():
+        query = select(Schedule.employee_id, Schedule.start_datetime).where(Schedule.deleted_at.is_(None))
+        query = query.where(Schedule.id == schedule) if schedule else query.where(Schedule.event_id == event)
+        return tuple(db.session.execute(query).one())
+
+    return db_call(app, read)
 
 
 def test_the_roster_shows_the_weeks_schedules_in_the_right_cells(app, page, week):  # noqa: F811
@@ -101,9 +109,7 @@ def test_scheduling_from_a_free_cell(app, page, week):  # noqa: F811
     page.wait_for_url(re.compile(r"/calendar\?week=2026-12-09"))
     assert "Scheduled “CORE - Juicer Demo” for Ben Okafor" in page.locator(".flashes").inner_text()
     assert re.match(r"15:45\s+CORE - Juicer Demo", cell(page, week["ben"], "2026-12-09").inner_text())
-    assert stored(app, db_call(app, lambda: __import__("models").db.session.scalar(
-        __import__("sqlalchemy").select(__import__("models").Schedule.id)
-        .where(__import__("models").Schedule.event_id == week["juicer"])))) == (week["ben"], utc(2026, 12, 9, 15, 45))
+    assert stored(app, event=week["juicer"]) == (week["ben"], utc(2026, 12, 9, 15, 45))
 
 
 def test_dragging_a_schedule_to_another_employee_and_day(app, page, week):  # noqa: F811

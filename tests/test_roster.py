@@ -34,7 +34,7 @@ def app_overrides(request) -> dict:
 
 def row_of(page: str, employee_id) -> str:
     """The <tr> of one employee in the roster."""
-    match = re.search(rf'<tr data-employee-id="{employee_id}"[^>]*>(.*?)</tr>', page, re.S)
+    match = re.search(rf'<tr data-employee-id="{employee_id}"[^>]*>(.*?)</tr>', page, re.DOTALL)
     assert match, f"no roster row for employee {employee_id}"
     return match.group(1)
 
@@ -42,7 +42,7 @@ def row_of(page: str, employee_id) -> str:
 def cell(page: str, employee_id, day: str) -> str:
     """The text of one roster cell (employee × local day), tags removed."""
     match = re.search(rf'<td class="roster-cell[^"]*" data-date="{day}" data-employee-id="{employee_id}"'
-                      rf'[^>]*>(.*?)</td>', row_of(page, employee_id), re.S)
+                      rf'[^>]*>(.*?)</td>', row_of(page, employee_id), re.DOTALL)
     assert match, f"no cell for employee {employee_id} on {day}"
     return " ".join(unescape(re.sub(r"<[^>]+>", " ", match.group(1))).split())
 
@@ -63,7 +63,7 @@ def test_the_grid_puts_each_schedule_in_its_employees_row_and_local_day(app, cli
         make_schedule(week_event("CORE - Cooler"), ben, utc(2026, 12, 13, 23, 30))
         make_schedule(week_event("CORE - Next week", due=utc(2026, 12, 20)), ben, utc(2026, 12, 14, 9))
         ana, ben = ids(ana, ben)
-    page = html(client.get(f"/calendar?week=2026-12-10"))
+    page = html(client.get("/calendar?week=2026-12-10"))
     assert "Week of Mon 07 Dec 2026" in page
     assert cell(page, ana, "2026-12-08").startswith("14:30 CORE - Snack Reset 1204 Springfield")
     assert "Reschedule" in cell(page, ana, "2026-12-08") and "Unschedule" in cell(page, ana, "2026-12-08")
@@ -77,7 +77,7 @@ def test_the_grid_puts_each_schedule_in_its_employees_row_and_local_day(app, cli
 
 
 def cell_html(page: str, employee_id, day: str) -> str:
-    match = re.search(rf'data-date="{day}" data-employee-id="{employee_id}"[^>]*>(.*?)</td>', page, re.S)
+    match = re.search(rf'data-date="{day}" data-employee-id="{employee_id}"[^>]*>(.*?)</td>', page, re.DOTALL)
     return match.group(1)
 
 
@@ -108,7 +108,7 @@ def test_the_grid_marks_today(app, client, signed_in):
 
 def test_inactive_employees_show_only_with_work_that_week(app, client, signed_in):
     with app.app_context():
-        idle = make_employee("Ida Inactive", active=False)
+        make_employee("Ida Inactive", active=False)
         worked = make_employee("Will Worked")
         make_schedule(week_event("CORE - Done before"), worked, utc(2026, 12, 9, 9))
         worked.active = False
@@ -258,7 +258,7 @@ def test_the_free_cell_page_refuses_busy_inactive_and_unknown(app, client, signe
     inactive = client.get(f"/calendar/free?employee_id={idle}&date=2026-12-09")
     assert inactive.status_code == 409 and "Ida is inactive" in html(inactive)
     assert client.get("/calendar/free?employee_id=999999&date=2026-12-09").status_code == 404
-    for query in ("date=2026-12-09", f"employee_id=x&date=2026-12-09", f"employee_id={ben_id}&date=soon",
+    for query in ("date=2026-12-09", "employee_id=x&date=2026-12-09", f"employee_id={ben_id}&date=soon",
                   f"employee_id={ben_id}", f"employee_id={ben_id}&date=0001-01-01"):
         assert client.get(f"/calendar/free?{query}").status_code == 422, query
 
@@ -375,9 +375,8 @@ def test_the_roster_runs_the_same_statements_for_5_and_50_employees(app, client,
         return len(seen)
 
     small = measured(5)
-    from tests.conftest import _empty_tables
     from app import create_user
-    from tests.conftest import SCHEDULER
+    from tests.conftest import SCHEDULER, _empty_tables
 
     _empty_tables(app)
     with app.app_context():
