@@ -14,7 +14,7 @@ request, nothing of app.py): the routes in app.py read the query string.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, time, timedelta
 from typing import Optional
 
 from sqlalchemy import and_, exists, func, or_, select
@@ -139,7 +139,3 @@ def default_time(event: Event, day: date) -> time:
         at = due.time().replace(second=0, microsecond=0)
     return at
 
-
-def when_label(moment: datetime) -> str:
-    """A short local label, e.g. "Tue 08 Dec 14:00"."""
-    return to_local(moment).strftime("%a %d %b %H:%M")
