@@ -40,10 +40,11 @@ import csv_formats
 import inputs
 import security
 import demo_data
+import roster
 import sync_engine
 import sync_scheduler
 from api_service import parse_object
-from error_handlers import register_error_handlers
+from error_handlers import register_error_handlers, wants_json
 from models import (
     EVENT_TYPES,
     ROLES,
@@ -385,9 +386,11 @@ def schedule_event(event_id: int):
         status = blocked[1] if request.method == "POST" or blocked[1] == 410 else 200
         return render_template("schedule.html", event=event, blocked=blocked[0]), status
     if request.method == "GET":
+        # ?date=, ?employee_id= and ?time= pre-fill the form (the roster's free cells link here).
         values = {"date": request.args.get("date") or default_schedule_date(event).isoformat(),
                   "time": request.args.get("time") or "09:00",
-                  "employee_id": request.args.get("employee_id", "")}
+                  "employee_id": request.args.get("employee_id", ""),
+                  "back": back_to(request.args)}
         return render_schedule_form(event, values, {})
     if request.form.get("action") == "refresh":
         return redirect(url_for("pages.schedule_event", event_id=event.id,
@@ -401,12 +404,19 @@ def schedule_event(event_id: int):
     if lost is not None:
         return render_schedule_form(event, request.form.to_dict(), lost.errors, lost.status)
     flash(f"Scheduled “{event.project_name}” for {employee.name} on {fmt_local(start)}.", "success")
+    if back_to(request.form) == "calendar":
+        return redirect(url_for("pages.calendar", week=to_local(start).date().isoformat()))
     return redirect(url_for("pages.index"))
+
+
+def back_to(args) -> str:
+    """Where a schedule form returns: "calendar" (opened from the roster) or "" (the dashboard)."""
+    return "calendar" if args.get("back") == "calendar" else ""
 
 
 def refresh_args(form) -> dict:
     """The query string that re-renders a schedule form for the posted day (no JS)."""
-    return {k: form.get(k) for k in ("date", "time", "employee_id") if form.get(k)}
+    return {k: form.get(k) for k in ("date", "time", "employee_id", "back") if form.get(k)}
 
 
 def commit_schedule_form(event: Event, form, schedule: Optional[Schedule] = None
@@ -440,25 +450,88 @@ def commit_or_conflict() -> bool:
 
 def week_bounds(day: date) -> tuple[date, datetime, datetime]:
     """The Monday of `day`'s week and the week's [start, end) in UTC."""
-    monday = day - timedelta(days=day.weekday())
+    monday = roster.monday_of(day)
     return monday, local_day_bounds(monday)[0], local_day_bounds(monday + timedelta(days=6))[1]
+
+
+def strict_page() -> int:
+    """?page=: a whole number from 1 (missing: 1), else 422 naming it."""
+    return inputs.whole_number(request.args.get("page"), "page", default=1)
+
+
+def week_arg() -> date:
+    """?week=: any day of the week to show (YYYY-MM-DD; missing: this week), else 422."""
+    text = (request.args.get("week") or "").strip()
+    if not text:
+        return roster.monday_of(local_today())
+    day = parse_local_date(text, "week")
+    if day is None:
+        raise inputs.BadInput("week", f"week must be a date as YYYY-MM-DD, got {text[:40]!r}")
+    return roster.monday_of(day)
+
+
+def roster_filters() -> dict:
+    """The roster's ?name= and ?store= filters, cleaned (a NUL in the name: 422)."""
+    name = inputs.check_text((request.args.get("name") or "").strip()[:120], "name")
+    return {"name": name,
+            "store": inputs.lenient_number(request.args.get("store"), "store", low=-inputs.INT_MAX - 1)}
+
+
+def week_nav(monday: date, view: str, keep: dict) -> dict:
+    """What both calendar views' week navigation needs (templates/_calendar_nav.html);
+    `keep`: the query arguments its links carry besides the week."""
+    return {"monday": monday, "today": local_today(), "prev_week": monday - timedelta(days=7),
+            "next_week": monday + timedelta(days=7), "days": roster.week_days(monday),
+            "view": view, "keep": keep, "page_args": {"week": monday.isoformat(), **keep}}
 
 
 @pages.route("/calendar")
 @login_required
 def calendar():
-    """Scheduled work for one week (Monday first, APP_TIMEZONE), day by day."""
-    monday, start, end = week_bounds(parse_local_date(request.args.get("week"), "week") or local_today())
+    """The week (Monday first, APP_TIMEZONE) as a roster of employees by day; ?view=list
+    gives the day-by-day list."""
+    view = request.args.get("view") or "grid"
+    if view not in ("grid", "list"):
+        raise inputs.BadInput("view", f"view must be grid or list, got {view[:40]!r}")
+    monday, page = week_arg(), strict_page()
+    if view == "list":
+        return calendar_list(monday, page)
+    filters = roster_filters()
+    per_page = current_app.config["ROSTER_PAGE_SIZE"]
+    rows, total = roster.week_rows(monday, filters["name"], filters["store"], page, per_page)
+    args = {k: v for k, v in filters.items() if v not in ("", None)}
+    nav = week_nav(monday, "grid", args)
+    day_labels = [{"iso": d.isoformat(), "long": d.strftime("%A %d %B"), "today": d == nav["today"]}
+                  for d in nav["days"]]
+    return render_template("calendar.html", rows=rows, listing=PageOf(rows, page, per_page, total),
+                           filters=filters, filter_args=args, day_labels=day_labels,
+                           links=roster_links(), **nav)
+
+
+def roster_links() -> dict:
+    """The roster's links, each url_for'd once: a cell's URL is then string work (a page
+    of the grid has hundreds).  `reschedule(id)`, `unschedule(id)`, `free` (no query)."""
+    def by_id(endpoint: str, **kwargs):
+        head, tail = url_for(endpoint, schedule_id=1234567, **kwargs).split("1234567")
+        return lambda record_id: f"{head}{record_id}{tail}"
+
+    return {"reschedule": by_id("pages.reschedule"), "unschedule": by_id("pages.unschedule"),
+            "free": url_for("pages.calendar_free")}
+
+
+def calendar_list(monday: date, page: int):
+    """Scheduled work for one week, day by day, a page of schedules at a time."""
+    _, start, end = week_bounds(monday)
     conditions = [Schedule.deleted_at.is_(None), Schedule.start_datetime >= start,
                   Schedule.start_datetime < end, Schedule.event.has(Event.deleted_at.is_(None))]
-    listing = paginate(Schedule, conditions, [Schedule.start_datetime, Schedule.id], page_number(),
+    listing = paginate(Schedule, conditions, [Schedule.start_datetime, Schedule.id], page,
                        per_page=current_app.config["CALENDAR_PAGE_SIZE"])
-    days = {monday + timedelta(days=i): [] for i in range(7)}
+    by_day = {day: [] for day in roster.week_days(monday)}
     for schedule in listing.items:
-        days.setdefault(to_local(schedule.start_datetime).date(), []).append(schedule)
-    return render_template("calendar.html", days=days, day_totals=day_totals(days, conditions),
-                           listing=listing, monday=monday, today=local_today(),
-                           prev_week=monday - timedelta(days=7), next_week=monday + timedelta(days=7))
+        by_day.setdefault(to_local(schedule.start_datetime).date(), []).append(schedule)
+    return render_template("calendar_list.html", by_day=by_day,
+                           day_totals=day_totals(by_day, conditions), listing=listing,
+                           **week_nav(monday, "list", {"view": "list"}))
 
 
 def day_totals(days: dict, conditions: list) -> dict:
@@ -468,6 +541,37 @@ def day_totals(days: dict, conditions: list) -> dict:
               for low, high in bounds]
     row = db.session.execute(select(*counts).where(*conditions)).one()
     return dict(zip(days, row))
+
+
+@pages.route("/calendar/free")
+@login_required
+def calendar_free():
+    """A roster's free cell: the unscheduled events whose window covers that day, earliest
+    due first, each linking to the schedule page pre-filled with the employee, day and time."""
+    employee_id = inputs.whole_number(request.args.get("employee_id"), "employee_id")
+    day_text = (request.args.get("date") or "").strip()
+    day = parse_local_date(day_text)
+    if day is None:
+        raise inputs.BadInput("date", f"date must be a date as YYYY-MM-DD, got {day_text[:40]!r}")
+    employee = get_live(Employee, employee_id) or abort(404, f"No employee with id {employee_id}.")
+    filters = dashboard_filters()
+    blocked = None
+    if not employee.active:
+        blocked = f"{employee.name} is inactive; activate them on the Employees page to schedule them."
+    elif db.session.scalar(select(Schedule.id).where(
+            Schedule.employee_id == employee.id, Schedule.deleted_at.is_(None),
+            Schedule.local_day == day).limit(1)) is not None:
+        blocked = f"{employee.name} already has work on {day.isoformat()}."
+    listing = PageOf([], 1, 1, 0)
+    if blocked is None:
+        listing = paginate(Event, roster.free_event_conditions(day, filters["store"], filters["type"]),
+                           list(roster.FREE_EVENT_ORDER), strict_page())
+    times = {event.id: roster.default_time(event, day).strftime("%H:%M") for event in listing.items}
+    args = {"employee_id": employee.id, "date": day.isoformat(),
+            **{k: v for k, v in filters.items() if v not in ("", None)}}
+    return render_template("calendar_free.html", employee=employee, day=day, listing=listing,
+                           times=times, filters=filters, page_args=args, event_types=EVENT_TYPES,
+                           blocked=blocked, monday=roster.monday_of(day)), 409 if blocked else 200
 
 
 @pages.route("/calendar/<int:schedule_id>/unschedule", methods=["POST"])
@@ -500,16 +604,29 @@ def reschedule(schedule_id: int):
     try:
         start, employee = schedule_from_form(schedule.event, request.form, schedule)
     except FormErrors as exc:
-        return render_schedule_form(schedule.event, request.form.to_dict(), exc.errors,
-                                    exc.status, schedule)
+        return refused_reschedule(schedule, exc)
     schedule.start_datetime, schedule.employee_id = start, employee.id
     schedule.mark_changed()
     lost = commit_schedule_form(schedule.event, request.form, schedule)
     if lost is not None:
-        return render_schedule_form(schedule.event, request.form.to_dict(), lost.errors,
-                                    lost.status, schedule)
+        return refused_reschedule(schedule, lost)
     flash(f"Rescheduled “{schedule.event.project_name}”: {employee.name}, {fmt_local(start)}.", "success")
-    return redirect(url_for("pages.calendar", week=to_local(start).date().isoformat()))
+    week = to_local(start).date().isoformat()
+    if wants_json():  # the roster's drag and drop (static/js/roster.js) reloads the page itself
+        return jsonify({"id": schedule.id, "week": week})
+    return redirect(url_for("pages.calendar", week=week))
+
+
+def refused_reschedule(schedule: Schedule, exc: FormErrors):
+    """A reschedule the rules refuse: the form with its messages, or (for the roster's
+    drag and drop, which asks for JSON) the standard error body naming each field."""
+    if wants_json():
+        message = " ".join(exc.errors.values())
+        details = [{"field": name, "message": text} for name, text in exc.errors.items()]
+        code = "conflict" if exc.status == 409 else "validation_failed"
+        return jsonify({"error": {"code": code, "message": message, "details": details}}), exc.status
+    return render_schedule_form(schedule.event, request.form.to_dict(), exc.errors, exc.status,
+                                schedule)
 
 
 def read_employee_form(form, employee: Optional[Employee] = None) -> dict:

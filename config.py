@@ -124,9 +124,11 @@ class Config:
     # (0: no Strict-Transport-Security header; it is only ever sent over HTTPS).
     SESSION_COOKIE_SECURE = False
     HSTS_MAX_AGE = 0
-    # Rows per page of the dashboard and employee list, and per page of the week's calendar.
+    # Rows per page of the dashboard and employee list, schedules per page of the week's
+    # list view (/calendar?view=list), employees per page of the week's roster (/calendar).
     PAGE_SIZE = config("PAGE_SIZE", default=50, cast=int)
     CALENDAR_PAGE_SIZE = config("CALENDAR_PAGE_SIZE", default=100, cast=int)
+    ROSTER_PAGE_SIZE = config("ROSTER_PAGE_SIZE", default=50, cast=int)
 
     # Largest request body in bytes (JSON and forms, the webhook too); past it: 413.
     MAX_CONTENT_LENGTH = config("MAX_CONTENT_LENGTH", default=1024 * 1024, cast=int)

@@ -44,7 +44,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import requests
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import create_engine, func, insert, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
@@ -388,7 +388,7 @@ class Bench:
         client = self.login()
         rounds = 30 if self.scale == 1 else 10
         floor = self._latencies(client, "/_bench/ping", rounds)
-        for name, path in (("dashboard", "/"), ("calendar week", f"/calendar?week={WEEK}"),
+        for name, path in (("dashboard", "/"), ("calendar week, list view", f"/calendar?week={WEEK}&view=list"),
                            ("/sync/admin", "/sync/admin")):
             lat = self._latencies(client, path, rounds)
             p50, p95 = pct(lat, 50), pct(lat, 95)
@@ -396,6 +396,12 @@ class Bench:
                      f"p50 {p50:.1f} / p95 {p95:.1f} ms",
                      f"p50 {pct(floor, 50):.2f} ms", f"{p50 / pct(floor, 50):.0f}×",
                      "p50 < 50 ms", p50 < 50)
+        staff, schedules = self._roster_data(evt)
+        lat = self._latencies(client, f"/calendar?week={WEEK}", rounds)
+        p50, p95 = pct(lat, 50), pct(lat, 95)
+        self.add(f"page roster week (50 of {staff} employees): {schedules} schedules that week",
+                 f"p50 {p50:.1f} / p95 {p95:.1f} ms", f"p50 {pct(floor, 50):.2f} ms",
+                 f"{p50 / pct(floor, 50):.0f}×", "p50 < 50 ms", p50 < 50)
 
     @staticmethod
     def _latencies(client, path: str, rounds: int) -> list[float]:
@@ -450,6 +456,45 @@ class Bench:
                 db.session.commit()
                 with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.execute(text("ANALYZE"))
+
+    def _roster_data(self, evt: int) -> tuple[int, int]:
+        """On top of _page_data: employees up to n(5000) and schedules in WEEK up to n(20000)
+        (the new employees work Monday to Thursday: one schedule a day, the app's rule)."""
+        from models import Employee, Event, Schedule, db
+
+        monday = datetime.combine(WEEK, datetime.min.time(), tzinfo=UTC)
+        now = datetime.now(UTC)
+        with self.app.app_context():
+            staff_n = db.session.scalar(select(func.count(Employee.id)))
+            have = db.session.scalar(select(func.count(Schedule.id)))
+            extra_staff = max(0, self.n(5000) - staff_n)
+            extra = min(max(0, self.n(20000) - have), extra_staff * 4)
+            first_emp = db.session.scalar(select(func.max(Employee.id))) + 1
+            first_evt = db.session.scalar(select(func.max(Event.id))) + 1
+            db.session.execute(insert(Employee), [
+                {"id": first_emp + i, "name": f"Roster {i:05d}", "code": f"RS{100000 + i}", "active": True,
+                 "sync_status": "synced", "sync_attempts": 0, "created_at": now, "updated_at": now}
+                for i in range(extra_staff)])
+            db.session.execute(insert(Event), [
+                {"id": first_evt + i, "project_ref_num": 900000 + i, "project_name": f"CORE - Roster {i}",
+                 "event_type": "Core", "store_number": 1000 + i % 900, "store_name": "Store",
+                 "start_datetime": monday, "due_datetime": monday + timedelta(days=6, hours=23),
+                 "estimated_minutes": 60, "sync_status": "synced", "sync_attempts": 0,
+                 "created_at": now, "updated_at": now} for i in range(extra)])
+            db.session.execute(insert(Schedule), [
+                {"event_id": first_evt + i, "employee_id": first_emp + i % extra_staff,
+                 "start_datetime": monday + timedelta(days=i // extra_staff, hours=8 + i % 9),
+                 "sync_status": "synced", "sync_attempts": 0, "created_at": now, "updated_at": now}
+                for i in range(extra)])
+            db.session.commit()
+            if db.engine.dialect.name == "postgresql":
+                db.session.execute(text("SELECT setval('employees_id_seq', :n)"), {"n": first_emp + extra_staff})
+                db.session.execute(text("SELECT setval('events_id_seq', :n)"), {"n": first_evt + extra})
+                db.session.commit()
+                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text("ANALYZE"))
+            return (db.session.scalar(select(func.count(Employee.id))),
+                    db.session.scalar(select(func.count(Schedule.id))))
 
     # -- CSV import ------------------------------------------------------------
 

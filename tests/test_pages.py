@@ -359,13 +359,13 @@ def test_calendar_shows_one_week_by_day_from_monday(app, client, signed_in):
                            ("CORE - Prev Sunday", utc(2026, 12, 6, 9, 0)), ("CORE - Next Monday", utc(2026, 12, 14, 9, 0))):
             make_schedule(make_event(project_name=name, start_datetime=utc(2026, 12, 1),
                                      due_datetime=utc(2026, 12, 20), store_name="Springfield"), emp, when)
-    page = html(client.get("/calendar?week=2026-12-10"))
+    page = html(client.get("/calendar?week=2026-12-10&view=list"))
     assert "Week of Mon 07 Dec 2026" in page
     assert "CORE - Monday" in page and "CORE - Sunday" in page
     assert "CORE - Prev Sunday" not in page and "CORE - Next Monday" not in page
     assert page.index("Monday 07 December") < page.index("CORE - Monday") < page.index("Sunday 13 December") < page.index("CORE - Sunday")
     assert "08:00" in page and "17:45" in page and "Ana Lopez" in page and "Springfield" in page
-    assert 'href="/calendar?week=2026-11-30"' in page and 'href="/calendar?week=2026-12-14"' in page
+    assert 'href="/calendar?week=2026-11-30&amp;view=list"' in page and 'href="/calendar?week=2026-12-14&amp;view=list"' in page
     assert ">This week</a>" in page
 
 

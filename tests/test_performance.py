@@ -59,7 +59,7 @@ def bulk_records(app, events: int) -> None:
         db.session.commit()
 
 
-PAGES = ["/", "/?type=Core", "/calendar?week=2026-12-07", "/sync/admin",
+PAGES = ["/", "/?type=Core", "/calendar?week=2026-12-07", "/calendar?week=2026-12-07&view=list", "/sync/admin",
          "/sync/admin?runs_page=2&webhooks_page=2", "/employees"]
 
 
@@ -85,10 +85,10 @@ def test_pages_run_the_same_statements_for_10_and_1200_records(app, client, auth
 def test_a_busy_calendar_week_is_paged_and_says_how_many_each_day_has(app, client, auth):
     auth.login()
     bulk_records(app, 600)  # 300 schedules in the week
-    first = client.get("/calendar?week=2026-12-07").get_data(as_text=True)
+    first = client.get("/calendar?week=2026-12-07&view=list").get_data(as_text=True)
     assert first.count("data-schedule-id=") == 100
     assert "Page 1 of 3 (300 in all)" in first and "on other pages of this week" in first
-    last = client.get("/calendar?week=2026-12-07&page=3").get_data(as_text=True)
+    last = client.get("/calendar?week=2026-12-07&view=list&page=3").get_data(as_text=True)
     assert last.count("data-schedule-id=") == 100 and 'rel="prev"' in last
 
 

@@ -101,7 +101,7 @@ def test_the_calendar_shows_local_times_on_local_days(app, client, signed_in):
                                  due_datetime=utc(2026, 11, 6)), employee, utc(2026, 11, 2, 15, 0))
         make_schedule(make_event(project_name="CORE - Late Sunday", start_datetime=utc(2026, 10, 30),
                                  due_datetime=utc(2026, 11, 10)), make_employee("Ben"), utc(2026, 11, 9, 5, 30))
-    page = client.get("/calendar?week=2026-11-04").get_data(as_text=True)
+    page = client.get("/calendar?week=2026-11-04&view=list").get_data(as_text=True)
     assert "Week of Mon 02 Nov 2026" in page
     assert re.search(r">09:00</time></td>\s*<td>CORE - After change", page)
     # 05:30Z on Monday Nov 9 is 23:30 on Sunday Nov 8 in Chicago: still this week, on Sunday.

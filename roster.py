@@ -1,0 +1,141 @@
+"""The calendar's week as a roster: a row per employee, a column per local day.
+
+Queries and the view model behind `/calendar` (the grid) and `/calendar/free` (the
+unscheduled events a free cell can take).  A page of the grid costs a fixed number
+of queries whatever the data: one COUNT and one page of employees, then one query for
+those employees' live schedules that week with their events joined.  A row holds at
+most seven schedules (one per employee per local day, held by the database), so its
+count and estimated hours add up what that query brought.
+
+Days are local days in APP_TIMEZONE: a schedule sits in the column of its stored
+`local_day` (the day the one-per-day rule uses).  Imports only models (no Flask
+request, nothing of app.py): the routes in app.py read the query string.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from typing import Optional
+
+from sqlalchemy import and_, exists, func, or_, select
+
+from models import Employee, Event, Schedule, db, local_day_bounds, to_local
+
+DEFAULT_TIME = time(9, 0)
+DAYS = 7
+
+
+def monday_of(day: date) -> date:
+    """The Monday of `day`'s week."""
+    return day - timedelta(days=day.weekday())
+
+
+def week_days(monday: date) -> list[date]:
+    """Monday to Sunday."""
+    return [monday + timedelta(days=i) for i in range(DAYS)]
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern that finds `text` anywhere, its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass
+class RosterRow:
+    """One employee's week: for each of the seven days, its schedules (SHIFT_COLUMNS rows)."""
+
+    employee: Employee
+    days: list = field(default_factory=lambda: [[] for _ in range(DAYS)])
+
+    @property
+    def count(self) -> int:
+        return sum(len(day) for day in self.days)
+
+    @property
+    def minutes(self) -> int:
+        return sum(s.estimated_minutes or 0 for day in self.days for s in day)
+
+    @property
+    def hours(self) -> str:
+        """Estimated hours, e.g. "7.5"; "0" for none."""
+        return f"{self.minutes / 60:.1f}".removesuffix(".0")
+
+
+# What a roster cell shows of a schedule and its event.
+SHIFT_COLUMNS = (Schedule.id, Schedule.employee_id, Schedule.start_datetime, Schedule.local_day,
+                 Schedule.sync_status, Schedule.sync_error, Event.project_name, Event.store_number,
+                 Event.store_name, Event.estimated_minutes)
+
+
+def _week_work(monday: date, store: Optional[int] = None):
+    """EXISTS: the outer employee has a live schedule this week (at `store`, if given)."""
+    condition = and_(Schedule.employee_id == Employee.id, Schedule.deleted_at.is_(None),
+                     Schedule.local_day >= monday, Schedule.local_day <= monday + timedelta(days=6))
+    query = exists().where(condition)
+    if store is not None:
+        query = exists().where(condition, Schedule.event_id == Event.id, Event.store_number == store)
+    return query
+
+
+def employee_conditions(monday: date, name: str = "", store: Optional[int] = None) -> list:
+    """Who has a row: active employees and those with work that week; filtered by name
+    (anywhere in it, any case) and by store (work at that store that week)."""
+    conditions = [Employee.deleted_at.is_(None)]
+    if store is None:
+        conditions.append(or_(Employee.active.is_(True), _week_work(monday)))
+    else:
+        conditions.append(_week_work(monday, store))
+    if name:
+        conditions.append(Employee.name.ilike(_like(name), escape="\\"))
+    return conditions
+
+
+def week_rows(monday: date, name: str, store: Optional[int], page: int,
+              per_page: int) -> tuple[list[RosterRow], int]:
+    """One page of roster rows (employees by name) and how many employees match."""
+    conditions = employee_conditions(monday, name, store)
+    total = db.session.scalar(select(func.count(Employee.id)).where(*conditions)) or 0
+    employees = list(db.session.scalars(
+        select(Employee).where(*conditions).order_by(Employee.name, Employee.id)
+        .limit(per_page).offset((page - 1) * per_page)))
+    rows = {e.id: RosterRow(e) for e in employees}
+    if rows:
+        # plain rows, not ORM objects: a page holds up to 350 schedules, and the grid
+        # needs only these columns (a row reads like a schedule: s.id, s.sync_status, …)
+        schedules = db.session.execute(
+            select(*SHIFT_COLUMNS).join(Event, Event.id == Schedule.event_id)
+            .where(Schedule.employee_id.in_(list(rows)), Schedule.deleted_at.is_(None),
+                   Schedule.local_day >= monday, Schedule.local_day <= monday + timedelta(days=6))
+            .order_by(Schedule.start_datetime, Schedule.id))
+        for schedule in schedules:
+            rows[schedule.employee_id].days[(schedule.local_day - monday).days].append(schedule)
+    return list(rows.values()), total
+
+
+# -- a free cell: the events that can go there ---------------------------------------
+
+def free_event_conditions(day: date, store: Optional[int] = None, event_type: str = "") -> list:
+    """Live unscheduled events whose window covers some of local `day`."""
+    start, end = local_day_bounds(day)
+    conditions = [Event.deleted_at.is_(None), ~Event.is_scheduled,
+                  Event.start_datetime < end, Event.due_datetime >= start]
+    if store is not None:
+        conditions.append(Event.store_number == store)
+    if event_type:
+        conditions.append(Event.event_type == event_type)
+    return conditions
+
+
+FREE_EVENT_ORDER = (Event.due_datetime, Event.start_datetime, Event.id)  # earliest due first
+
+
+def default_time(event: Event, day: date) -> time:
+    """The time a free cell's schedule starts with: the window's start when the window
+    opens that day, else 09:00; never after the window's end on its last day."""
+    start, due = to_local(event.start_datetime), to_local(event.due_datetime)
+    at = start.time().replace(second=0, microsecond=0) if start.date() == day else DEFAULT_TIME
+    if due.date() == day and at > due.time():
+        at = due.time().replace(second=0, microsecond=0)
+    return at
+

@@ -1,0 +1,203 @@
+"""The calendar's roster in a real browser (Playwright + Debian's Chromium): schedules in
+the right cells, scheduling from a free cell, moving a schedule by drag and drop (and a
+refused drop that moves nothing), the keyboard path, and a phone's width.
+Screenshots go to /tmp/roster-shots/."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.factories import make_employee, make_event, make_schedule, utc
+from tests.helpers import db_call
+from tests.test_browser import browser, login, page, sync_settings, tab_to  # noqa: F401
+
+pytestmark = pytest.mark.vendor_sync
+
+SHOTS = Path("/tmp/roster-shots")
+WEEK = "2026-12-07"  # a Monday; APP_TIMEZONE is UTC in the tests
+
+
+def shot(page, name: str, full_page: bool = True) -> None:  # noqa: F811
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+@pytest.fixture
+def week(app) -> dict:
+    """Ana (Tuesday), Cy (Thursday), Ben free, Dee inactive with Friday's work; an
+    unscheduled event whose window opens on Wednesday afternoon."""
+    with app.app_context():
+        ana, ben, cy, dee = (make_employee(n) for n in ("Ana Lopez", "Ben Okafor", "Cy Park", "Dee Ward"))
+        snack = make_event(project_name="CORE - Snack Reset", store_number=1204, store_name="Springfield",
+                           start_datetime=utc(2026, 12, 7, 6), due_datetime=utc(2026, 12, 11, 18),
+                           estimated_minutes=90)
+        cooler = make_event(project_name="CORE - Cooler Audit", store_number=77, store_name="Shelbyville",
+                            start_datetime=utc(2026, 12, 7, 6), due_datetime=utc(2026, 12, 13, 20))
+        dairy = make_event(project_name="CORE - Dairy Count", start_datetime=utc(2026, 12, 7, 6),
+                           due_datetime=utc(2026, 12, 13, 20))
+        juicer = make_event(project_name="CORE - Juicer Demo", store_number=1300, store_name="Ogdenville",
+                            start_datetime=utc(2026, 12, 9, 13), due_datetime=utc(2026, 12, 12, 18))
+        make_event(project_name="CORE - Monday Only", start_datetime=utc(2026, 12, 7, 6),
+                   due_datetime=utc(2026, 12, 7, 18))
+        out = {"ana": ana.id, "ben": ben.id, "cy": cy.id, "dee": dee.id, "juicer": juicer.id,
+               "snack": make_schedule(snack, ana, utc(2026, 12, 8, 14, 30)).id,
+               "cooler": make_schedule(cooler, cy, utc(2026, 12, 10, 9, 0)).id}
+        make_schedule(dairy, dee, utc(2026, 12, 11, 10, 0))
+        dee.active = False
+        from models import db
+
+        db.session.commit()
+        return out
+
+
+def cell(page, employee: int, day: str):  # noqa: F811
+    return page.locator(f'td[data-employee-id="{employee}"][data-date="{day}"]')
+
+
+def shift(page, schedule: int):  # noqa: F811
+    return page.locator(f'.shift[data-schedule-id="{schedule}"]')
+
+
+def stored(app, schedule: int | None = None, event: int | None = None) -> tuple:
+    """(employee id, start) of a live schedule, by its id or its event's."""
+    from sqlalchemy import select
+
+    from models import Schedule, db
+
+    def read():
+        query = select(Schedule.employee_id, Schedule.start_datetime).where(Schedule.deleted_at.is_(None))
+        query = query.where(Schedule.id == schedule) if schedule else query.where(Schedule.event_id == event)
+        return tuple(db.session.execute(query).one())
+
+    return db_call(app, read)
+
+
+def test_the_roster_shows_the_weeks_schedules_in_the_right_cells(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    assert page.get_by_role("heading", level=1).inner_text() == "Week of Mon 07 Dec 2026"
+    tuesday = cell(page, week["ana"], "2026-12-08")
+    assert re.match(r"14:30\s+CORE - Snack Reset\s+1204 Springfield", tuesday.inner_text())
+    assert "CORE - Cooler Audit" in cell(page, week["cy"], "2026-12-10").inner_text()
+    dee_row = page.locator(f'tr[data-employee-id="{week["dee"]}"]')
+    assert "(inactive)" in dee_row.inner_text() and "CORE - Dairy Count" in dee_row.inner_text()
+    assert page.locator(f'tr[data-employee-id="{week["ana"]}"] .roster-total').inner_text() == "1 · 1.5 h"
+    assert cell(page, week["ben"], "2026-12-09").get_by_role("link", name=re.compile("Schedule here")).is_visible()
+    assert page.locator("[data-drag-help]").is_visible()  # with JavaScript: the drag hint
+    shot(page, "roster-week")
+
+
+def test_scheduling_from_a_free_cell(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    cell(page, week["ben"], "2026-12-09").get_by_role("link", name=re.compile("Schedule here")).click()
+    page.wait_for_url(re.compile(r"/calendar/free\?"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Schedule Ben Okafor on Wednesday 09 December 2026"
+    rows = page.locator("table.free-events tbody tr")
+    assert rows.count() == 1  # the others are scheduled, or their window misses Wednesday
+    assert "CORE - Juicer Demo" in rows.first.inner_text()
+    shot(page, "roster-free-cell")
+    page.get_by_role("link", name="Choose CORE - Juicer Demo").click()
+    page.wait_for_url(re.compile(rf"/schedule/{week['juicer']}\?"))
+    assert page.locator("#date").input_value() == "2026-12-09"
+    assert page.locator("#time").input_value() == "13:00"  # the window opens at 13:00 that day
+    assert page.locator("#employee_id").input_value() == str(week["ben"])
+    page.locator("#time").fill("15:45")
+    page.get_by_role("button", name="Schedule", exact=True).click()
+    page.wait_for_url(re.compile(r"/calendar\?week=2026-12-09"))
+    assert "Scheduled “CORE - Juicer Demo” for Ben Okafor" in page.locator(".flashes").inner_text()
+    assert re.match(r"15:45\s+CORE - Juicer Demo", cell(page, week["ben"], "2026-12-09").inner_text())
+    assert stored(app, event=week["juicer"]) == (week["ben"], utc(2026, 12, 9, 15, 45))
+
+
+def test_dragging_a_schedule_to_another_employee_and_day(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    status = page.locator("[data-roster-status]")
+    # onto Cy's Thursday: Cy already works that day
+    shift(page, week["snack"]).drag_to(cell(page, week["cy"], "2026-12-10"))
+    status.filter(has_text="Not moved").wait_for()
+    assert "Cy Park already has work on 2026-12-10." in status.inner_text()
+    shot(page, "roster-drop-refused-busy", full_page=False)
+    assert cell(page, week["ana"], "2026-12-08").locator(".shift").count() == 1
+    assert stored(app, week["snack"]) == (week["ana"], utc(2026, 12, 8, 14, 30))
+    # onto Ben's Saturday: outside the event's window (it is due on Friday)
+    shift(page, week["snack"]).drag_to(cell(page, week["ben"], "2026-12-12"))
+    status.filter(has_text="Pick a day between").wait_for()
+    assert "Pick a day between 2026-12-07 and 2026-12-11." in status.inner_text()
+    assert stored(app, week["snack"]) == (week["ana"], utc(2026, 12, 8, 14, 30))
+    assert cell(page, week["ben"], "2026-12-12").locator(".shift").count() == 0
+    # onto Ben's Thursday: moves, keeping 14:30
+    shift(page, week["snack"]).drag_to(cell(page, week["ben"], "2026-12-10"))
+    cell(page, week["ben"], "2026-12-10").locator(f'.shift[data-schedule-id="{week["snack"]}"]').wait_for()
+    assert re.match(r"14:30\s+CORE - Snack Reset", cell(page, week["ben"], "2026-12-10").inner_text())
+    assert cell(page, week["ana"], "2026-12-08").locator(".shift").count() == 0
+    assert "Rescheduled “CORE - Snack Reset”: Ben Okafor" in page.locator(".flashes").inner_text()
+    assert stored(app, week["snack"]) == (week["ben"], utc(2026, 12, 10, 14, 30))
+    shot(page, "roster-after-drag")
+
+
+def test_the_keyboard_path_is_the_reschedule_link(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    page.locator("body").focus()
+    assert tab_to(page, r"^Reschedule\s+CORE - Cooler Audit$", limit=200)
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(rf"/calendar/{week['cooler']}/reschedule"))
+    page.locator("#date").fill("2026-12-12")
+    page.locator("#date").dispatch_event("change")
+    page.locator("#employees-status").filter(has_text="free on 2026-12-12").wait_for()
+    page.locator("#employee_id").focus()
+    page.locator("#employee_id").select_option(str(week["ben"]))
+    page.locator("#time").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/calendar\?week=2026-12-12"))
+    assert re.match(r"09:00\s+CORE - Cooler Audit", cell(page, week["ben"], "2026-12-12").inner_text())
+    assert stored(app, week["cooler"]) == (week["ben"], utc(2026, 12, 12, 9, 0))
+
+
+OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const wide = [];
+  for (const el of document.querySelectorAll('body *')) {
+    // inside a box that scrolls sideways; the skip link waits off-screen until focused
+    if (el.parentElement.closest('.roster-wrap, .table-wrap') || el.matches('.skip-link')) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width && (box.right > width + 1 || box.left < -1)) {
+      wide.push(el.tagName.toLowerCase() + (el.className ? '.' + el.className : '') + ' ' + Math.round(box.right));
+    }
+  }
+  return {width, scroll: document.documentElement.scrollWidth, wide};
+}"""
+
+
+def test_on_a_phone_the_grid_scrolls_in_its_box_and_nothing_clips(browser, live, app, week):  # noqa: F811
+    context = browser.new_context(base_url=live, viewport={"width": 390, "height": 844},
+                                  device_scale_factor=2, is_mobile=True, has_touch=True)
+    tab = context.new_page()
+    try:
+        login(tab)
+        for name, path in (("roster-phone", f"/calendar?week={WEEK}"),
+                           ("roster-phone-list", f"/calendar?week={WEEK}&view=list"),
+                           ("roster-phone-dashboard", "/"),
+                           ("roster-phone-free-cell", f"/calendar/free?employee_id={week['ben']}&date=2026-12-09")):
+            tab.goto(path)
+            found = tab.evaluate(OVERFLOW)
+            shot(tab, name)
+            assert found["scroll"] <= found["width"], (path, found)
+            assert not found["wide"], (path, found["wide"][:10])
+        tab.goto(f"/calendar?week={WEEK}")
+        wrap = tab.locator(".roster-wrap")
+        sizes = wrap.evaluate("el => [el.scrollWidth, el.clientWidth]")
+        assert sizes[0] > sizes[1] <= 390  # the grid is wider than the phone: it scrolls in its box
+        name_cell = tab.locator(f'tr[data-employee-id="{week["ana"]}"] th.roster-employee')
+        before = name_cell.bounding_box()["x"]
+        wrap.evaluate("el => { el.scrollLeft = 400; }")
+        tab.wait_for_function("() => document.querySelector('.roster-wrap').scrollLeft > 0")
+        assert abs(name_cell.bounding_box()["x"] - before) < 1  # the employee column stays (sticky)
+        assert cell(tab, week["ana"], "2026-12-08").bounding_box()["x"] < before + 200
+        shot(tab, "roster-phone-scrolled", full_page=False)
+    finally:
+        context.close()
