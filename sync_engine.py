@@ -1304,10 +1304,11 @@ def _reconcile(resource: str, row, obj: dict, ctx, refs: Optional[Refs] = None) 
     return Applied("local_wins", summary, row)
 
 
-def _recreate(resource: str, row, tomb: dict) -> None:
-    """The vendor deleted it but the local change wins: create it again (its former vendor
-    id remembered: a late webhook about that id must not create a record here)."""
-    if row.external_id is not None:
+def _recreate(resource: str, row, tomb: Optional[dict]) -> None:
+    """The vendor deleted it but the local change wins: create it again (with `tomb`, the
+    deletion, its former vendor id is remembered: a late webhook about that id must not
+    create a record here)."""
+    if row.external_id is not None and tomb is not None:
         _retire(resource, [(dict(tomb, id=row.external_id), row.id)])
     row.external_id = None
     row.remote_version = None
@@ -2254,7 +2255,7 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
                 if row.deleted_at is not None and remote.get("blocking_schedule_id"):
                     _delete_schedules_of(resource, row, remote["blocking_schedule_id"])
                 if remote.get("deleted") or not remote:
-                    _recreate(row)
+                    _recreate(resource, row, remote if remote.get("deleted") else None)
                 else:
                     row.remote_version = _version(remote)
                     row.reset_for_retry()
@@ -2380,12 +2381,18 @@ def _apply_held(resource: str, ids: list) -> int:
 
 
 def _restore_held(resource: str, ids: list) -> int:
-    """Unlink the records so that the push creates each again at the vendor."""
+    """Unlink the records so that the push creates each again at the vendor (their former
+    ids, which a full listing found deleted there, remembered: one statement a chunk)."""
     model = SYNCED_MODELS[resource]
     for start in range(0, len(ids), 200):
-        for row in db.session.scalars(_rows_of(model).where(_in(model.id, ids[start:start + 200]))):
-            _recreate(row)
+        rows = db.session.scalars(_rows_of(model).where(_in(model.id, ids[start:start + 200])))
+        gone = []
+        for row in rows:
+            if row.external_id is not None:
+                gone.append(({"id": row.external_id, "deleted": True, "version": None}, row.id))
+            _recreate(resource, row, None)
             row.sync_error = None
+        _retire(resource, gone)
     return len(ids)
 
 
