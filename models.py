@@ -482,6 +482,23 @@ class HeldDeletion(db.Model):
     )
 
 
+class RetiredVendorId(db.Model):
+    """A vendor id known to be deleted at the vendor that no live record here is linked
+    to: the former id of a record created again after the vendor deleted it (404, or a
+    tombstone the local change won over), or the id of a tombstone about an object never
+    known here.  A deleted vendor object never changes again, so every live message about
+    one is older than its deletion: a late webhook about it changes nothing (it must not
+    create a record here).  Kept as long as webhook records (SYNC_HISTORY_DAYS, at least
+    2 days: the vendor retries a message for up to 24 hours)."""
+
+    __tablename__ = "sync_retired_ids"
+    resource: Mapped[str] = mapped_column(String(16), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_id: Mapped[Optional[int]] = mapped_column(Integer)  # the record it was linked to
+    version: Mapped[Optional[int]] = mapped_column(Integer)  # the tombstone's, when known
+    retired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 SYNCED_MODELS = {"employees": Employee, "events": Event, "schedules": Schedule}
 
 

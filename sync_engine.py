@@ -51,6 +51,7 @@ from typing import Any, Iterable, Optional
 from flask import current_app, has_app_context
 from sqlalchemy import (and_, bindparam, delete, func, insert, literal_column, or_, select,
                         union_all, update)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
@@ -81,6 +82,7 @@ from models import (
     Employee,
     Event,
     HeldDeletion,
+    RetiredVendorId,
     Schedule,
     SyncLease,
     SyncMixin,
@@ -757,15 +759,57 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
         rows, near = _page_rows(resource, model, items, refs)
     candidates = _Candidates(resource, refs, near)
     candidates.new_rows = _NewRows(resource, model, rows, candidates)
+    retired = _retired_among(resource, items, rows) if source == "webhook" else {}
     out = []
     for obj in items:
+        if obj["id"] in retired and obj["id"] not in rows:
+            out.append(Applied("skipped", _retired_words(obj, retired[obj["id"]])))
+            continue
         if obj.get("id") in candidates.new_rows.ids:  # the same object twice: the second
             candidates.new_rows.flush()                # sees the row the first inserted
             rows[obj["id"]] = db.session.scalar(select(model).where(model.external_id == obj["id"]))
         candidates.last = (None, [])  # near() remembers within one object only
         out.append(_apply_one(resource, model, obj, rows, refs, candidates, ctx, source))
     candidates.new_rows.flush()
+    _retire(resource, [(obj, None) for obj, res in zip(items, out)
+                       if obj.get("deleted") and res.row is None and obj["id"] not in retired])
     return out
+
+
+def _retired_among(resource: str, items: list[dict], rows: dict) -> dict:
+    """{vendor id: record id or None} of the items' live objects that no record here holds
+    and that are known to be deleted at the vendor (one query; none without such items).
+
+    Only webhooks ask: a listing is the vendor's current state, but a message may be
+    older than a deletion the app learned of another way (the contract: messages can
+    arrive late and out of order, an older version after a newer one)."""
+    unknown = {o["id"] for o in items if not o.get("deleted") and o["id"] not in rows}
+    if not unknown:
+        return {}
+    return dict(db.session.execute(
+        select(RetiredVendorId.external_id, RetiredVendorId.record_id).where(
+            RetiredVendorId.resource == resource, _in(RetiredVendorId.external_id, unknown))
+    ).all())
+
+
+def _retired_words(obj: dict, record_id: Optional[int]) -> str:
+    """Why a message about a deleted vendor object changed nothing, in an admin's words."""
+    who = f"; record #{record_id} was created again under a new id" if record_id else ""
+    return (f"vendor object {obj['id']} was deleted at the vendor{who}: a late message "
+            f"about it (version {obj.get('version')}) changes nothing")
+
+
+def _retire(resource: str, gone: list[tuple]) -> None:
+    """Remember vendor ids deleted at the vendor that no record here holds any more,
+    [(tombstone or object, record id or None)], in one statement (ids already kept stay)."""
+    if not gone:
+        return
+    now = utcnow()
+    values = [{"resource": resource, "external_id": obj["id"], "record_id": record_id,
+               "version": _version(obj) if obj.get("deleted") else None, "retired_at": now}
+              for obj, record_id in gone]
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    db.session.execute(dialect.insert(RetiredVendorId).on_conflict_do_nothing(), values)
 
 
 def _in(column, values):
@@ -1071,7 +1115,8 @@ def _apply_one(resource, model, obj, rows, refs, candidates, ctx, source) -> App
     row = rows.get(obj["id"])
     if obj.get("deleted"):
         if row is None:
-            return Applied("skipped", "unknown here")
+            return Applied("skipped", f"vendor object {obj['id']} is not known here; "
+                                      "remembered as deleted there")
         return _apply_tombstone(resource, row, obj, ctx)
     if row is None:
         row = _find_candidate(resource, obj, candidates, refs)
@@ -1238,7 +1283,7 @@ def _reconcile(resource: str, row, obj: dict, ctx, refs: Optional[Refs] = None) 
             _soft_delete_from_vendor(resource, row, obj)
             _count_conflict(ctx, resource, row, "conflict, vendor delete won: " + summary)
             return Applied("applied", "vendor delete won: " + summary, row)
-        _recreate(row)
+        _recreate(resource, row, obj)
         _count_conflict(ctx, resource, row, "conflict, local change won over a vendor "
                                             "delete (re-created): " + summary)
         return Applied("local_wins", summary, row)
@@ -1259,8 +1304,12 @@ def _reconcile(resource: str, row, obj: dict, ctx, refs: Optional[Refs] = None) 
     return Applied("local_wins", summary, row)
 
 
-def _recreate(row) -> None:
-    """The vendor deleted it but the local change wins: create it again."""
+def _recreate(resource: str, row, tomb: Optional[dict]) -> None:
+    """The vendor deleted it but the local change wins: create it again (with `tomb`, the
+    deletion, its former vendor id is remembered: a late webhook about that id must not
+    create a record here)."""
+    if row.external_id is not None and tomb is not None:
+        _retire(resource, [(dict(tomb, id=row.external_id), row.id)])
     row.external_id = None
     row.remote_version = None
     row.reset_for_retry()
@@ -2207,7 +2256,7 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
                 if row.deleted_at is not None and remote.get("blocking_schedule_id"):
                     _delete_schedules_of(resource, row, remote["blocking_schedule_id"])
                 if remote.get("deleted") or not remote:
-                    _recreate(row)
+                    _recreate(resource, row, remote if remote.get("deleted") else None)
                 else:
                     row.remote_version = _version(remote)
                     row.reset_for_retry()
@@ -2333,12 +2382,18 @@ def _apply_held(resource: str, ids: list) -> int:
 
 
 def _restore_held(resource: str, ids: list) -> int:
-    """Unlink the records so that the push creates each again at the vendor."""
+    """Unlink the records so that the push creates each again at the vendor (their former
+    ids, which a full listing found deleted there, remembered: one statement a chunk)."""
     model = SYNCED_MODELS[resource]
     for start in range(0, len(ids), 200):
-        for row in db.session.scalars(_rows_of(model).where(_in(model.id, ids[start:start + 200]))):
-            _recreate(row)
+        rows = db.session.scalars(_rows_of(model).where(_in(model.id, ids[start:start + 200])))
+        gone = []
+        for row in rows:
+            if row.external_id is not None:
+                gone.append(({"id": row.external_id, "deleted": True, "version": None}, row.id))
+            _recreate(resource, row, None)
             row.sync_error = None
+        _retire(resource, gone)
     return len(ids)
 
 
@@ -2628,20 +2683,24 @@ def allow_runs() -> None:
 
 
 def prune_history(app, now: Optional[datetime] = None) -> dict:
-    """Delete webhook records and finished runs older than SYNC_HISTORY_DAYS (one
-    DELETE each), so the tables behind the admin page stay bounded."""
+    """Delete webhook records, retired vendor ids and finished runs older than
+    SYNC_HISTORY_DAYS (one DELETE each), so the tables behind the admin page stay bounded."""
     cutoff = (now or utcnow()) - timedelta(days=settings(app)["history_days"])
     with _context(app):
         webhooks = db.session.execute(
             WebhookMessage.__table__.delete().where(WebhookMessage.received_at < cutoff)
         ).rowcount
+        retired = db.session.execute(
+            RetiredVendorId.__table__.delete().where(RetiredVendorId.retired_at < cutoff)
+        ).rowcount
         runs = db.session.execute(
             SyncRun.__table__.delete().where(SyncRun.started_at < cutoff,
                                                SyncRun.status != "running")).rowcount
         db.session.commit()
-    if webhooks or runs:
-        log.info("pruned %s webhook records and %s runs older than %s", webhooks, runs, cutoff)
-    return {"webhooks": webhooks, "runs": runs}
+    if webhooks or runs or retired:
+        log.info("pruned %s webhook records, %s retired vendor ids and %s runs older than %s",
+                 webhooks, retired, runs, cutoff)
+    return {"webhooks": webhooks, "runs": runs, "retired_ids": retired}
 
 
 # ---------------------------------------------------------------------------

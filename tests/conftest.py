@@ -113,9 +113,10 @@ def sandbox(request):
 
 
 @pytest.fixture(scope="module")
-def module_sandbox():
-    """One sandbox for a module's contract tests (emptied for each test by `sb`)."""
-    sb = VendorSandbox(api_key=API_KEY, seed=0).start()
+def module_sandbox(request):
+    """One sandbox for a module's contract tests (emptied for each test by `sb`); lenient,
+    or strict when a module parametrizes it indirectly with True."""
+    sb = VendorSandbox(api_key=API_KEY, seed=0, strict=getattr(request, "param", False)).start()
     yield sb
     sb.stop()
 

@@ -1,17 +1,21 @@
 """Helpers shared by the test modules (no fixtures, no tests: those live in conftest.py).
 
 Sync end-to-end: `run`, `rows`, `one`, `db_call`, `event_body`, `vendor_event`,
-`vendor_employee`, `invariant_breaks`; waiting: `wait_for`; SQL: `statements`, `commits`;
-answers: `assert_error`, `fields_of`.
+`vendor_employee`, `invariant_breaks`, `signed` (a webhook delivery); waiting: `wait_for`;
+SQL: `statements`, `commits`; answers: `assert_error`, `fields_of`.
 """
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import time
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+
+from standardwebhooks import Webhook
 
 API_KEY = "sk-test-Zq81Xv3"
 START = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
@@ -23,6 +27,17 @@ def new_secret() -> str:
 
 def fmt(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def signed(secret: str, body: dict | str, msg_id: str | None = None, when=None) -> tuple:
+    """A webhook delivery as the vendor signs it (Standard Webhooks): (raw body, headers)."""
+    raw = body if isinstance(body, str) else json.dumps(body)
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    when = when or datetime.now(timezone.utc)
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())),
+               "webhook-signature": Webhook(secret).sign(msg_id, when, raw),
+               "Content-Type": "application/json"}
+    return raw, headers
 
 
 def event_body(ref: int, name: str = "CORE - Snack Reset", **extra) -> dict:

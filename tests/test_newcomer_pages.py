@@ -104,8 +104,7 @@ def webhooks_section(html: str) -> str:
 @pytest.mark.vendor_sync
 def test_webhook_table_says_already_had_this_version_and_folds_message_ids(
         app, client, auth, webhook_secret):
-    from tests.helpers import START, fmt
-    from tests.test_sync_engine import signed
+    from tests.helpers import START, fmt, signed
 
     def message(version, name):
         return {"type": "employee.updated", "timestamp": fmt(START),

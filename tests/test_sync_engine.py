@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from standardwebhooks import Webhook
 
 from tests.factories import make_employee, make_event, make_schedule
 from tests.helpers import (API_KEY, START, db_call, delete_local, fmt, one, rows,
-                           run, vendor_employee, vendor_event, wait_for)
+                           run, signed, vendor_employee, vendor_event, wait_for)
 
 pytestmark = pytest.mark.vendor_sync
 
@@ -47,16 +45,6 @@ def local_graph(app):
                              START + timedelta(hours=2)).id
 
     return emp, evt, db_call(app, sched)
-
-
-def signed(secret: str, body: dict | str, msg_id: str | None = None, when=None) -> tuple:
-    raw = body if isinstance(body, str) else json.dumps(body)
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    when = when or datetime.now(timezone.utc)
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())),
-               "webhook-signature": Webhook(secret).sign(msg_id, when, raw),
-               "Content-Type": "application/json"}
-    return raw, headers
 
 
 # ---------------------------------------------------------------------------
@@ -258,6 +246,23 @@ def test_webhooks_late_older_versions_never_overwrite(app, client, webhook_secre
     raw, headers = signed(webhook_secret, tomb)
     assert client.post(url, data=raw, headers=headers).get_json()["outcome"] == "stale"
     assert one(app, "employees", external_id="emp_late")["deleted_at"] is None
+
+
+def test_a_delete_that_overtakes_the_create_of_an_object_new_here_makes_no_record(
+        app, client, webhook_secret):
+    """The vendor created then deleted an object; its messages arrive out of order, the
+    delete first: the late create is older than the deletion, so nothing appears here."""
+    url = "/api/webhook/schedule_update"
+    data = {"id": "emp_brief", "name": "Brief", "email": None, "active": True, "version": 1,
+            "updated_at": fmt(START)}
+    tomb = {"id": "emp_brief", "deleted": True, "version": 2,
+            "updated_at": fmt(START + timedelta(minutes=1))}
+    for kind, body, outcome in (("deleted", tomb, "stale"), ("created", data, "stale")):
+        raw, headers = signed(webhook_secret, {"type": f"employee.{kind}",
+                                               "timestamp": fmt(START), "data": body})
+        answer = client.post(url, data=raw, headers=headers)
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == outcome
+    assert rows(app, "employees", include_deleted=True) == []
 
 
 def test_a_late_webhook_never_brings_back_a_deletion_found_by_a_full_listing(

@@ -138,11 +138,12 @@ def test_an_interval_run_waits_within_its_tick_for_a_run_in_progress(app, sandbo
 
 
 def test_history_older_than_the_setting_is_pruned(app):
-    """Webhook records and finished runs past SYNC_HISTORY_DAYS go; recent and running stay."""
+    """Webhook records, retired vendor ids and finished runs past SYNC_HISTORY_DAYS go;
+    recent and running stay."""
     from datetime import datetime, timedelta, timezone
 
     import sync_engine
-    from models import SyncRun, WebhookMessage, db
+    from models import RetiredVendorId, SyncRun, WebhookMessage, db
 
     now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
     old, recent = now - timedelta(days=31), now - timedelta(days=29)
@@ -153,9 +154,13 @@ def test_history_older_than_the_setting_is_pruned(app):
             SyncRun(status="succeeded", trigger="schedule", started_at=old, finished_at=old),
             SyncRun(status="running", trigger="schedule", started_at=old),
             SyncRun(status="partial", trigger="manual", started_at=recent, finished_at=recent),
+            RetiredVendorId(resource="events", external_id="evt_old", retired_at=old),
+            RetiredVendorId(resource="events", external_id="evt_new", retired_at=recent),
         ])
         db.session.commit()
-        assert sync_engine.prune_history(app, now=now) == {"webhooks": 1, "runs": 1}
+        assert sync_engine.prune_history(app, now=now) == {"webhooks": 1, "runs": 1,
+                                                           "retired_ids": 1}
+        assert db.session.scalars(db.select(RetiredVendorId.external_id)).all() == ["evt_new"]
         assert [m.webhook_id for m in db.session.scalars(db.select(WebhookMessage))] == ["new"]
         assert sorted(r.status for r in db.session.scalars(db.select(SyncRun))) == ["partial", "running"]
         # never below 2 days: a webhook id must outlive the vendor's 24 h of retries

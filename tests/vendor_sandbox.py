@@ -1164,7 +1164,8 @@ class VendorSandbox:
     def set_faults(self, error_rate=0.0, drop_rate=0.0, latency_ms=0, rate_limit=None,
                    apply_then_500_rate=0.0, apply_then_drop_rate=0.0, retry_after_rate=0.5,
                    seed=None) -> dict:
-        """Replace the fault settings; the fault RNG restarts from ``seed``."""
+        """Replace the fault settings; the fault RNG restarts from ``seed``, and so do
+        strict mode's draws when ``seed`` is given (a seeded fault run is reproducible)."""
         if rate_limit is not None:
             rate_limit = (float(rate_limit[0]), float(rate_limit[1]))
             if rate_limit[0] <= 0 or rate_limit[1] < 1:
@@ -1174,6 +1175,8 @@ class VendorSandbox:
                         float(retry_after_rate), self.seed if seed is None else int(seed))
         with self._lock:
             self._apply_faults(faults)
+            if seed is not None:
+                self._strict_rng = random.Random(int(seed))
         return self.faults()
 
     def clear_faults(self) -> None:
