@@ -41,6 +41,7 @@ import csv_formats
 import inputs
 import security
 import demo_data
+import history
 import sync_engine
 import sync_scheduler
 from api_service import parse_object
@@ -54,6 +55,7 @@ from models import (
     Employee,
     Event,
     LocalTimeError,
+    RecordHistory,
     Schedule,
     SyncRun,
     User,
@@ -290,7 +292,7 @@ def import_events():
         problem = {"line": None, "column": None, "message": "Choose a CSV file to import."}
         return render_dashboard([problem], 422)
     try:
-        result = csv_formats.import_events_csv(upload.stream)
+        result = csv_formats.import_events_csv(upload.stream, upload.filename)
     except csv_formats.CsvImportError as exc:
         db.session.rollback()
         problems = list(exc.details)
@@ -1066,6 +1068,32 @@ def _schedule_fields(data: dict, schedule: Optional[Schedule] = None) -> dict:
     return values
 
 
+# -- history of a record (history.py writes it) --------------------------------
+
+def history_page(resource: str, record_id: int, page: int, per_page: int) -> PageOf:
+    """A page of a record's history, newest first (also for a deleted record)."""
+    return paginate(RecordHistory, [RecordHistory.resource == resource,
+                                    RecordHistory.record_id == record_id],
+                    [RecordHistory.at.desc(), RecordHistory.id.desc()], page, per_page)
+
+
+@login_required
+def record_history(resource: str, record_id: int):
+    """Who changed the record, when, through which path, and what: newest first, paged;
+    404 for an id that never existed."""
+    page, per_page = _page_args()
+    if db.session.get(SYNCED_MODELS[resource], record_id) is None:
+        raise ApiError(404, "not_found", f"no {resource[:-1]} with id {record_id}")
+    listing = history_page(resource, record_id, page, per_page)
+    return jsonify({"data": [row.to_dict() for row in listing.items], "page": page,
+                    "per_page": per_page, "total": listing.total})
+
+
+for _resource in SYNCED_MODELS:  # GET /api/employees/<id>/history, events, schedules
+    api.add_url_rule(f"/{_resource}/<int:record_id>/history", f"{_resource}_history",
+                     record_history, methods=["GET"], defaults={"resource": _resource})
+
+
 def _bound_arg(value: str, name: str, end: bool) -> datetime:
     """A `from`/`to` bound: a local date (whole day) or an RFC 3339 instant."""
     value = value.strip()
@@ -1098,10 +1126,11 @@ def api_import_events():
     """
     upload = request.files.get("file")
     source = upload.stream if upload is not None else request.form.get("file")
+    filename = upload.filename if upload is not None else None
     if source is None:
         raise ApiError(400, "bad_request", "send the CSV file as the multipart form field 'file'")
     try:
-        result = csv_formats.import_events_csv(source)
+        result = csv_formats.import_events_csv(source, filename)
     except csv_formats.CsvImportError as exc:
         raise ApiError(exc.status, exc.code, exc.message, exc.details, fields={"total": exc.total}) from None
     return jsonify(result)
@@ -1698,6 +1727,7 @@ def create_app(config_name: Optional[str] = None, overrides: Optional[dict] = No
     register_logging(app)
     register_input_rules(app)
     register_extensions(app)
+    register_history_source(app)
     register_routes(app)
     register_error_handlers(app)
     register_template_helpers(app)
@@ -1760,6 +1790,30 @@ def register_extensions(app: Flask) -> None:
                 return None
         csrf.protect()
         return None
+
+
+# The history source of each blueprint's writes (history.py): pages, the JSON and sync
+# APIs with the signed-in user as actor, the webhook with none.
+HISTORY_SOURCES = {"pages": "page", "api": "api", "sync_api": "api", "webhook": "webhook"}
+
+
+def register_history_source(app: Flask) -> None:
+    """Every write request says where its changes come from, once, here (history.py)."""
+
+    @app.before_request
+    def history_source():
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None  # reads write nothing; a GET that wrote would fail loudly
+        name = HISTORY_SOURCES.get(request.blueprint or "")
+        if name is not None:
+            actor = current_user.username if name != "webhook" and \
+                current_user.is_authenticated else None
+            history.set_source(name, actor=actor)
+        return None
+
+    @app.teardown_request
+    def history_source_done(_exc=None):
+        history.clear_source()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

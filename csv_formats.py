@@ -23,6 +23,7 @@ from typing import Any, Iterable, Iterator, Optional
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+import history
 import inputs
 from models import (
     Employee,
@@ -379,16 +380,23 @@ class _Plan:
     errors: list[dict] = field(default_factory=list)
 
 
-def import_events_csv(source: Any) -> dict:
+def import_events_csv(source: Any, filename: Optional[str] = None) -> dict:
     """Import a WorkBankVisits.csv (bytes, text or a file object).
 
     Returns `{"created", "updated", "unchanged", "scheduled",
     "employees_created"}`; raises CsvImportError (nothing saved) when any row
-    is wrong.
+    is wrong.  Its changes are history from source "csv", the ref naming this
+    import and its file (`history.import_ref`).
     """
     rows, problems, present = parse_work_bank(text_lines(source))
     if problems:
         raise CsvImportError(problems)
+    with history.source("csv", ref=history.import_ref(filename)):
+        return _import_rows(rows, present)
+
+
+def _import_rows(rows: list[WorkBankRow], present: set[str]) -> dict:
+    """Plan and write the parsed rows in one transaction (all or nothing)."""
     try:
         plan = _plan(rows, present)
         if plan.errors:
@@ -571,7 +579,11 @@ def _apply(plan: _Plan) -> dict:
             counts["unchanged"] += 1
     # One executemany per chunk: an ORM object per new event was 80% of a 20k-row import.
     for chunk in _chunks(new_events, FLUSH_EVERY):
-        db.session.execute(insert(Event.__table__), chunk)
+        # RETURNING the new ids: their history in one more executemany, no look-up
+        inserted = db.session.execute(insert(Event.__table__).returning(
+            Event.__table__.c.id, Event.__table__.c.project_ref_num), chunk)
+        by_ref = {values["project_ref_num"]: values for values in chunk}
+        history.record_created("events", [(event_id, by_ref[ref]) for event_id, ref in inserted])
     created_refs = {values["project_ref_num"] for values in new_events}
     for refs in _chunks({row.project_ref_num for row in plan.moves} & created_refs):
         query = select(Event).where(Event.deleted_at.is_(None), Event.project_ref_num.in_(refs))

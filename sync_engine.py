@@ -55,6 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
 import api_service
+import history
 import inputs
 from api_service import (
     TIMESTAMP_FIELDS,
@@ -81,6 +82,7 @@ from models import (
     Employee,
     Event,
     HeldDeletion,
+    RecordHistory,
     Schedule,
     SyncLease,
     SyncMixin,
@@ -172,6 +174,7 @@ SETTINGS = {
     "first_run_delay": ("SYNC_FIRST_RUN_DELAY_SECONDS", float),
     "health_cache": ("SYNC_HEALTH_CACHE_SECONDS", float),
     "history_days": ("SYNC_HISTORY_DAYS", float),
+    "record_history_days": ("HISTORY_DAYS", float),
     "delete_guard_min": ("SYNC_DELETE_GUARD_MIN", int),
 }
 
@@ -604,7 +607,15 @@ def _execute_in_context(app, run_id, owner, resources, direction, full,
 
 def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
              full: bool, ignore_backoff: bool = False) -> None:
-    """Pull, then push, resource by resource; record how it ended; release the lease."""
+    """Pull, then push, resource by resource; record how it ended; release the lease.
+    Whatever the run changes is history from source "pull" with the run's id as ref (the
+    records a push had to repair too: the run is what changed them)."""
+    with history.source("pull", actor=None, ref=run_id):
+        _execute_run(app, run_id, owner, resources, direction, full, ignore_backoff)
+
+
+def _execute_run(app, run_id: int, owner: str, resources: list[str], direction: str,
+                 full: bool, ignore_backoff: bool = False) -> None:
     stats = RunStats(run_id=run_id)
     status, message, client = "failed", None, None
     started = time.monotonic()
@@ -918,6 +929,12 @@ class _NewRows:
         rows = [values for _, values, _ in items]
         if not _copy_rows(self.model.__table__, rows):
             db.session.execute(insert(self.model.__table__), rows)
+        # their history: the new ids in one query, the entries in one executemany
+        by_ext = {values["external_id"]: values for values in rows}
+        history.record_created(self.resource, [
+            (record_id, by_ext[ext]) for record_id, ext in db.session.execute(
+                select(self.model.id, self.model.external_id)
+                .where(_in(self.model.external_id, list(by_ext))))])
 
 
 def _copy_rows(table, rows: list[dict]) -> bool:
@@ -1901,6 +1918,9 @@ def _merge_duplicate(resource, model, other, row_id) -> None:
         _hide_day_clashes(other.id, row_id)
     if resource in ("events", "employees"):
         column = Schedule.event_id if resource == "events" else Schedule.employee_id
+        moved = db.session.scalars(select(Schedule.id).where(column == other.id)).all()
+        history.record_changed("schedules", [(schedule_id, {column.key: (other.id, row_id)})
+                                             for schedule_id in moved])
         db.session.execute(update(Schedule).where(column == other.id)
                              .values({column.key: row_id})
                              .execution_options(synchronize_session=False))
@@ -2187,6 +2207,19 @@ def _delete_schedules_of(resource: str, row, blocking_id: str) -> None:
         sched.soft_delete()
 
 
+def _history_kept_local(resource: str, row, remote: dict) -> None:
+    """An admin kept the local version: an entry even though nothing changes here, with
+    the vendor's values turned down as old and the local ones kept as new (what the
+    vendor's record will change from and to)."""
+    if remote and not remote.get("deleted"):
+        mine = local_payload(resource, row)
+        changes = {name: (_remote_field(resource, remote, name), mine[name])
+                   for name in field_differences(resource, row, remote)}
+    else:
+        changes = {}
+    history.record_changed(resource, [(row.id, changes)], keep_empty=True)
+
+
 def resolve_conflict(app, resource: str, record_id: int, keep: str):
     """keep=local: push it over the vendor's version; keep=remote: apply the vendor's."""
     if resource not in RESOURCES:
@@ -2194,7 +2227,7 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
     if keep not in ("local", "remote"):
         raise ValueError("keep must be 'local' or 'remote'")
     model = SYNCED_MODELS[resource]
-    with _context(app):
+    with _context(app), history.source("conflict"):
         with _apply_lock:
             row = db.session.get(model, record_id)
             if row is None:
@@ -2203,6 +2236,7 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
                 raise RuntimeError(f"{SINGULAR[resource]} {record_id} is not in conflict")
             remote = parse_object(row.conflict_remote or {})
             if keep == "local":
+                _history_kept_local(resource, row, remote)
                 if row.deleted_at is not None and remote.get("blocking_schedule_id"):
                     _delete_schedules_of(resource, row, remote["blocking_schedule_id"])
                 if remote.get("deleted") or not remote:
@@ -2286,16 +2320,21 @@ def resolve_held(app, resource: str, action: str) -> dict:
     if action not in HELD_ACTIONS:
         raise ValueError("action must be 'apply' or 'restore'")
     with _context(app), _apply_lock:
+        run_id = db.session.scalar(select(func.max(HeldDeletion.run_id))
+                                   .where(HeldDeletion.resource == resource))
         ids = _take_held(resource)
         if not ids:
             db.session.commit()
             raise NothingHeld(f"No {SINGULAR[resource]} deletions are held.")
         also = {}
-        if action == "apply":
-            count = _apply_held(resource, ids)
-        else:
-            count, also = _restore_held(resource, ids), _restore_parents(resource, ids)
-        db.session.commit()
+        # history: an applied deletion is the run's listing taking effect (source "pull",
+        # the run's id as ref, the admin as actor); a restore is source "restore"
+        with history.source("pull" if action == "apply" else "restore", ref=run_id):
+            if action == "apply":
+                count = _apply_held(resource, ids)
+            else:
+                count, also = _restore_held(resource, ids), _restore_parents(resource, ids)
+            db.session.commit()
     if action == "restore":
         _ask(app, "push")
     return {"resource": resource, "action": action, "count": count, "also": also,
@@ -2335,9 +2374,13 @@ def _restore_held(resource: str, ids: list) -> int:
     """Unlink the records so that the push creates each again at the vendor."""
     model = SYNCED_MODELS[resource]
     for start in range(0, len(ids), 200):
-        for row in db.session.scalars(_rows_of(model).where(_in(model.id, ids[start:start + 200]))):
+        chunk = ids[start:start + 200]
+        for row in db.session.scalars(_rows_of(model).where(_in(model.id, chunk))):
             _recreate(row)
             row.sync_error = None
+        # kept here and created again at the vendor: "restored", though no field changes
+        history.record_changed(resource, [(record_id, {}) for record_id in chunk],
+                               action="restored", keep_empty=True)
     return len(ids)
 
 
@@ -2427,7 +2470,8 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
                     data = parse_object(data)
                     if action == "deleted":
                         data["deleted"] = True
-                    outcome, detail = _apply_webhook(app, resource, action, data)
+                    with history.source("webhook", actor=None, ref=webhook_id[:255]):
+                        outcome, detail = _apply_webhook(app, resource, action, data)
                 db.session.add(WebhookMessage(
                     webhook_id=webhook_id[:255], type=message["type"][:64],
                     object_id=str(data["id"])[:64], version=_version(data), outcome=outcome,
@@ -2626,10 +2670,16 @@ def allow_runs() -> None:
     _stopping.clear()
 
 
+PRUNE_BATCH = 5000  # record_history rows deleted per statement (and commit)
+
+
 def prune_history(app, now: Optional[datetime] = None) -> dict:
     """Delete webhook records and finished runs older than SYNC_HISTORY_DAYS (one
-    DELETE each), so the tables behind the admin page stay bounded."""
-    cutoff = (now or utcnow()) - timedelta(days=settings(app)["history_days"])
+    DELETE each), and per-record history older than HISTORY_DAYS in bounded batches
+    (PRUNE_BATCH rows a DELETE, each committed), so the tables stay bounded."""
+    now = now or utcnow()
+    conf = settings(app)
+    cutoff = now - timedelta(days=conf["history_days"])
     with _context(app):
         webhooks = db.session.execute(
             WebhookMessage.__table__.delete().where(WebhookMessage.received_at < cutoff)
@@ -2638,9 +2688,24 @@ def prune_history(app, now: Optional[datetime] = None) -> dict:
             SyncRun.__table__.delete().where(SyncRun.started_at < cutoff,
                                                SyncRun.status != "running")).rowcount
         db.session.commit()
-    if webhooks or runs:
-        log.info("pruned %s webhook records and %s runs older than %s", webhooks, runs, cutoff)
-    return {"webhooks": webhooks, "runs": runs}
+        records = _prune_record_history(now - timedelta(days=conf["record_history_days"]))
+    if webhooks or runs or records:
+        log.info("pruned %s webhook records and %s runs older than %s, %s history entries",
+                 webhooks, runs, cutoff, records)
+    return {"webhooks": webhooks, "runs": runs, "record_history": records}
+
+
+def _prune_record_history(cutoff: datetime) -> int:
+    """Delete history entries older than `cutoff`, PRUNE_BATCH at a time (by id)."""
+    table, total = RecordHistory.__table__, 0
+    while True:
+        batch = select(table.c.id).where(table.c.at < cutoff).order_by(table.c.id) \
+            .limit(PRUNE_BATCH).scalar_subquery()
+        done = db.session.execute(table.delete().where(table.c.id.in_(batch))).rowcount
+        db.session.commit()
+        total += done
+        if done < PRUNE_BATCH:
+            return total
 
 
 # ---------------------------------------------------------------------------
