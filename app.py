@@ -1657,8 +1657,35 @@ def sync_admin_run_detail(run_id: int):
     run = db.session.get(SyncRun, run_id) or abort(404)
     errors, page, per_page = run.errors or [], page_number(), 50
     listing = PageOf(errors[(page - 1) * per_page:page * per_page], page, per_page, len(errors))
+    changed = paginate(RecordHistory, [RecordHistory.ref == str(run.id),
+                                       RecordHistory.source.in_(("pull", "restore"))],
+                       [RecordHistory.at.desc(), RecordHistory.id.desc()],
+                       page_number("changed_page"), per_page)
     return render_template("sync_run.html", run=run, errors=listing, labels=SYNC_RESOURCE_LABELS,
-                           names=_record_names(listing.items))
+                           names=_record_names(listing.items), changed=changed,
+                           links=_record_links(changed.items))
+
+
+def _record_links(entries: list) -> dict:
+    """{(resource, id): (label, url of the page with its history)} for a page of history
+    entries, one query per resource: an employee's edit page, an event's (or a schedule's
+    event's) schedule page; a deleted employee's history in the JSON API."""
+    wanted: dict = {}
+    for entry in entries:
+        wanted.setdefault(entry.resource, set()).add(entry.record_id)
+    links = {}
+    for resource, ids in wanted.items():
+        model = SYNCED_MODELS[resource]
+        for record in db.session.scalars(select(model).where(model.id.in_(ids))):
+            if resource == "employees":
+                url = (url_for("pages.edit_employee", employee_id=record.id)
+                       if record.deleted_at is None else
+                       url_for("api.employees_history", record_id=record.id))
+            else:
+                url = url_for("pages.schedule_event", event_id=record.id if resource == "events"
+                              else record.event_id)
+            links[(resource, record.id)] = (sync_record_label(resource, record), url + "#history")
+    return links
 
 
 def _record_names(errors: list) -> dict:

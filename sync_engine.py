@@ -2227,7 +2227,7 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
     if keep not in ("local", "remote"):
         raise ValueError("keep must be 'local' or 'remote'")
     model = SYNCED_MODELS[resource]
-    with _context(app), history.source("conflict"):
+    with _context(app), history.source("conflict", ref=keep):
         with _apply_lock:
             row = db.session.get(model, record_id)
             if row is None:
@@ -2462,7 +2462,7 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
             count_delivery("duplicate", webhook_id, "already received, nothing changed", message)
             return {"outcome": "duplicate"}
         try:
-            with _apply_lock:
+            with _apply_lock, history.source("webhook", actor=None, ref=webhook_id[:255]):
                 if problems:
                     outcome, detail = "rejected", "invalid fields: " + "; ".join(problems)
                     log.warning("webhook %s rejected: %s", webhook_id[:80], detail[:500])
@@ -2470,8 +2470,7 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
                     data = parse_object(data)
                     if action == "deleted":
                         data["deleted"] = True
-                    with history.source("webhook", actor=None, ref=webhook_id[:255]):
-                        outcome, detail = _apply_webhook(app, resource, action, data)
+                    outcome, detail = _apply_webhook(app, resource, action, data)
                 db.session.add(WebhookMessage(
                     webhook_id=webhook_id[:255], type=message["type"][:64],
                     object_id=str(data["id"])[:64], version=_version(data), outcome=outcome,

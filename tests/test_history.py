@@ -348,3 +348,124 @@ def test_history_is_pruned_after_history_days_in_batches(app, monkeypatch):
     assert result["record_history"] == 7
     assert len([s for s in seen if s.lstrip().upper().startswith("DELETE FROM RECORD_HISTORY")]) == 3
     assert len(all_entries(app)) == 2
+
+
+# ---------------------------------------------------------------------------
+# The vendor's paths: pull, webhook, conflicts, held deletions
+# ---------------------------------------------------------------------------
+
+def _vendor_entries(app, resource: str, external_id: str) -> list[dict]:
+    from models import SYNCED_MODELS, db
+
+    model = SYNCED_MODELS[resource]
+    record_id = db_call(app, lambda: db.session.scalar(
+        db.select(model.id).where(model.external_id == external_id)))
+    return entries(app, resource, record_id)
+
+
+@pytest.mark.vendor_sync
+def test_pull_records_the_vendors_changes_with_the_run_id_and_a_push_records_nothing(
+        app, client, sandbox, admin_headers, auth):
+    from tests.helpers import run, vendor_employee
+
+    mine = client.post("/api/employees", json={"name": "Made Here"},
+                       headers=admin_headers).get_json()["id"]
+    vendor = vendor_employee(sandbox, "Vera Vendor")
+    first = run(app)
+    assert first["status"] == "succeeded", first
+    assert len(entries(app, "employees", mine)) == 1  # linked to its vendor id: no entry
+    [created] = _vendor_entries(app, "employees", vendor["id"])
+    assert (created["action"], created["source"], created["actor"], created["ref"]) == (
+        "created", "pull", None, str(first["id"]))
+    assert created["changes"]["name"] == [None, "Vera Vendor"]
+    sandbox.vendor_update("employees", vendor["id"], {"name": "Vera Renamed"})
+    second = run(app)
+    sandbox.vendor_delete("employees", vendor["id"])
+    third = run(app)
+    assert brief(_vendor_entries(app, "employees", vendor["id"]))[1:] == [
+        ("changed", "pull", None, {"name": ["Vera Vendor", "Vera Renamed"]}),
+        ("deleted", "pull", None, {}),
+    ]
+    assert [e["ref"] for e in _vendor_entries(app, "employees", vendor["id"])][1:] == [
+        str(second["id"]), str(third["id"])]
+    auth.login()
+    page = client.get(f"/sync/admin/runs/{second['id']}").get_data(as_text=True)
+    assert 'id="changed-records"' in page and "Vera Renamed" in page
+    assert "changed by the vendor (sync run" in page
+
+
+@pytest.mark.vendor_sync
+def test_a_webhook_records_its_message_id(app, client, webhook_secret):
+    from tests.helpers import START, fmt
+    from tests.test_sync_engine import signed
+
+    message = {"type": "employee.created", "timestamp": fmt(START),
+               "data": {"id": "emp_hook", "name": "Hook Person", "email": None, "active": True,
+                        "version": 1, "updated_at": fmt(START)}}
+    raw, headers = signed(webhook_secret, message, msg_id="msg_history_1")
+    assert client.post("/api/webhook/schedule_update", data=raw, headers=headers).status_code == 200
+    moved = {**message, "type": "employee.updated",
+             "data": {**message["data"], "name": "Hook Moved", "version": 2}}
+    raw, headers = signed(webhook_secret, moved, msg_id="msg_history_2")
+    client.post("/api/webhook/schedule_update", data=raw, headers=headers)
+    client.post("/api/webhook/schedule_update", data=raw, headers=headers)  # a repeat: nothing
+    found = _vendor_entries(app, "employees", "emp_hook")
+    assert [(e["action"], e["source"], e["actor"], e["ref"]) for e in found] == [
+        ("created", "webhook", None, "msg_history_1"),
+        ("changed", "webhook", None, "msg_history_2")]
+    assert found[1]["changes"] == {"name": ["Hook Person", "Hook Moved"]}
+
+
+@pytest.mark.vendor_sync
+@pytest.mark.parametrize("sync_settings", [{"SYNC_CONFLICT_POLICY": "manual"}])
+@pytest.mark.parametrize("keep", ["local", "remote"])
+def test_a_conflict_choice_is_recorded_with_the_admin(app, client, sandbox, admin_headers,
+                                                      auth, keep):
+    from tests.helpers import run
+
+    emp = client.post("/api/employees", json={"name": "Both Sides"},
+                      headers=admin_headers).get_json()["id"]
+    run(app)
+    ext = db_call(app, lambda: __import__("models").db.session.get(
+        __import__("models").Employee, emp).external_id)
+    client.patch(f"/api/employees/{emp}", json={"name": "Local Edit"}, headers=admin_headers)
+    sandbox.vendor_update("employees", ext, {"name": "Vendor Edit"})
+    assert run(app)["conflicts"] == 1
+    before = len(entries(app, "employees", emp))
+    answer = client.post(f"/api/sync/conflicts/employees/{emp}/resolve", json={"keep": keep},
+                         headers=admin_headers)
+    assert answer.status_code == 200
+    [last] = entries(app, "employees", emp)[before:]
+    assert (last["action"], last["source"], last["actor"], last["ref"]) == (
+        "changed", "conflict", ADMIN[0], keep)
+    if keep == "local":  # the vendor's value turned down, the local one kept
+        assert last["changes"] == {"name": ["Vendor Edit", "Local Edit"]}
+        words = f"kept local by {ADMIN[0]} in a conflict"
+    else:
+        assert last["changes"] == {"name": ["Local Edit", "Vendor Edit"]}
+        words = f"the vendor's version kept by {ADMIN[0]} in a conflict"
+    auth.login()
+    assert words in client.get(f"/employees/{emp}/edit").get_data(as_text=True).replace(
+        "&#39;", "'")
+
+
+@pytest.mark.vendor_sync
+@pytest.mark.parametrize("action,source,what", [("apply", "pull", "deleted"),
+                                                ("restore", "restore", "restored")])
+def test_held_deletions_applied_or_restored_are_recorded(app, client, sandbox, admin_headers,
+                                                         action, source, what):
+    from tests.helpers import run
+
+    sandbox.bulk_seed(employees=12, events=0, schedules=0)
+    assert run(app)["status"] == "succeeded"
+    sandbox.reset()
+    wiped = run(app)
+    assert wiped["held"] == 12
+    before = len(all_entries(app))
+    answer = client.post("/api/sync/held/employees", json={"action": action},
+                         headers=admin_headers)
+    assert answer.status_code == 200, answer.get_json()
+    added = all_entries(app)[before:]
+    assert len(added) == 12
+    assert {(e["action"], e["source"], e["actor"], e["ref"], e["resource"]) for e in added} == {
+        (what, source, ADMIN[0], str(wiped["id"]), "employees")}

@@ -155,7 +155,8 @@ def test_history_older_than_the_setting_is_pruned(app):
             SyncRun(status="partial", trigger="manual", started_at=recent, finished_at=recent),
         ])
         db.session.commit()
-        assert sync_engine.prune_history(app, now=now) == {"webhooks": 1, "runs": 1}
+        assert sync_engine.prune_history(app, now=now) == {"webhooks": 1, "runs": 1,
+                                                           "record_history": 0}
         assert [m.webhook_id for m in db.session.scalars(db.select(WebhookMessage))] == ["new"]
         assert sorted(r.status for r in db.session.scalars(db.select(SyncRun))) == ["partial", "running"]
         # never below 2 days: a webhook id must outlive the vendor's 24 h of retries
