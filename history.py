@@ -140,6 +140,9 @@ def write(connection, rows: list[dict]) -> None:
 
 def record_created(resource: str, ids_values: Iterable[tuple[int, dict]]) -> None:
     """History of records a bulk Core INSERT created: one executemany."""
+    ids_values = list(ids_values)
+    if not ids_values:
+        return
     src, at = _source_of(db.session()), utcnow()
     write(db.session.connection(), [entry(resource, record_id, "created",
                                           created_changes(resource, values), src, at)
@@ -151,11 +154,14 @@ def record_changed(resource: str, rows: Iterable[tuple[int, dict]], action: str 
     """History of records changed outside the ORM's view ({field: (old, new)} each), in
     one executemany; a record with no change is left out unless `keep_empty` (an admin's
     decision that changes no field: a conflict kept local, a held deletion restored)."""
+    wanted = [(record_id, changes) for record_id, changes in rows if changes or keep_empty]
+    if not wanted:
+        return
     src, at = _source_of(db.session()), utcnow()
     write(db.session.connection(), [
         entry(resource, record_id, action,
               {k: [jsonable(old), jsonable(new)] for k, (old, new) in changes.items()}, src, at)
-        for record_id, changes in rows if changes or keep_empty])
+        for record_id, changes in wanted])
 
 
 # ---------------------------------------------------------------------------
@@ -175,7 +181,10 @@ def _changes(state, resource: str) -> dict:
     return out
 
 
-def _entry_of(obj, resource: str, is_new: bool, src: tuple, at: datetime) -> Optional[dict]:
+def _entry_of(obj, resource: str, is_new: bool, at: datetime) -> Optional[dict]:
+    """The object's entry (its source filled in by the caller), or None when no tracked
+    field changed."""
+    src = (None, None, None)
     state = inspect(obj)
     if is_new:
         if obj.deleted_at is not None:  # born hidden (a sync conflict's row): not a record yet
@@ -211,7 +220,7 @@ def _record_flush(session: Session, _flush_context) -> None:
     at, rows = utcnow(), []
     for obj, resource, is_new in found:
         if is_new or session.is_modified(obj):
-            row = _entry_of(obj, resource, is_new, (None, None, None), at)
+            row = _entry_of(obj, resource, is_new, at)
             if row is not None:
                 rows.append(row)
     if rows:

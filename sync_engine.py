@@ -1651,7 +1651,8 @@ def _push_batch(ctx: RunContext, resource: str, model, ids: list, phase: str) ->
         worker = RunContext(ctx.app, ctx.client, None, RunStats(run_id=ctx.stats.run_id),
                             ctx.conf, results=ctx.results)
         try:
-            with ctx.app.app_context():
+            with ctx.app.app_context(), history.source("pull", actor=None,
+                                                       ref=ctx.stats.run_id):
                 held = db.session.scalars(select(model).where(model.id.in_(chunk))).all()  # noqa: F841
                 for row_id in chunk:
                     _push_one(worker, resource, model, row_id, phase)
