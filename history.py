@@ -26,7 +26,8 @@ from datetime import date, datetime
 from typing import Any, Iterable, Optional
 
 from flask import has_request_context
-from sqlalchemy import event as sa_event, insert, inspect
+from sqlalchemy import event as sa_event
+from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Session
 
 from models import Employee, Event, RecordHistory, Schedule, db, iso, utcnow

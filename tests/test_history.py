@@ -308,8 +308,8 @@ def test_a_pulled_page_writes_its_history_in_a_constant_number_of_statements(app
     import history
     import sync_engine
     from models import db
-    from tests.vendor_sandbox import VendorSandbox
     from tests.helpers import API_KEY
+    from tests.vendor_sandbox import VendorSandbox
 
     sandbox = VendorSandbox(api_key=API_KEY)
     sandbox.bulk_seed(employees=110, events=0, schedules=0)
