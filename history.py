@@ -139,15 +139,19 @@ def write(connection, rows: list[dict]) -> None:
         connection.execute(insert(RecordHistory.__table__), rows)
 
 
-def record_created(resource: str, ids_values: Iterable[tuple[int, dict]]) -> None:
-    """History of records a bulk Core INSERT created: one executemany."""
+def created_entries(resource: str, ids_values: Iterable[tuple[int, dict]]) -> list[dict]:
+    """The entries of records a bulk Core INSERT created ((id, inserted values) each)."""
     ids_values = list(ids_values)
     if not ids_values:
-        return
+        return []
     src, at = _source_of(db.session()), utcnow()
-    write(db.session.connection(), [entry(resource, record_id, "created",
-                                          created_changes(resource, values), src, at)
-                                    for record_id, values in ids_values])
+    return [entry(resource, record_id, "created", created_changes(resource, values), src, at)
+            for record_id, values in ids_values]
+
+
+def record_created(resource: str, ids_values: Iterable[tuple[int, dict]]) -> None:
+    """History of records a bulk Core INSERT created: one executemany."""
+    write(db.session.connection(), created_entries(resource, ids_values))
 
 
 def record_changed(resource: str, rows: Iterable[tuple[int, dict]], action: str = "changed",

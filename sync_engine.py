@@ -929,12 +929,14 @@ class _NewRows:
         rows = [values for _, values, _ in items]
         if not _copy_rows(self.model.__table__, rows):
             db.session.execute(insert(self.model.__table__), rows)
-        # their history: the new ids in one query, the entries in one executemany
+        # their history: the new ids in one query, the entries in one COPY or executemany
         by_ext = {values["external_id"]: values for values in rows}
-        history.record_created(self.resource, [
+        entries = history.created_entries(self.resource, [
             (record_id, by_ext[ext]) for record_id, ext in db.session.execute(
                 select(self.model.id, self.model.external_id)
                 .where(_in(self.model.external_id, list(by_ext))))])
+        if entries and not _copy_rows(RecordHistory.__table__, entries):
+            history.write(db.session.connection(), entries)
 
 
 def _copy_rows(table, rows: list[dict]) -> bool:
