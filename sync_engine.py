@@ -2214,12 +2214,13 @@ def _history_kept_local(resource: str, row, remote: dict) -> None:
     """An admin kept the local version: an entry even though nothing changes here, with
     the vendor's values turned down as old and the local ones kept as new (what the
     vendor's record will change from and to)."""
+    theirs = {}
     if remote and not remote.get("deleted"):
-        mine = local_payload(resource, row)
-        changes = {name: (_remote_field(resource, remote, name), mine[name])
-                   for name in field_differences(resource, row, remote)}
-    else:
-        changes = {}
+        refs = _load_refs([remote], None) if resource == "schedules" else Refs()
+        if resource != "schedules" or _refs_known(remote, refs):
+            theirs = remote_values(resource, remote, refs)  # local ids, as the fields here
+    changes = {name: (value, getattr(row, name)) for name, value in theirs.items()
+               if value != getattr(row, name)}
     history.record_changed(resource, [(row.id, changes)], keep_empty=True)
 
 

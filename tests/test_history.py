@@ -84,6 +84,8 @@ def test_api_event_and_schedule_writes(app, client, scheduler_headers, world):
     assert brief(entries(app, "events", event["id"]))[1] == (
         "changed", "api", SCHEDULER[0],
         {"start_datetime": ["2026-12-01T00:00:00Z", "2026-12-02T08:00:00Z"]})
+    assert client.delete(f"/api/events/{event['id']}", headers=scheduler_headers).status_code == 204
+    assert brief(entries(app, "events", event["id"]))[2] == ("deleted", "api", SCHEDULER[0], {})
     body = {"event_id": world["event"], "employee_id": world["ana"],
             "start_datetime": "2026-12-02T09:00:00Z"}
     sched = client.post("/api/schedules", json=body, headers=scheduler_headers).get_json()["id"]
