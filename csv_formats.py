@@ -579,11 +579,9 @@ def _apply(plan: _Plan) -> dict:
             counts["unchanged"] += 1
     # One executemany per chunk: an ORM object per new event was 80% of a 20k-row import.
     for chunk in _chunks(new_events, FLUSH_EVERY):
-        # RETURNING the new ids: their history in one more executemany, no look-up
-        inserted = db.session.execute(insert(Event.__table__).returning(
-            Event.__table__.c.id, Event.__table__.c.project_ref_num), chunk)
         by_ref = {values["project_ref_num"]: values for values in chunk}
-        history.record_created("events", [(event_id, by_ref[ref]) for event_id, ref in inserted])
+        history.record_created("events", [(event_id, by_ref[ref])
+                                          for event_id, ref in _insert_events(chunk)])
     created_refs = {values["project_ref_num"] for values in new_events}
     for refs in _chunks({row.project_ref_num for row in plan.moves} & created_refs):
         query = select(Event).where(Event.deleted_at.is_(None), Event.project_ref_num.in_(refs))
@@ -595,6 +593,20 @@ def _apply(plan: _Plan) -> dict:
     db.session.flush()
     counts["scheduled"] = _apply_schedules(plan)
     return counts
+
+
+def _insert_events(chunk: list[dict]):
+    """Insert a chunk of new events; their (id, project_ref_num), for their history.  SQLite
+    answers them with RETURNING; on PostgreSQL a plain executemany and one look-up were
+    twice as fast (the bench's CSV import)."""
+    table = Event.__table__
+    if db.session.get_bind().dialect.name != "postgresql":
+        return db.session.execute(insert(table).returning(table.c.id, table.c.project_ref_num),
+                                  chunk).all()
+    db.session.execute(insert(table), chunk)
+    return db.session.execute(select(Event.id, Event.project_ref_num).where(
+        Event.deleted_at.is_(None),
+        Event.project_ref_num.in_([values["project_ref_num"] for values in chunk]))).all()
 
 
 def _update_event(event, row: WorkBankRow, present: set[str]) -> bool:

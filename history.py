@@ -31,7 +31,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Session
 
-from models import Employee, Event, RecordHistory, Schedule, db, iso, utcnow
+from models import Employee, Event, RecordHistory, Schedule, copy_rows, db, iso, utcnow
 
 ACTIONS = ("created", "changed", "deleted", "restored")
 SOURCES = ("page", "api", "csv", "pull", "webhook", "conflict", "restore", "cli")
@@ -136,8 +136,9 @@ def created_changes(resource: str, values: dict) -> dict:
 
 
 def write(connection, rows: list[dict]) -> None:
-    """Insert history rows with one executemany (nothing when there are none)."""
-    if rows:
+    """Insert history rows in one COPY on PostgreSQL, else one executemany (nothing when
+    there are none)."""
+    if rows and not copy_rows(RecordHistory.__table__, rows, connection):
         connection.execute(insert(RecordHistory.__table__), rows)
 
 

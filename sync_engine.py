@@ -89,6 +89,7 @@ from models import (
     SyncRun,
     SyncState,
     WebhookMessage,
+    copy_rows,
     db,
     local_day,
     utcnow,
@@ -927,40 +928,15 @@ class _NewRows:
         if self.model is Schedule:  # rows that left an employee's day go first
             db.session.flush()
         rows = [values for _, values, _ in items]
-        if not _copy_rows(self.model.__table__, rows):
+        if not copy_rows(self.model.__table__, rows):
             db.session.execute(insert(self.model.__table__), rows)
-        # their history: the new ids in one query, the entries in one COPY or executemany
+        # their history: the new ids in one query, the entries in one COPY (or executemany)
         by_ext = {values["external_id"]: values for values in rows}
         entries = history.created_entries(self.resource, [
             (record_id, by_ext[ext]) for record_id, ext in db.session.execute(
                 select(self.model.id, self.model.external_id)
                 .where(_in(self.model.external_id, list(by_ext))))])
-        if entries and not _copy_rows(RecordHistory.__table__, entries):
-            history.write(db.session.connection(), entries)
-
-
-def _copy_rows(table, rows: list[dict]) -> bool:
-    """Insert with COPY on PostgreSQL (psycopg 3), in the session's transaction; False
-    elsewhere, or when a column with a default is left out (executemany then).  A first
-    pull's inserts were the largest part of its time on PostgreSQL (pyinstrument);
-    COPY sends a page as one stream instead of a statement per row."""
-    connection = db.session.connection()
-    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
-        return False
-    names = list(rows[0])
-    if any(c.default is not None and c.name not in names for c in table.columns) \
-            or any(list(row) != names for row in rows):
-        return False
-    dialect = connection.dialect
-    procs = [table.c[name].type._cached_bind_processor(dialect) for name in names]
-    quote = dialect.identifier_preparer.quote
-    sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
-    with connection.connection.driver_connection.cursor() as cursor:
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row([proc(row[n]) if proc else row[n]
-                                for n, proc in zip(names, procs)])
-    return True
+        history.write(db.session.connection(), entries)
 
 
 class DayTaken(RuntimeError):
