@@ -32,7 +32,7 @@ from flask.cli import AppGroup
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import event as sa_event, func, select
+from sqlalchemy import and_, event as sa_event, func, or_, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 import config as app_config
@@ -41,6 +41,7 @@ import inputs
 import security
 import demo_data
 import roster
+import history
 import sync_engine
 import sync_scheduler
 from api_service import parse_object
@@ -54,6 +55,7 @@ from models import (
     Employee,
     Event,
     LocalTimeError,
+    RecordHistory,
     Schedule,
     SyncRun,
     User,
@@ -290,7 +292,7 @@ def import_events():
         problem = {"line": None, "column": None, "message": "Choose a CSV file to import."}
         return render_dashboard([problem], 422)
     try:
-        result = csv_formats.import_events_csv(upload.stream)
+        result = csv_formats.import_events_csv(upload.stream, upload.filename)
     except csv_formats.CsvImportError as exc:
         db.session.rollback()
         problems = list(exc.details)
@@ -362,7 +364,7 @@ def render_schedule_form(event: Event, values: dict, errors: dict, status: int =
         errors = {**errors, "date": f"Pick a day between {first:%Y-%m-%d} and {last:%Y-%m-%d}."}
     return render_template("schedule.html", event=event, schedule=schedule, values=values,
                            errors=errors, employees=employees, min_date=first, max_date=last,
-                           chosen_day=day), status
+                           chosen_day=day, history=event_history(event)), status
 
 
 def blocked_event_message(event: Event) -> Optional[tuple[str, int]]:
@@ -376,6 +378,105 @@ def blocked_event_message(event: Event) -> Optional[tuple[str, int]]:
     return None
 
 
+# -- history sections (history.py writes the entries) -------------------------
+
+HISTORY_PAGE_SIZE = 20
+HISTORY_VERBS = {
+    "schedules": {"created": "scheduled", "changed": "moved", "deleted": "unscheduled",
+                  "restored": "restored"},
+    "employees": {"created": "added", "changed": "changed", "deleted": "deleted",
+                  "restored": "restored"},
+    "events": {"created": "created", "changed": "changed", "deleted": "deleted",
+               "restored": "restored"},
+}
+
+
+def history_words(entry: RecordHistory) -> str:
+    """What happened and through which path, as a person says it: "moved by the vendor
+    (webhook)", "imported from WorkBankVisits.csv by ana", "kept local by admin in a
+    conflict"."""
+    verb = HISTORY_VERBS[entry.resource][entry.action]
+    who, source = entry.actor or "someone", entry.source
+    if source == "page":
+        return f"{verb} by {who}"
+    if source == "api":
+        return f"{verb} by {who} (API)"
+    if source == "cli":
+        return f"{verb} from the command line"
+    if source == "csv":
+        return f"{verb}: imported from {history.import_file(entry.ref) or 'a file'} by {who}"
+    if source == "webhook":
+        return f"{verb} by the vendor (webhook)"
+    if source == "pull" and entry.actor:
+        return f"{verb} by {who}, applying the vendor's listing (sync run #{entry.ref})"
+    if source == "pull":
+        return f"{verb} by the vendor (sync run #{entry.ref})"
+    if source == "restore":
+        return f"kept by {who} and sent to the vendor again (held deletion)"
+    if source == "conflict" and entry.ref == "local":
+        return f"kept local by {who} in a conflict"
+    return f"{verb}: the vendor's version kept by {who} in a conflict"
+
+
+def history_values(entries: list) -> dict:
+    """{(field, raw value): text} for a page of entries: times in APP_TIMEZONE, schedules'
+    employee and event ids as names (one query each)."""
+    wanted = {"employee_id": set(), "event_id": set()}
+    for entry in entries:
+        for name, pair in (entry.changes or {}).items():
+            if name in wanted:
+                wanted[name].update(v for v in pair if v is not None)
+    shown = {}
+    if wanted["employee_id"]:
+        shown.update((("employee_id", i), n) for i, n in db.session.execute(
+            select(Employee.id, Employee.name).where(Employee.id.in_(wanted["employee_id"]))))
+    if wanted["event_id"]:
+        shown.update((("event_id", i), f"{n} (#{ref})") for i, n, ref in db.session.execute(
+            select(Event.id, Event.project_name, Event.project_ref_num)
+            .where(Event.id.in_(wanted["event_id"]))))
+    return shown
+
+
+def history_value(name: str, value: Any, shown: dict) -> str:
+    """One old or new value of an entry as the page shows it."""
+    if value is None:
+        return "—"
+    if (name, value) in shown:
+        return shown[(name, value)]
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name.endswith("_datetime") and isinstance(value, str):
+        try:
+            return fmt_local(parse_api_datetime(value, name))
+        except DomainError:
+            return value
+    return str(value)
+
+
+def history_section(conditions, endpoint: str, args: dict) -> dict:
+    """A History section: the latest HISTORY_PAGE_SIZE entries (?history_page= for more)."""
+    listing = paginate(RecordHistory, [conditions],
+                       [RecordHistory.at.desc(), RecordHistory.id.desc()],
+                       page_number("history_page"), HISTORY_PAGE_SIZE)
+    return {"listing": listing, "shown": history_values(listing.items),
+            "endpoint": endpoint, "args": args}
+
+
+def event_history(event: Event) -> dict:
+    """The event's entries and its schedules' together."""
+    schedule_ids = select(Schedule.id).where(Schedule.event_id == event.id).scalar_subquery()
+    condition = or_(and_(RecordHistory.resource == "events", RecordHistory.record_id == event.id),
+                    and_(RecordHistory.resource == "schedules",
+                         RecordHistory.record_id.in_(schedule_ids)))
+    return history_section(condition, "pages.schedule_event", {"event_id": event.id})
+
+
+def employee_history(employee: Employee) -> dict:
+    return history_section(and_(RecordHistory.resource == "employees",
+                                RecordHistory.record_id == employee.id),
+                           "pages.edit_employee", {"employee_id": employee.id})
+
+
 @pages.route("/schedule/<int:event_id>", methods=["GET", "POST"])
 @login_required
 def schedule_event(event_id: int):
@@ -384,7 +485,8 @@ def schedule_event(event_id: int):
     blocked = blocked_event_message(event)
     if blocked is not None:
         status = blocked[1] if request.method == "POST" or blocked[1] == 410 else 200
-        return render_template("schedule.html", event=event, blocked=blocked[0]), status
+        return render_template("schedule.html", event=event, blocked=blocked[0],
+                               history=event_history(event)), status
     if request.method == "GET":
         # ?date=, ?employee_id= and ?time= pre-fill the form (the roster's free cells link here).
         values = {"date": request.args.get("date") or default_schedule_date(event).isoformat(),
@@ -682,21 +784,27 @@ def edit_employee(employee_id: int):
     if request.method == "GET":
         values = {"name": employee.name, "code": employee.code or "",
                   "email": employee.email or "", "active": employee.active}
-        return render_template("employee_edit.html", employee=employee, values=values, errors={})
+        return render_employee_edit(employee, values, {})
     try:
         values = read_employee_form(request.form, employee)
         unscheduled = deactivate_from_form(employee, request.form) if not values["active"] else []
     except FormErrors as exc:
-        return render_template("employee_edit.html", employee=employee, values=request.form.to_dict(),
-                               errors=exc.errors, future=exc.future), exc.status
+        return render_employee_edit(employee, request.form.to_dict(), exc.errors,
+                                    future=exc.future), exc.status
     for name, value in values.items():
         setattr(employee, name, value)
     employee.mark_changed()
     if not commit_or_conflict():
-        return render_template("employee_edit.html", employee=employee, values=request.form.to_dict(),
-                               errors={"code": "That employee ID is taken."}), 409
+        return render_employee_edit(employee, request.form.to_dict(),
+                                    {"code": "That employee ID is taken."}), 409
     flash(f"Saved {employee.name}.{unscheduled_note(unscheduled)}", "success")
     return redirect(url_for("pages.employees"))
+
+
+def render_employee_edit(employee: Employee, values: dict, errors: dict, **extra) -> str:
+    """The edit form, with the employee's History section below it."""
+    return render_template("employee_edit.html", employee=employee, values=values,
+                           errors=errors, history=employee_history(employee), **extra)
 
 
 def deactivate_from_form(employee: Employee, form) -> list[Schedule]:
@@ -1181,6 +1289,32 @@ def _schedule_fields(data: dict, schedule: Optional[Schedule] = None) -> dict:
     return values
 
 
+# -- history of a record (history.py writes it) --------------------------------
+
+def history_page(resource: str, record_id: int, page: int, per_page: int) -> PageOf:
+    """A page of a record's history, newest first (also for a deleted record)."""
+    return paginate(RecordHistory, [RecordHistory.resource == resource,
+                                    RecordHistory.record_id == record_id],
+                    [RecordHistory.at.desc(), RecordHistory.id.desc()], page, per_page)
+
+
+@login_required
+def record_history(resource: str, record_id: int):
+    """Who changed the record, when, through which path, and what: newest first, paged;
+    404 for an id that never existed."""
+    page, per_page = _page_args()
+    if db.session.get(SYNCED_MODELS[resource], record_id) is None:
+        raise ApiError(404, "not_found", f"no {resource[:-1]} with id {record_id}")
+    listing = history_page(resource, record_id, page, per_page)
+    return jsonify({"data": [row.to_dict() for row in listing.items], "page": page,
+                    "per_page": per_page, "total": listing.total})
+
+
+for _resource in SYNCED_MODELS:  # GET /api/employees/<id>/history, events, schedules
+    api.add_url_rule(f"/{_resource}/<int:record_id>/history", f"{_resource}_history",
+                     record_history, methods=["GET"], defaults={"resource": _resource})
+
+
 def _bound_arg(value: str, name: str, end: bool) -> datetime:
     """A `from`/`to` bound: a local date (whole day) or an RFC 3339 instant."""
     value = value.strip()
@@ -1213,10 +1347,11 @@ def api_import_events():
     """
     upload = request.files.get("file")
     source = upload.stream if upload is not None else request.form.get("file")
+    filename = upload.filename if upload is not None else None
     if source is None:
         raise ApiError(400, "bad_request", "send the CSV file as the multipart form field 'file'")
     try:
-        result = csv_formats.import_events_csv(source)
+        result = csv_formats.import_events_csv(source, filename)
     except csv_formats.CsvImportError as exc:
         raise ApiError(exc.status, exc.code, exc.message, exc.details, fields={"total": exc.total}) from None
     return jsonify(result)
@@ -1637,8 +1772,35 @@ def sync_admin_run_detail(run_id: int):
     run = db.session.get(SyncRun, run_id) or abort(404)
     errors, page, per_page = run.errors or [], page_number(), 50
     listing = PageOf(errors[(page - 1) * per_page:page * per_page], page, per_page, len(errors))
+    changed = paginate(RecordHistory, [RecordHistory.ref == str(run.id),
+                                       RecordHistory.source.in_(("pull", "restore"))],
+                       [RecordHistory.at.desc(), RecordHistory.id.desc()],
+                       page_number("changed_page"), per_page)
     return render_template("sync_run.html", run=run, errors=listing, labels=SYNC_RESOURCE_LABELS,
-                           names=_record_names(listing.items))
+                           names=_record_names(listing.items), changed=changed,
+                           links=_record_links(changed.items))
+
+
+def _record_links(entries: list) -> dict:
+    """{(resource, id): (label, url of the page with its history)} for a page of history
+    entries, one query per resource: an employee's edit page, an event's (or a schedule's
+    event's) schedule page; a deleted employee's history in the JSON API."""
+    wanted: dict = {}
+    for entry in entries:
+        wanted.setdefault(entry.resource, set()).add(entry.record_id)
+    links = {}
+    for resource, ids in wanted.items():
+        model = SYNCED_MODELS[resource]
+        for record in db.session.scalars(select(model).where(model.id.in_(ids))):
+            if resource == "employees":
+                url = (url_for("pages.edit_employee", employee_id=record.id)
+                       if record.deleted_at is None else
+                       url_for("api.employees_history", record_id=record.id))
+            else:
+                url = url_for("pages.schedule_event", event_id=record.id if resource == "events"
+                              else record.event_id)
+            links[(resource, record.id)] = (sync_record_label(resource, record), url + "#history")
+    return links
 
 
 def _record_names(errors: list) -> dict:
@@ -1782,6 +1944,8 @@ def api_retry_record(resource: str, record_id: int):
 def register_template_helpers(app: Flask) -> None:
     """Filters that show stored UTC times in APP_TIMEZONE."""
     app.add_template_filter(lambda dt, fmt="%Y-%m-%d %H:%M": fmt_local(dt, fmt), "localtime")
+    app.add_template_global(history_words)
+    app.add_template_global(history_value)
     app.add_template_filter(lambda dt: iso(dt) or "", "isoutc")
 
     @app.context_processor
@@ -1813,6 +1977,7 @@ def create_app(config_name: Optional[str] = None, overrides: Optional[dict] = No
     register_logging(app)
     register_input_rules(app)
     register_extensions(app)
+    register_history_source(app)
     register_routes(app)
     register_error_handlers(app)
     register_template_helpers(app)
@@ -1875,6 +2040,30 @@ def register_extensions(app: Flask) -> None:
                 return None
         csrf.protect()
         return None
+
+
+# The history source of each blueprint's writes (history.py): pages, the JSON and sync
+# APIs with the signed-in user as actor, the webhook with none.
+HISTORY_SOURCES = {"pages": "page", "api": "api", "sync_api": "api", "webhook": "webhook"}
+
+
+def register_history_source(app: Flask) -> None:
+    """Every write request says where its changes come from, once, here (history.py)."""
+
+    @app.before_request
+    def history_source():
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None  # reads write nothing; a GET that wrote would fail loudly
+        name = HISTORY_SOURCES.get(request.blueprint or "")
+        if name is not None:
+            actor = current_user.username if name != "webhook" and \
+                current_user.is_authenticated else None
+            history.set_source(name, actor=actor)
+        return None
+
+    @app.teardown_request
+    def history_source_done(_exc=None):
+        history.clear_source()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

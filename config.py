@@ -79,6 +79,8 @@ class Config:
     SYNC_PUSH_DELAY_SECONDS = config("SYNC_PUSH_DELAY_SECONDS", default=3.0, cast=float)
     # Days of webhook records and finished runs kept (pruned after each interval run).
     SYNC_HISTORY_DAYS = config("SYNC_HISTORY_DAYS", default=30.0, cast=float)
+    # Days of per-record history kept (who changed what; pruned with the sync history).
+    HISTORY_DAYS = config("HISTORY_DAYS", default=400.0, cast=float)
     # The database lease that lets one run at a time across processes: a run renews it
     # while it works; a crashed holder's lease is taken over once it expires (at once
     # by a process on the holder's host that finds the holder's pid gone).

@@ -151,7 +151,9 @@ class SyncMixin:
     idempotency_key: Mapped[Optional[str]] = mapped_column(String(255))
     conflict_remote: Mapped[Optional[dict]] = mapped_column(JSON)
     # no index: nearly all rows are live, and SQLite would prefer it to the selective one
-    deleted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # active_history on the fields per-record history tracks (history.py): a change
+    # knows its old value even on an expired row
+    deleted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, active_history=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
@@ -258,10 +260,10 @@ class Employee(SyncMixin, db.Model):
 
     __tablename__ = "employees"
     id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[Optional[str]] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(120), index=True)
-    email: Mapped[Optional[str]] = mapped_column(String(255))
-    active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    code: Mapped[Optional[str]] = mapped_column(String(64), active_history=True)
+    name: Mapped[str] = mapped_column(String(120), index=True, active_history=True)
+    email: Mapped[Optional[str]] = mapped_column(String(255), active_history=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, index=True, active_history=True)
 
     __table_args__ = (
         Index(
@@ -283,15 +285,15 @@ class Event(SyncMixin, db.Model):
 
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(primary_key=True)
-    project_ref_num: Mapped[int] = mapped_column(Integer)
-    project_name: Mapped[str] = mapped_column(String(200))
-    event_type: Mapped[str] = mapped_column(String(20), default="Other", index=True)
-    store_number: Mapped[Optional[int]] = mapped_column(Integer, index=True)
-    store_name: Mapped[Optional[str]] = mapped_column(String(200))
-    location_mvid: Mapped[Optional[str]] = mapped_column(String(64))
-    start_datetime: Mapped[datetime] = mapped_column(UTCDateTime)
-    due_datetime: Mapped[datetime] = mapped_column(UTCDateTime)
-    estimated_minutes: Mapped[Optional[int]] = mapped_column(Integer)
+    project_ref_num: Mapped[int] = mapped_column(Integer, active_history=True)
+    project_name: Mapped[str] = mapped_column(String(200), active_history=True)
+    event_type: Mapped[str] = mapped_column(String(20), default="Other", index=True, active_history=True)
+    store_number: Mapped[Optional[int]] = mapped_column(Integer, index=True, active_history=True)
+    store_name: Mapped[Optional[str]] = mapped_column(String(200), active_history=True)
+    location_mvid: Mapped[Optional[str]] = mapped_column(String(64), active_history=True)
+    start_datetime: Mapped[datetime] = mapped_column(UTCDateTime, active_history=True)
+    due_datetime: Mapped[datetime] = mapped_column(UTCDateTime, active_history=True)
+    estimated_minutes: Mapped[Optional[int]] = mapped_column(Integer, active_history=True)
 
     __table_args__ = (
         Index(
@@ -319,9 +321,9 @@ class Schedule(SyncMixin, db.Model):
 
     __tablename__ = "schedules"
     id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
-    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id"), index=True)
-    start_datetime: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True, active_history=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id"), index=True, active_history=True)
+    start_datetime: Mapped[datetime] = mapped_column(UTCDateTime, index=True, active_history=True)
     # start_datetime's calendar day in APP_TIMEZONE, for the one-per-employee-per-day index.
     # Kept here: set with start_datetime on the ORM (validates) and by the column default on
     # Core inserts; a Core UPDATE of start_datetime must set it too (checked below).  After
@@ -497,6 +499,30 @@ class RetiredVendorId(db.Model):
     record_id: Mapped[Optional[int]] = mapped_column(Integer)  # the record it was linked to
     version: Mapped[Optional[int]] = mapped_column(Integer)  # the tombstone's, when known
     retired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+class RecordHistory(db.Model):
+    """One change to an employee, event or schedule: who (source, actor), when, through
+    what (ref: an import, run or webhook message id) and the fields' old and new values
+    (`history.py` writes them; kept HISTORY_DAYS).  Not synced; no foreign key, so that
+    the entries outlive their record."""
+
+    __tablename__ = "record_history"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource: Mapped[str] = mapped_column(String(16))
+    record_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    action: Mapped[str] = mapped_column(String(16))  # created | changed | deleted | restored
+    source: Mapped[str] = mapped_column(String(16))  # page | api | csv | pull | webhook | ...
+    actor: Mapped[Optional[str]] = mapped_column(String(80))
+    ref: Mapped[Optional[str]] = mapped_column(String(255), index=True)
+    changes: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_record_history_record", "resource", "record_id", "at"),
+    )
+
+    def to_dict(self) -> dict:
+        return {"at": iso(self.at), "action": self.action, "source": self.source,
+                "actor": self.actor, "ref": self.ref, "changes": self.changes or {}}
 
 
 SYNCED_MODELS = {"employees": Employee, "events": Event, "schedules": Schedule}
@@ -598,6 +624,31 @@ EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 def is_email(text: str) -> bool:
     return EMAIL_PATTERN.fullmatch(text) is not None
+
+
+def copy_rows(table, rows: list[dict], connection=None) -> bool:
+    """Insert with COPY on PostgreSQL (psycopg 3), in the session's transaction (or the
+    given connection's); False elsewhere, or when a column with a default is left out
+    (executemany then).  A first pull's inserts were the largest part of its time on
+    PostgreSQL (pyinstrument); COPY sends a page as one stream instead of a statement
+    per row (a pull's and an import's history rows too)."""
+    connection = connection if connection is not None else db.session.connection()
+    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
+        return False
+    names = list(rows[0])
+    if any(c.default is not None and c.name not in names for c in table.columns) \
+            or any(list(row) != names for row in rows):
+        return False
+    dialect = connection.dialect
+    procs = [table.c[name].type._cached_bind_processor(dialect) for name in names]
+    quote = dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    with connection.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row([proc(row[n]) if proc else row[n]
+                                for n, proc in zip(names, procs)])
+    return True
 
 
 def live(model):

@@ -56,6 +56,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
 import api_service
+import history
 import inputs
 from api_service import (
     TIMESTAMP_FIELDS,
@@ -83,12 +84,14 @@ from models import (
     Event,
     HeldDeletion,
     RetiredVendorId,
+    RecordHistory,
     Schedule,
     SyncLease,
     SyncMixin,
     SyncRun,
     SyncState,
     WebhookMessage,
+    copy_rows,
     db,
     local_day,
     utcnow,
@@ -174,6 +177,7 @@ SETTINGS = {
     "first_run_delay": ("SYNC_FIRST_RUN_DELAY_SECONDS", float),
     "health_cache": ("SYNC_HEALTH_CACHE_SECONDS", float),
     "history_days": ("SYNC_HISTORY_DAYS", float),
+    "record_history_days": ("HISTORY_DAYS", float),
     "delete_guard_min": ("SYNC_DELETE_GUARD_MIN", int),
 }
 
@@ -606,7 +610,15 @@ def _execute_in_context(app, run_id, owner, resources, direction, full,
 
 def _execute(app, run_id: int, owner: str, resources: list[str], direction: str,
              full: bool, ignore_backoff: bool = False) -> None:
-    """Pull, then push, resource by resource; record how it ended; release the lease."""
+    """Pull, then push, resource by resource; record how it ended; release the lease.
+    Whatever the run changes is history from source "pull" with the run's id as ref (the
+    records a push had to repair too: the run is what changed them)."""
+    with history.source("pull", actor=None, ref=run_id):
+        _execute_run(app, run_id, owner, resources, direction, full, ignore_backoff)
+
+
+def _execute_run(app, run_id: int, owner: str, resources: list[str], direction: str,
+                 full: bool, ignore_backoff: bool = False) -> None:
     stats = RunStats(run_id=run_id)
     status, message, client = "failed", None, None
     started = time.monotonic()
@@ -960,32 +972,15 @@ class _NewRows:
         if self.model is Schedule:  # rows that left an employee's day go first
             db.session.flush()
         rows = [values for _, values, _ in items]
-        if not _copy_rows(self.model.__table__, rows):
+        if not copy_rows(self.model.__table__, rows):
             db.session.execute(insert(self.model.__table__), rows)
-
-
-def _copy_rows(table, rows: list[dict]) -> bool:
-    """Insert with COPY on PostgreSQL (psycopg 3), in the session's transaction; False
-    elsewhere, or when a column with a default is left out (executemany then).  A first
-    pull's inserts were the largest part of its time on PostgreSQL (pyinstrument);
-    COPY sends a page as one stream instead of a statement per row."""
-    connection = db.session.connection()
-    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
-        return False
-    names = list(rows[0])
-    if any(c.default is not None and c.name not in names for c in table.columns) \
-            or any(list(row) != names for row in rows):
-        return False
-    dialect = connection.dialect
-    procs = [table.c[name].type._cached_bind_processor(dialect) for name in names]
-    quote = dialect.identifier_preparer.quote
-    sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
-    with connection.connection.driver_connection.cursor() as cursor:
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row([proc(row[n]) if proc else row[n]
-                                for n, proc in zip(names, procs)])
-    return True
+        # their history: the new ids in one query, the entries in one COPY (or executemany)
+        by_ext = {values["external_id"]: values for values in rows}
+        entries = history.created_entries(self.resource, [
+            (record_id, by_ext[ext]) for record_id, ext in db.session.execute(
+                select(self.model.id, self.model.external_id)
+                .where(_in(self.model.external_id, list(by_ext))))])
+        history.write(db.session.connection(), entries)
 
 
 class DayTaken(RuntimeError):
@@ -1684,7 +1679,8 @@ def _push_batch(ctx: RunContext, resource: str, model, ids: list, phase: str) ->
         worker = RunContext(ctx.app, ctx.client, None, RunStats(run_id=ctx.stats.run_id),
                             ctx.conf, results=ctx.results)
         try:
-            with ctx.app.app_context():
+            with ctx.app.app_context(), history.source("pull", actor=None,
+                                                       ref=ctx.stats.run_id):
                 held = db.session.scalars(select(model).where(model.id.in_(chunk))).all()  # noqa: F841
                 for row_id in chunk:
                     _push_one(worker, resource, model, row_id, phase)
@@ -1951,6 +1947,9 @@ def _merge_duplicate(resource, model, other, row_id) -> None:
         _hide_day_clashes(other.id, row_id)
     if resource in ("events", "employees"):
         column = Schedule.event_id if resource == "events" else Schedule.employee_id
+        moved = db.session.scalars(select(Schedule.id).where(column == other.id)).all()
+        history.record_changed("schedules", [(schedule_id, {column.key: (other.id, row_id)})
+                                             for schedule_id in moved])
         db.session.execute(update(Schedule).where(column == other.id)
                              .values({column.key: row_id})
                              .execution_options(synchronize_session=False))
@@ -2237,6 +2236,20 @@ def _delete_schedules_of(resource: str, row, blocking_id: str) -> None:
         sched.soft_delete()
 
 
+def _history_kept_local(resource: str, row, remote: dict) -> None:
+    """An admin kept the local version: an entry even though nothing changes here, with
+    the vendor's values turned down as old and the local ones kept as new (what the
+    vendor's record will change from and to)."""
+    theirs = {}
+    if remote and not remote.get("deleted"):
+        refs = _load_refs([remote], None) if resource == "schedules" else Refs()
+        if resource != "schedules" or _refs_known(remote, refs):
+            theirs = remote_values(resource, remote, refs)  # local ids, as the fields here
+    changes = {name: (value, getattr(row, name)) for name, value in theirs.items()
+               if value != getattr(row, name)}
+    history.record_changed(resource, [(row.id, changes)], keep_empty=True)
+
+
 def resolve_conflict(app, resource: str, record_id: int, keep: str):
     """keep=local: push it over the vendor's version; keep=remote: apply the vendor's."""
     if resource not in RESOURCES:
@@ -2244,7 +2257,7 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
     if keep not in ("local", "remote"):
         raise ValueError("keep must be 'local' or 'remote'")
     model = SYNCED_MODELS[resource]
-    with _context(app):
+    with _context(app), history.source("conflict", ref=keep):
         with _apply_lock:
             row = db.session.get(model, record_id)
             if row is None:
@@ -2253,6 +2266,7 @@ def resolve_conflict(app, resource: str, record_id: int, keep: str):
                 raise RuntimeError(f"{SINGULAR[resource]} {record_id} is not in conflict")
             remote = parse_object(row.conflict_remote or {})
             if keep == "local":
+                _history_kept_local(resource, row, remote)
                 if row.deleted_at is not None and remote.get("blocking_schedule_id"):
                     _delete_schedules_of(resource, row, remote["blocking_schedule_id"])
                 if remote.get("deleted") or not remote:
@@ -2336,16 +2350,21 @@ def resolve_held(app, resource: str, action: str) -> dict:
     if action not in HELD_ACTIONS:
         raise ValueError("action must be 'apply' or 'restore'")
     with _context(app), _apply_lock:
+        run_id = db.session.scalar(select(func.max(HeldDeletion.run_id))
+                                   .where(HeldDeletion.resource == resource))
         ids = _take_held(resource)
         if not ids:
             db.session.commit()
             raise NothingHeld(f"No {SINGULAR[resource]} deletions are held.")
         also = {}
-        if action == "apply":
-            count = _apply_held(resource, ids)
-        else:
-            count, also = _restore_held(resource, ids), _restore_parents(resource, ids)
-        db.session.commit()
+        # history: an applied deletion is the run's listing taking effect (source "pull",
+        # the run's id as ref, the admin as actor); a restore is source "restore"
+        with history.source("pull" if action == "apply" else "restore", ref=run_id):
+            if action == "apply":
+                count = _apply_held(resource, ids)
+            else:
+                count, also = _restore_held(resource, ids), _restore_parents(resource, ids)
+            db.session.commit()
     if action == "restore":
         _ask(app, "push")
     return {"resource": resource, "action": action, "count": count, "also": also,
@@ -2394,6 +2413,9 @@ def _restore_held(resource: str, ids: list) -> int:
             _recreate(resource, row, None)
             row.sync_error = None
         _retire(resource, gone)
+        # kept here and created again at the vendor: "restored", though no field changes
+        history.record_changed(resource, [(record_id, {}) for record_id in ids[start:start + 200]],
+                               action="restored", keep_empty=True)
     return len(ids)
 
 
@@ -2475,7 +2497,7 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
             count_delivery("duplicate", webhook_id, "already received, nothing changed", message)
             return {"outcome": "duplicate"}
         try:
-            with _apply_lock:
+            with _apply_lock, history.source("webhook", actor=None, ref=webhook_id[:255]):
                 if problems:
                     outcome, detail = "rejected", "invalid fields: " + "; ".join(problems)
                     log.warning("webhook %s rejected: %s", webhook_id[:80], detail[:500])
@@ -2682,10 +2704,16 @@ def allow_runs() -> None:
     _stopping.clear()
 
 
+PRUNE_BATCH = 5000  # record_history rows deleted per statement (and commit)
+
+
 def prune_history(app, now: Optional[datetime] = None) -> dict:
     """Delete webhook records, retired vendor ids and finished runs older than
-    SYNC_HISTORY_DAYS (one DELETE each), so the tables behind the admin page stay bounded."""
-    cutoff = (now or utcnow()) - timedelta(days=settings(app)["history_days"])
+    SYNC_HISTORY_DAYS (one DELETE each), and per-record history older than HISTORY_DAYS in
+    bounded batches (PRUNE_BATCH rows a DELETE, each committed), so the tables stay bounded."""
+    now = now or utcnow()
+    conf = settings(app)
+    cutoff = now - timedelta(days=conf["history_days"])
     with _context(app):
         webhooks = db.session.execute(
             WebhookMessage.__table__.delete().where(WebhookMessage.received_at < cutoff)
@@ -2697,10 +2725,24 @@ def prune_history(app, now: Optional[datetime] = None) -> dict:
             SyncRun.__table__.delete().where(SyncRun.started_at < cutoff,
                                                SyncRun.status != "running")).rowcount
         db.session.commit()
-    if webhooks or runs or retired:
-        log.info("pruned %s webhook records, %s retired vendor ids and %s runs older than %s",
-                 webhooks, retired, runs, cutoff)
-    return {"webhooks": webhooks, "runs": runs, "retired_ids": retired}
+        records = _prune_record_history(now - timedelta(days=conf["record_history_days"]))
+    if webhooks or runs or retired or records:
+        log.info("pruned %s webhook records, %s retired vendor ids and %s runs older than %s, "
+                 "%s history entries", webhooks, retired, runs, cutoff, records)
+    return {"webhooks": webhooks, "runs": runs, "retired_ids": retired, "record_history": records}
+
+
+def _prune_record_history(cutoff: datetime) -> int:
+    """Delete history entries older than `cutoff`, PRUNE_BATCH at a time (by id)."""
+    table, total = RecordHistory.__table__, 0
+    while True:
+        batch = select(table.c.id).where(table.c.at < cutoff).order_by(table.c.id) \
+            .limit(PRUNE_BATCH).scalar_subquery()
+        done = db.session.execute(table.delete().where(table.c.id.in_(batch))).rowcount
+        db.session.commit()
+        total += done
+        if done < PRUNE_BATCH:
+            return total
 
 
 # ---------------------------------------------------------------------------

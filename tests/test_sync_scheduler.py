@@ -159,7 +159,8 @@ def test_history_older_than_the_setting_is_pruned(app):
         ])
         db.session.commit()
         assert sync_engine.prune_history(app, now=now) == {"webhooks": 1, "runs": 1,
-                                                           "retired_ids": 1}
+                                                           "retired_ids": 1,
+                                                           "record_history": 0}
         assert db.session.scalars(db.select(RetiredVendorId.external_id)).all() == ["evt_new"]
         assert [m.webhook_id for m in db.session.scalars(db.select(WebhookMessage))] == ["new"]
         assert sorted(r.status for r in db.session.scalars(db.select(SyncRun))) == ["partial", "running"]
