@@ -63,7 +63,7 @@ class RosterRow:
 
 
 # What a roster cell shows of a schedule and its event.
-SHIFT_COLUMNS = (Schedule.id, Schedule.employee_id, Schedule.start_datetime, Schedule.local_day,
+SHIFT_COLUMNS = (Schedule.id, Schedule.event_id, Schedule.employee_id, Schedule.start_datetime, Schedule.local_day,
                  Schedule.sync_status, Schedule.sync_error, Event.project_name, Event.store_number,
                  Event.store_name, Event.estimated_minutes)
 

@@ -76,6 +76,18 @@ def test_the_grid_puts_each_schedule_in_its_employees_row_and_local_day(app, cli
     assert "badge-pending" in cell_html(page, ana, "2026-12-08")  # its sync badge
 
 
+def test_each_schedule_links_to_its_history(app, client, signed_in):
+    with app.app_context():
+        ana = make_employee("Ana Lopez")
+        event = week_event("CORE - Snack Reset")
+        make_schedule(event, ana, utc(2026, 12, 8, 14, 30))
+        ana, event_id = ids(ana, event)
+    page = html(client.get("/calendar?week=2026-12-10"))
+    assert f'href="/schedule/{event_id}#history"' in cell_html(page, ana, "2026-12-08")
+    history = client.get(f"/schedule/{event_id}").get_data(as_text=True)
+    assert 'id="history"' in history
+
+
 def cell_html(page: str, employee_id, day: str) -> str:
     match = re.search(rf'data-date="{day}" data-employee-id="{employee_id}"[^>]*>(.*?)</td>', page, re.DOTALL)
     return match.group(1)
