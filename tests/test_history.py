@@ -473,3 +473,30 @@ def test_held_deletions_applied_or_restored_are_recorded(app, client, sandbox, a
     assert len(added) == 12
     assert {(e["action"], e["source"], e["actor"], e["ref"], e["resource"]) for e in added} == {
         (what, source, ADMIN[0], str(wiped["id"]), "employees")}
+
+
+@pytest.mark.vendor_sync
+def test_a_push_that_meets_the_vendors_copy_records_what_it_took(app, sandbox):
+    """A create answered 409 duplicate links to the vendor's object; when the vendor's copy
+    is the newer one its fields are taken here, and that change is history from the run."""
+    from models import Event, db
+    from tests.helpers import run, vendor_event
+
+    def older_local():
+        event = make_event(project_ref_num=700310, project_name="CORE - Local Name")
+        db.session.execute(db.update(Event).where(Event.id == event.id).values(
+            updated_at=utc(2026, 1, 1)))  # older than the vendor's copy below
+        db.session.commit()
+        return event.id
+
+    evt = db_call(app, older_local)
+    vendor_event(sandbox, 700310, project_name="CORE - Vendor Name")
+    result = run(app, direction="push")
+    assert result["status"] in ("succeeded", "partial"), result
+    created, took = entries(app, "events", evt)
+    assert (created["action"], created["source"]) == ("created", "cli")
+    assert (took["action"], took["source"], took["actor"], took["ref"]) == (
+        "changed", "pull", None, str(result["id"]))
+    assert took["changes"]["project_name"] == ["CORE - Local Name", "CORE - Vendor Name"]
+    assert took["changes"]["store_number"] == [1234, 1204]  # every field the vendor's differs in
+    assert [o["project_name"] for o in sandbox.objects("events")] == ["CORE - Vendor Name"]

@@ -325,41 +325,32 @@ def test_post_events_with_one_reference_number(app, base_url):
         assert all(without_id(e) == again for e in errors)
 
 
-def test_patch_events_onto_one_reference_number(app, base_url):
-    """PATCHes giving different events one free reference number: one wins, the others get
-    the same 409 the check gives without a race (the lost commit re-runs the check)."""
-    from models import Event
+@pytest.mark.parametrize("resource, field, value", [
+    ("events", "project_ref_num", lambda n: 780000 + n),
+    ("employees", "code", lambda n: f"RACE-{n}"),
+], ids=["reference number", "employee code"])
+def test_patches_onto_one_unique_value(app, base_url, resource, field, value):
+    """PATCHes giving different records one free unique value (an event's reference number,
+    an employee's code): one wins, the others get the same 409 the check gives without a
+    race (the lost commit re-runs the check)."""
+    from models import SYNCED_MODELS
 
+    model = SYNCED_MODELS[resource]
+    make = make_event if resource == "events" else make_employee
+    column = getattr(model, field)
     for n in range(ROUNDS):
-        ref = 780000 + n
+        taken = value(n)
         with app.app_context():
-            events = [make_event().id for _ in range(THREADS)]
-        calls = [("PATCH", f"/api/events/{eid}", {"json": {"project_ref_num": ref}})
-                 for eid in events]
-        errors = tally(app, "reference number (PATCH)", race(base_url, calls), 200)
-        assert live_count(app, Event, Event.project_ref_num == ref) == 1
-        assert live_count(app, Event, Event.id.in_(events)) == THREADS
+            records = [make().id for _ in range(THREADS)]
+        calls = [("PATCH", f"/api/{resource}/{rid}", {"json": {field: taken}}) for rid in records]
+        label = "reference number (PATCH)" if resource == "events" else "employee code (PATCH)"
+        errors = tally(app, label, race(base_url, calls), 200)
+        assert live_count(app, model, column == taken) == 1
+        assert live_count(app, model, model.id.in_(records)) == THREADS
         assert {e["code"] for e in errors} == {"duplicate"}
-        lost = next(e for e in events
-                    if live_count(app, Event, Event.id == e, Event.project_ref_num == ref) == 0)
-        again = replay(base_url, "PATCH", f"/api/events/{lost}", json={"project_ref_num": ref})
-        assert all(without_id(e) == again for e in errors), (errors, again)
-
-
-def test_patch_employees_onto_one_code(app, base_url):
-    from models import Employee
-
-    for n in range(ROUNDS):
-        code = f"RACE-{n}"
-        with app.app_context():
-            staff = [make_employee().id for _ in range(THREADS)]
-        calls = [("PATCH", f"/api/employees/{pid}", {"json": {"code": code}}) for pid in staff]
-        errors = tally(app, "employee code (PATCH)", race(base_url, calls), 200)
-        assert live_count(app, Employee, Employee.code == code) == 1
-        assert {e["code"] for e in errors} == {"duplicate"}
-        lost = next(p for p in staff
-                    if live_count(app, Employee, Employee.id == p, Employee.code == code) == 0)
-        again = replay(base_url, "PATCH", f"/api/employees/{lost}", json={"code": code})
+        lost = next(r for r in records
+                    if live_count(app, model, model.id == r, column == taken) == 0)
+        again = replay(base_url, "PATCH", f"/api/{resource}/{lost}", json={field: taken})
         assert all(without_id(e) == again for e in errors), (errors, again)
 
 
