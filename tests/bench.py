@@ -716,12 +716,12 @@ def pct(values: list[float], p: float) -> float:
 
 def print_table(rows: list[dict], title: str) -> None:
     heads = {"case": "case", "app": "the app", "floor": "floor", "ratio": "ratio",
-             "target": "target", "met": "met"}
+             "target": "target", "met": "met", "note": "note"}
     widths = {k: max(len(h), *(len(str(r[k])) for r in rows)) for k, h in heads.items()}
     line = " | ".join(h.ljust(widths[k]) for k, h in heads.items())
-    print(f"\n{title}\n{line}\n" + "-+-".join("-" * widths[k] for k in heads))
+    print(f"\n{title}\n{line.rstrip()}\n" + "-+-".join("-" * widths[k] for k in heads))
     for row in rows:
-        print(" | ".join(str(row[k]).ljust(widths[k]) for k in heads))
+        print(" | ".join(str(row[k]).ljust(widths[k]) for k in heads).rstrip())
 
 
 def main(argv=None) -> int:
