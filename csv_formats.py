@@ -30,7 +30,10 @@ from models import (
     Event,
     LocalTimeError,
     Schedule,
+    SyncMixin,
     copy_rows,
+    day_holders,
+    day_taken_words,
     db,
     event_type_for,
     local_day_bounds,
@@ -536,26 +539,22 @@ def _check_busy(plan: _Plan) -> None:
     if not plan.moves:
         return
     moving_refs = {row.project_ref_num for row in plan.moves}
-    days = [row.schedule_at.wall.date() for row in plan.moves]
-    low, high = local_day_bounds(min(days))[0], local_day_bounds(max(days))[1]
+    days = {row.schedule_at.wall.date() for row in plan.moves}
     taken: dict[tuple, int] = {}  # (employee key, day) → project ref num
     employee_ids = {e.id: code for code, e in plan.employees.items()}
     for ids in _chunks(employee_ids):
-        query = (select(Schedule.employee_id, Schedule.start_datetime, Event.project_ref_num)
-                 .join(Event, Event.id == Schedule.event_id)
-                 .where(Schedule.deleted_at.is_(None), Schedule.employee_id.in_(ids),
-                        Schedule.start_datetime >= low, Schedule.start_datetime < high))
-        for employee_id, start, ref in db.session.execute(query):
+        query = (day_holders(ids, days).add_columns(Event.project_ref_num)
+                 .join(Event, Event.id == Schedule.event_id))
+        for _id, employee_id, day, ref in db.session.execute(query):
             if ref not in moving_refs:
-                taken[(employee_ids[employee_id], to_local(start).date())] = ref
+                taken[(employee_ids[employee_id], day)] = ref
     for row in plan.moves:
         key = (row.employee_code, row.schedule_at.wall.date())
         other = taken.get(key)
         if other is not None and other != row.project_ref_num:
             plan.errors.append(_problem(
                 row.line, "Schedule Date/Time",
-                f"employee {row.employee_code} already has work on {key[1].isoformat()} "
-                f"(project {other})"))
+                day_taken_words(f"employee {row.employee_code}", key[1], f"project {other}")))
             continue
         taken[key] = row.project_ref_num
 
@@ -571,7 +570,7 @@ def _apply(plan: _Plan) -> dict:
             new_events.append({"project_ref_num": row.project_ref_num,
                                "event_type": event_type_for(row.project_name),
                                **_plain(row.event_values()), "created_at": now,
-                               "updated_at": now, "sync_status": "pending", "sync_attempts": 0})
+                               "updated_at": now, **SyncMixin.pending_values()})
             counts["created"] += 1
         elif _update_event(event, row, plan.present):
             event.mark_changed()

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from models import Employee, Event, RecordHistory, Schedule, copy_rows, db, iso, utcnow
 
 ACTIONS = ("created", "changed", "deleted", "restored")
-SOURCES = ("page", "api", "csv", "pull", "webhook", "conflict", "restore", "cli")
+SOURCES = ("page", "api", "csv", "pull", "push", "webhook", "conflict", "restore", "cli")
 TRACKED = {
     "employees": ("code", "name", "email", "active"),
     "events": ("project_ref_num", "project_name", "event_type", "store_number", "store_name",

@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Optional
 from zoneinfo import ZoneInfo
 
+from blinker import Namespace
 from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
@@ -127,7 +128,8 @@ class DomainError(ApiError):
 # Models
 # ---------------------------------------------------------------------------
 
-SYNC_STATUSES = ("pending", "synced", "failed", "conflict")
+# every value of SyncMixin.sync_status (the status counts list them in this order)
+SYNC_STATUSES = ("synced", "pending", "failed", "conflict")
 EVENT_TYPES = ("Core", "Juicer", "Supervisor", "Digital", "Freeosk", "Other")
 ROLES = ("admin", "scheduler")
 
@@ -162,6 +164,11 @@ class SyncMixin:
                     "sync_error": None, "idempotency_key": None}
 
     @staticmethod
+    def pending_values() -> dict:
+        """The sync columns of a record new here (bulk INSERTs use them): pending, no attempts."""
+        return {"sync_status": "pending", "sync_attempts": 0}
+
+    @staticmethod
     def synced_values(at: Optional[datetime] = None) -> dict:
         """The columns of a record the vendor has as it is here (bulk UPDATEs use them too)."""
         return {"sync_status": "synced", "sync_error": None, "sync_attempts": 0,
@@ -187,6 +194,17 @@ class SyncMixin:
         self.sync_status = "conflict"
         self.conflict_remote = remote
         self.sync_error = "conflict: " + summary
+
+    def mark_pending(self, note: str) -> None:
+        """To be sent again at once (no attempts yet), `note` saying why (the sync repaired it)."""
+        self._assign({"sync_status": "pending", "sync_attempts": 0, "next_attempt_at": None,
+                      "sync_error": note})
+
+    def back_off(self, until: datetime, error: str) -> None:
+        """A send failed for now: stays pending, one attempt more, not sent before `until`."""
+        self.sync_attempts = (self.sync_attempts or 0) + 1
+        self.next_attempt_at = until
+        self.sync_error = error
 
     def reset_for_retry(self) -> None:
         """Back to pending, to be sent at once with a fresh idempotency key."""
@@ -691,6 +709,36 @@ def busy_employee_ids(day: date, exclude_schedule_id: Optional[int] = None):
     return query
 
 
+# The rule "one schedule per employee per day" (APP_TIMEZONE): its query and its words,
+# used by check_schedule, the CSV import and the sync engine.
+ONE_PER_DAY = "one schedule per employee per day"
+
+
+def day_holders(employee_ids, days, exclude_schedule_id: Optional[int] = None):
+    """A select of (id, employee_id, local_day) of the live schedules that hold these
+    employees' local days (other than `exclude_schedule_id`)."""
+    query = select(Schedule.id, Schedule.employee_id, Schedule.local_day).where(
+        Schedule.deleted_at.is_(None), Schedule.employee_id.in_(list(employee_ids)),
+        Schedule.local_day.in_(list(days)))
+    if exclude_schedule_id is not None:
+        query = query.where(Schedule.id != exclude_schedule_id)
+    return query
+
+
+def day_taken(employee_id: int, day: date, exclude_schedule_id: Optional[int] = None) -> Optional[int]:
+    """The id of the live schedule that holds the employee's local `day`, or None (free)."""
+    return db.session.scalar(day_holders([employee_id], [day], exclude_schedule_id).limit(1))
+
+
+def day_taken_words(who: str, day: date, holder: Optional[str] = None, rule: bool = False) -> str:
+    """Why `who` cannot have another schedule on `day`: "<who> already has work on <day>",
+    with what holds it ("schedule #3") and the rule's name when asked."""
+    words = f"{who} already has work on {day.isoformat()}"
+    if holder:
+        words += f" ({holder})"
+    return f"{words}: {ONE_PER_DAY}" if rule else words
+
+
 def available_employees(day: date, exclude_schedule_id: Optional[int] = None) -> list[Employee]:
     """Active employees with no schedule on `day` (APP_TIMEZONE), by name."""
     busy = busy_employee_ids(day, exclude_schedule_id)
@@ -724,8 +772,8 @@ def check_schedule(event: Optional[Event], employee: Optional[Employee], start: 
         raise DomainError("the event is already scheduled", field="event_id",
                           status=409, code="already_scheduled")
     day = to_local(start).date()
-    if employee.id in db.session.scalars(busy_employee_ids(day, own_id)).all():
-        raise DomainError(f"{employee.name} already has work on {day.isoformat()}",
+    if day_taken(employee.id, day, own_id) is not None:
+        raise DomainError(day_taken_words(employee.name, day),
                           field="employee_id", status=409, code="employee_busy")
 
 
@@ -763,14 +811,18 @@ def fmt_local(dt: Optional[datetime], fmt: str = "%Y-%m-%d %H:%M") -> str:
     return to_local(dt).strftime(fmt) if dt is not None else ""
 
 
+# Sent (sender: the app) after a local write to synced records was committed.
+# sync_scheduler.py connects each app's scheduler to it (a coalesced push soon);
+# this module knows nothing of the sync.
+local_change = Namespace().signal("local-change")
+
+
 def notify_local_change() -> None:
-    """A local write was committed: ask for one coalesced push soon, through the app's
-    sync scheduler (`sync_scheduler.py` installs it; nothing when sync is off)."""
+    """A local write was committed: tell whoever listens (`local_change`): the app's
+    sync scheduler asks for one coalesced push soon (nothing when sync is off)."""
     if not current_app.config["SYNC_ENABLED"]:
         return
-    scheduler = current_app.extensions.get("sync_scheduler")
     try:
-        if scheduler is not None:
-            scheduler.request("push")
+        local_change.send(current_app._get_current_object())
     except Exception:  # noqa: BLE001 - a local write must never fail because of sync
         log.exception("could not queue a push; the next interval run will send it")

@@ -1,11 +1,12 @@
 """Process plumbing around the sync engine: the interval job, soon-runs, shutdown.
 
 `init_app(app)` (called by `create_app`) installs a `SyncScheduler` in
-`app.extensions["sync_scheduler"]`: the app's coalesced soon-runs (one push
-SYNC_PUSH_DELAY_SECONDS after local changes, one pull after deferred
-webhooks) and, where it should run, the APScheduler interval job.  The
-engine asks for soon-runs through that extension, so it never imports this
-module; `shutdown_scheduler()` (gunicorn's worker_exit) stops every job in
+`app.extensions[sync_engine.SCHEDULER_EXTENSION]`: the app's coalesced soon-runs
+(one push SYNC_PUSH_DELAY_SECONDS after local changes, one pull after deferred
+webhooks) and, where it should run, the APScheduler interval job.  A local change
+reaches it through the `models.local_change` signal it connects to (models know
+nothing of the sync); the engine asks for soon-runs through that extension, so it
+never imports this module; `shutdown_scheduler()` (gunicorn's worker_exit) stops every job in
 the process and makes a run in progress stop at its next checkpoint.
 """
 from __future__ import annotations
@@ -20,14 +21,14 @@ from typing import Optional
 from flask import Flask
 
 import sync_engine
-from models import db, utcnow
+from models import db, local_change, utcnow
 
 log = logging.getLogger("sync_engine")
 
 JOB_ID = "vendor-sync"
 FIRST_JOB_ID = "vendor-sync-first"  # the one run SYNC_FIRST_RUN_DELAY_SECONDS after start
 TICK_ORIGIN = datetime(1970, 1, 1, tzinfo=timezone.utc)  # interval ticks count from here
-EXTENSION = "sync_scheduler"
+EXTENSION = sync_engine.SCHEDULER_EXTENSION
 
 # The schedulers running in this process, for shutdown_scheduler().
 _running: set = set()
@@ -54,6 +55,10 @@ class SyncScheduler:
             return
         delay = conf["push_delay"] if kind == "push" else max(conf["push_delay"], 0.2)
         self._soon(kind, delay)
+
+    def on_local_change(self, sender) -> None:
+        """`models.local_change` of this app (a local write committed): a push soon."""
+        self.request("push")
 
     def _soon(self, kind: str, delay: float) -> None:
         with self._lock:
@@ -188,6 +193,7 @@ def init_app(app: Flask) -> SyncScheduler:
     """Install the app's SyncScheduler and start the interval job where it should run."""
     state = SyncScheduler(app)
     app.extensions[EXTENSION] = state
+    local_change.connect(state.on_local_change, sender=app)  # weak: lives as long as the app's state
     if app.config["SYNC_ENABLED"] and app.config["SCHEDULER_ENABLED"]:
         state.start()
     return state

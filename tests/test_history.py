@@ -346,7 +346,7 @@ def test_history_is_pruned_after_history_days_in_batches(app, monkeypatch):
              "action": "changed", "source": "api", "actor": None, "ref": None, "changes": {}}
             for n, days in enumerate([401] * 7 + [399] * 2)])
         db.session.commit()
-    monkeypatch.setattr(sync_engine, "PRUNE_BATCH", 3)
+    monkeypatch.setattr(sync_engine.status, "PRUNE_BATCH", 3)
     with app.app_context(), statements(app) as seen:
         result = sync_engine.prune_history(app, now=now)
     assert result["record_history"] == 7
@@ -478,7 +478,8 @@ def test_held_deletions_applied_or_restored_are_recorded(app, client, sandbox, a
 @pytest.mark.vendor_sync
 def test_a_push_that_meets_the_vendors_copy_records_what_it_took(app, sandbox):
     """A create answered 409 duplicate links to the vendor's object; when the vendor's copy
-    is the newer one its fields are taken here, and that change is history from the run."""
+    is the newer one its fields are taken here, and that change is history from the run's
+    push (source "push", the run as ref)."""
     from models import Event, db
     from tests.helpers import run, vendor_event
 
@@ -496,7 +497,7 @@ def test_a_push_that_meets_the_vendors_copy_records_what_it_took(app, sandbox):
     created, took = entries(app, "events", evt)
     assert (created["action"], created["source"]) == ("created", "cli")
     assert (took["action"], took["source"], took["actor"], took["ref"]) == (
-        "changed", "pull", None, str(result["id"]))
+        "changed", "push", None, str(result["id"]))  # the run's push took them, not a pull
     assert took["changes"]["project_name"] == ["CORE - Local Name", "CORE - Vendor Name"]
     assert took["changes"]["store_number"] == [1234, 1204]  # every field the vendor's differs in
     assert [o["project_name"] for o in sandbox.objects("events")] == ["CORE - Vendor Name"]

@@ -60,7 +60,7 @@ def set_lease(app, host: str, pid: int, expires_in: float) -> None:
     def write():
         row = db.session.get(SyncLease, "sync") or SyncLease(name="sync")
         row.owner, row.holder_host, row.holder_pid = f"elsewhere:{pid}:x", host, pid
-        row.expires_at = sync_engine.utcnow() + timedelta(seconds=expires_in)
+        row.expires_at = sync_engine.lease.utcnow() + timedelta(seconds=expires_in)
         db.session.add(row)
         db.session.commit()
     db_call(app, write)

@@ -17,6 +17,43 @@ def test_the_modules_below_the_app_import_without_it():
     assert result.stdout.strip() == "False"
 
 
+def test_models_import_nothing_of_the_sync():
+    """models.py is the bottom: a local change reaches the scheduler through a signal the
+    scheduler connects to (`models.local_change`), never through an import."""
+    code = ("import models, sys; "
+            "print([m for m in sys.modules if m.startswith(('sync', 'api_service'))])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, env={"APP_CONFIG": "testing", "PATH": ""}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert "extensions" not in (ROOT / "models.py").read_text(encoding="utf-8")
+
+
+def test_the_sync_engine_modules_stay_small_and_import_one_way():
+    """sync_engine/ is cut by concern: no module over 1,000 lines, and each imports only
+    the package's modules below it (the order of its docstring: errors at the bottom)."""
+    import re
+
+    import sync_engine
+
+    order = ["errors", "lease", "context", "soon", "mapping", "rows", "apply", "held", "pull",
+             "store", "push", "runs", "admin", "webhooks", "status"]
+    listed = re.findall(r"^\* `(\w+)`", sync_engine.__doc__, re.M)
+    assert listed == order
+    modules = sorted((ROOT / "sync_engine").glob("*.py"))
+    assert {p.stem for p in modules} == {*order, "__init__"}
+    for path in modules:
+        text = path.read_text(encoding="utf-8")
+        assert len(text.splitlines()) <= 1000, path.name
+        if path.stem == "__init__":
+            continue
+        below = order[:order.index(path.stem)]
+        imported = re.findall(r"^from \.(\w+) import", text, re.M)
+        assert [m for m in imported if m not in below] == [], path.name
+    assert sorted(sync_engine.__all__) == sorted(set(sync_engine.__all__))
+    assert all(hasattr(sync_engine, name) for name in sync_engine.__all__)
+
+
 def test_every_setting_the_code_reads_is_declared_in_config():
     """`config[...]` / `config.get(...)` keys in the app's modules, and the settings tables of
     the engine and the client, all exist on Config."""
@@ -26,10 +63,13 @@ def test_every_setting_the_code_reads_is_declared_in_config():
 
     pattern = re.compile(r"""config(?:\[|\.get\()\s*["']([A-Z][A-Z0-9_]*)["']""")
     read = {}
-    for path in sorted(ROOT.glob("*.py")):
+    for path in sorted([*ROOT.glob("*.py"), *ROOT.glob("sync_engine/*.py")]):
         for key in pattern.findall(path.read_text(encoding="utf-8")):
-            read.setdefault(key, path.name)
+            read.setdefault(key, str(path.relative_to(ROOT)))
     assert "CALENDAR_PAGE_SIZE" in read and "APP_TIMEZONE" in read  # the scan finds them
+    engine = {key for path in (ROOT / "sync_engine").glob("*.py")
+              for key in pattern.findall(path.read_text(encoding="utf-8"))}
+    assert {"EXTERNAL_API_BASE_URL", "SYNC_DELETE_GUARD"} <= engine <= set(read)  # the package too
     import api_service
     import sync_engine
 

@@ -323,15 +323,15 @@ def test_a_crash_after_sending_a_create_then_a_rerun_gives_one_vendor_object(app
     import sync_engine
 
     evt = local(app, make_event, project_ref_num=700100)
-    real = sync_engine._store_result
-    monkeypatch.setattr(sync_engine, "_store_result",
+    real = sync_engine.push.queue_result  # where the push looks it up
+    monkeypatch.setattr(sync_engine.push, "queue_result",
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
     first = run(app, direction="push")
     assert first["status"] == "partial"
     row = one(app, "events", id=evt)
     assert row["sync_status"] == "pending" and row["idempotency_key"] and not row["external_id"]
     assert len(sandbox.objects("events")) == 1  # the vendor did create it
-    monkeypatch.setattr(sync_engine, "_store_result", real)
+    monkeypatch.setattr(sync_engine.push, "queue_result", real)
     second = run(app, direction="push")
     assert second["status"] == "succeeded", second
     assert len(sandbox.objects("events")) == 1
@@ -482,14 +482,14 @@ def test_a_record_the_vendor_fails_on_does_not_stop_the_run(app, sandbox, monkey
 
     first = local(app, make_employee, "Poison Pete")
     second = local(app, make_employee, "Healthy Hana")
-    real = sync_engine._push_upsert
+    real = sync_engine.push._push_upsert
 
     def push(ctx, resource, model, row):
         if row.id == first:
             raise TransientError("vendor bug on this record", status=500, code="internal_error")
         return real(ctx, resource, model, row)
 
-    monkeypatch.setattr(sync_engine, "_push_upsert", push)
+    monkeypatch.setattr(sync_engine.push, "_push_upsert", push)
     result = run(app, direction="push")
     assert result["status"] == "partial" and result["pushed"] == 1
     assert "unavailable" not in (result["message"] or "")

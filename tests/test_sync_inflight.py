@@ -105,7 +105,7 @@ def test_a_create_answered_after_its_record_was_deleted_here_is_deleted_there(ap
     def deleted_by_the_vendor_rules():
         def do():
             row = db.session.get(Employee, emp)
-            sync_engine._soft_delete_from_vendor("employees", row, None)
+            sync_engine.apply.soft_delete_from_vendor("employees", row, None)
             db.session.commit()
 
         db_call(app, do)

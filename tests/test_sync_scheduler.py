@@ -104,7 +104,7 @@ def test_a_tick_claimed_in_a_race_records_one_run(app, sandbox, monkeypatch):
     tick = sync_scheduler.current_tick(15)
     with app.app_context():
         sync_engine.run_sync(app, trigger="schedule", tick_at=tick)
-        monkeypatch.setattr(sync_engine, "_tick_taken", lambda tick_at: False)
+        monkeypatch.setattr(sync_engine.runs, "_tick_taken", lambda tick_at: False)
         with pytest.raises(sync_engine.TickTaken):
             sync_engine.run_sync(app, trigger="schedule", tick_at=tick)
         assert [r.tick_at for r in db.session.scalars(db.select(SyncRun))] == [tick]
@@ -120,7 +120,7 @@ def test_an_interval_run_waits_within_its_tick_for_a_run_in_progress(app, sandbo
 
     tries = []
     real = sync_engine.acquire_lease
-    monkeypatch.setattr(sync_engine, "acquire_lease",
+    monkeypatch.setattr(sync_engine.runs, "acquire_lease",  # where start_run looks it up
                         lambda *args, **kwargs: tries.append(1) or real(*args, **kwargs))
     with app.app_context():
         assert real("manual-run-elsewhere", 600)
