@@ -3,7 +3,7 @@
 Every worker builds its own app and its own interval job (do not use
 `preload_app`: the scheduler's thread would start in the master and not
 survive the fork).  The sync itself runs once at a time across workers and
-hosts because a run holds a lease row in the database (see sync_engine.py).
+hosts because a run holds a lease row in the database (see sync_engine/lease.py).
 Override with the environment variables named below.
 """
 import multiprocessing

@@ -1,6 +1,6 @@
 """Models, the database handle, time helpers and domain rules: the bottom of the app.
 
-Nothing here imports the web app: `sync_engine.py`, `csv_formats.py`,
+Nothing here imports the web app: `sync_engine/`, `csv_formats.py`,
 `error_handlers.py` and `app.py` import from this module.  What needs the
 app at call time (APP_TIMEZONE, the session) goes through `flask.current_app`
 and `db`, bound to an app in `create_app`.
@@ -750,7 +750,7 @@ def check_schedule(event: Optional[Event], employee: Optional[Employee], start: 
                    schedule: Optional[Schedule] = None) -> None:
     """Raise DomainError unless `employee` may do `event` at `start` (aware UTC).
 
-    Rules (app-api.md): inside the event's window (422), an active employee
+    Rules (docs/openapi.yaml): inside the event's window (422), an active employee
     (422), no other schedule for that employee that day (409), and the event
     not already scheduled (409).  `schedule` is the one being changed, if any.
     """

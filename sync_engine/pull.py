@@ -171,10 +171,7 @@ def _repair_stray(ctx, resource: str, obj: dict, row) -> None:
             or row.sync_status != "synced" or row.external_id != obj.get("id")
             or vendor_version(obj) != row.remote_version):
         return
-    row.sync_status = "pending"
-    row.sync_attempts = 0
-    row.next_attempt_at = None
-    row.sync_error = "the vendor still held it after its delete here: deleting it there"
+    row.mark_pending("the vendor still held it after its delete here: deleting it there")
     count_repair(ctx, resource, row.id, f"repaired: vendor {SINGULAR[resource]} {obj['id']} "
                                          f"was live though #{row.id} was deleted here; "
                                          "it is deleted at the vendor")

@@ -302,7 +302,8 @@ def _resolve_push_conflict(ctx, answer: PushResult, payload: dict) -> None:
             res = reconcile(resource, row, current, ctx, refs)
         db.session.commit()
     if res.outcome == "local_wins" and row.external_id is not None:
-        obj = ctx.client.update(resource, row.external_id, payload, if_match=vendor_version(current))
+        obj = ctx.client.update(resource, row.external_id, payload,
+                                if_match=vendor_version(current))
         queue_result(ctx, PushResult(resource, model, row.id, obj, sent))
 
 

@@ -13,8 +13,8 @@ from typing import Optional
 from sqlalchemy import func, or_, select
 
 from api_service import AuthError, format_timestamp
-from models import (SYNCED_MODELS, RecordHistory, RetiredVendorId, SyncRun, WebhookMessage, db,
-                    utcnow)
+from models import (SYNC_STATUSES, SYNCED_MODELS, RecordHistory, RetiredVendorId, SyncRun,
+                    WebhookMessage, db, utcnow)
 
 from .lease import lease_held
 from .context import app_context, is_enabled, log, make_client, settings
@@ -71,7 +71,7 @@ def status_counts() -> dict:
     """
     out = {}
     for resource, model in SYNCED_MODELS.items():
-        counts = {s: 0 for s in ("synced", "pending", "failed", "conflict")}
+        counts = {s: 0 for s in SYNC_STATUSES}
         rows = db.session.execute(
             select(model.sync_status, func.count()).where(
                 or_(model.deleted_at.is_(None), model.sync_status != "synced"))

@@ -70,7 +70,8 @@ def _store_plain(model, simple: list[PushResult]) -> list[PushResult]:
     mark synced (the row changed or was decided while in flight)."""
     table = model.__table__
     db.session.execute(
-        update(table).where(table.c.id == bindparam("b_id"), table.c.updated_at == bindparam("b_sent"),
+        update(table).where(table.c.id == bindparam("b_id"),
+                            table.c.updated_at == bindparam("b_sent"),
                             table.c.deleted_at.is_(None), table.c.sync_status == "pending",
                             or_(table.c.remote_version.is_(None),
                                 table.c.remote_version <= bindparam("b_version")))

@@ -8,13 +8,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_modules_below_the_app_import_without_it():
-    code = ("import sys, sync_engine, csv_formats, error_handlers, models; "
-            "print('app' in sys.modules)")
+def fresh_python(code: str) -> str:
+    """What `code` prints in a new interpreter (nothing imported yet)."""
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, env={"APP_CONFIG": "testing", "PATH": ""}, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    return result.stdout.strip()
+
+
+def test_the_modules_below_the_app_import_without_it():
+    code = ("import sys, sync_engine, csv_formats, error_handlers, models; "
+            "print('app' in sys.modules)")
+    assert fresh_python(code) == "False"
 
 
 def test_models_import_nothing_of_the_sync():
@@ -22,10 +27,7 @@ def test_models_import_nothing_of_the_sync():
     scheduler connects to (`models.local_change`), never through an import."""
     code = ("import models, sys; "
             "print([m for m in sys.modules if m.startswith(('sync', 'api_service'))])")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, env={"APP_CONFIG": "testing", "PATH": ""}, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert fresh_python(code) == "[]"
     assert "extensions" not in (ROOT / "models.py").read_text(encoding="utf-8")
 
 

@@ -171,3 +171,27 @@ def test_history_older_than_the_setting_is_pruned(app):
         app.config["SYNC_HISTORY_DAYS"] = 0.5
         assert sync_engine.prune_history(app, now=now)["webhooks"] == 1  # only the 29-day one
         assert [m.webhook_id for m in db.session.scalars(db.select(WebhookMessage))] == ["yesterday"]
+
+
+def test_a_local_change_reaches_the_scheduler_of_its_own_app_only(app, database_url,
+                                                                   monkeypatch):
+    """models.notify_local_change sends `models.local_change` with the app as sender; each
+    app's SyncScheduler is connected for its own app (models import nothing of the sync)."""
+    import models
+    import sync_engine
+    from tests.conftest import make_app
+
+    other = make_app(database_url, SYNC_ENABLED=True)
+    asked = []
+    for each in (app, other):
+        scheduler = each.extensions[sync_engine.SCHEDULER_EXTENSION]
+        monkeypatch.setattr(scheduler, "request",
+                            lambda kind, each=each: asked.append((each, kind)))
+    # the bound method connected by init_app calls the patched request
+    assert models.local_change.has_receivers_for(app)
+    with app.app_context():
+        models.notify_local_change()
+    assert asked == [(app, "push")]
+    with other.app_context():
+        models.notify_local_change()
+    assert asked == [(app, "push"), (other, "push")]
