@@ -31,50 +31,30 @@ from .lease import renew_lease
 
 log = logging.getLogger("sync_engine")
 
-
 RESOURCES = ("employees", "events", "schedules")
-
-
 SINGULAR = {"employees": "employee", "events": "event", "schedules": "schedule"}
-
-
 PLURAL = {v: k for k, v in SINGULAR.items()}
-
-
 DIRECTIONS = ("both", "push", "pull")
-
-
 MANUAL_TRIGGERS = ("manual", "cli")  # a person asked: what waits out a backoff goes now
-
-
 ACTIONS = ("created", "updated", "deleted")
-
-
 FIELDS = {
     "employees": ("name", "email", "active"),
     "events": ("project_ref_num", "project_name", "event_type", "store_number", "store_name",
                "location_mvid", "start_datetime", "due_datetime", "estimated_minutes"),
     "schedules": ("event_id", "employee_id", "start_datetime"),
 }
-
-
 DATETIME_FIELDS = ("start_datetime", "due_datetime")
-
-
 MAX_STORED_ERRORS = 200
-
 
 # One writer at a time inside this process for the "read a row, decide, write
 # it" steps (pull pages, webhooks, push results).  Across processes the
 # database does it: SELECT ... FOR UPDATE on PostgreSQL, conditional UPDATEs.
 apply_lock = threading.RLock()
 
-
 # Set by stop_runs() (sync_scheduler.shutdown_scheduler): runs stop at their next
 # checkpoint (after a committed page or a pushed record), record why, and give the
 # lease back.
 _stopping = threading.Event()
-
 
 # short name → (setting, type): what settings() reads (config.py declares each, with its default)
 SETTINGS = {

@@ -22,8 +22,6 @@ from .errors import LeaseLost
 
 
 log = logging.getLogger("sync_engine")
-
-
 LEASE_NAME = "sync"
 
 

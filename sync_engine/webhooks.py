@@ -191,16 +191,9 @@ def _parse_message(message: Any) -> tuple[str, str, dict]:
 REQUIRED_FIELDS = {"employees": ("name",),
                    "events": ("project_ref_num", "project_name", "start_datetime", "due_datetime"),
                    "schedules": ("event_id", "employee_id", "start_datetime")}
-
-
 MINIMUMS = {"project_ref_num": 1, "estimated_minutes": 0}
-
-
 INT32 = inputs.INT_MAX
-
-
 VENDOR_ID_LENGTH = 64
-
 
 # The instants local input may carry too (inputs.py): shown in any zone, a week added, still a date.
 EARLIEST, LATEST = inputs.MIN_INSTANT, inputs.MAX_INSTANT - timedelta(microseconds=1)
