@@ -501,3 +501,18 @@ def test_a_push_that_meets_the_vendors_copy_records_what_it_took(app, sandbox):
     assert took["changes"]["project_name"] == ["CORE - Local Name", "CORE - Vendor Name"]
     assert took["changes"]["store_number"] == [1234, 1204]  # every field the vendor's differs in
     assert [o["project_name"] for o in sandbox.objects("events")] == ["CORE - Vendor Name"]
+
+
+def test_the_history_sources_are_the_documented_ones():
+    """history.SOURCES (which `push` joined: a run's push that changes a record here) is the
+    enum of docs/openapi.yaml's history entry, and the README names `push`."""
+    import re
+    from pathlib import Path
+
+    import history
+
+    root = Path(__file__).resolve().parent.parent
+    spec = (root / "docs" / "openapi.yaml").read_text(encoding="utf-8")
+    enum = re.search(r"source:\s+type: string\s+enum: \[([^\]]+)\]", spec)
+    assert tuple(s.strip() for s in enum.group(1).split(",")) == history.SOURCES
+    assert "source `push`" in (root / "README.md").read_text(encoding="utf-8")
