@@ -8,7 +8,8 @@ Layout, top to bottom:
 * errors: ``VendorError`` and its tree, ``error_from_response`` (the one place
   that maps a status and an ``error.code`` to an exception)
 * rate limit: ``TokenBucket`` and the process-wide registry ``shared_limiter``;
-  ``PoolPause``: a ``Retry-After`` one request got holds every thread's next request
+  ``PoolPause``: a ``Retry-After`` one answer carried holds every attempt of every
+  thread and client of that vendor in the process (``shared_pause``) until it ends
 * retry policy: ``RetryPolicy`` (urllib3 ``Retry``), built by ``build_retry``,
   and ``VendorAdapter``, which decides per request whether it may be retried
 * ``VendorClient``: the methods the sync engine calls; ``iter_pages`` fetches
@@ -53,6 +54,7 @@ log = logging.getLogger("api_service")
 TIMESTAMP_FIELDS = ("updated_at", "start_datetime", "due_datetime")
 RESOURCES = ("employees", "events", "schedules")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id", "X-Correlation-Id")
 
 
@@ -377,33 +379,58 @@ def shared_limiter(key: str, rate: float) -> TokenBucket | None:
 
 
 class PoolPause:
-    """A pause that every thread sending to one vendor honours before a new request.
+    """A pause that every thread sending to one vendor honours before every attempt.
 
-    A ``429`` (or ``503``) with ``Retry-After`` that the client is going to wait
-    out ``hold``s it: the thread that got the answer waits in its retry, and
-    every other worker waits here before its next first attempt, so the whole
-    pool slows down, not just one worker.  ``clock`` is an attribute for tests;
-    the wait sleeps through the caller's sleep function (the retry policy's
-    ``pause``, which tests replace).
+    The vendor's rate limit is per key, so a ``429`` (or ``503``) with
+    ``Retry-After`` ``hold``s it the moment the answer is read, whatever the
+    request (retried or not, waited out or surfaced): from then on no attempt
+    of any thread, retry, page-ahead fetch or other client of the same vendor
+    in this process starts before it ends.  A request passes ``admit`` as the
+    last step before it is handed to the connection (after its rate-limit
+    token), so a token reserved before the hold cannot smuggle a request into
+    the window: only requests already admitted when the answer arrived land
+    inside it.  ``clock`` is an attribute for tests; ``wait`` sleeps through
+    the caller's sleep function (the retry policy's ``pause``, which tests replace).
     """
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self._lock = threading.Lock()
         self.until = 0.0
+        self.held_at: float | None = None
 
-    def hold(self, seconds: float) -> None:
-        """No new request before ``seconds`` from now (the longest hold wins)."""
+    def hold(self, seconds: float) -> float:
+        """No attempt starts before ``seconds`` from now (the longest hold wins); returns
+        the end of this hold (the caller that waits it out itself passes it to ``wait``)."""
         with self._lock:
-            self.until = max(self.until, self.clock() + max(0.0, float(seconds)))
+            now = self.clock()
+            mine = now + max(0.0, float(seconds))
+            self.held_at = now
+            if mine > self.until:
+                self.until = mine  # one attribute store: admit() reads it without the lock
+            return mine
 
-    def wait(self, sleep: Callable[[float], None]) -> float:
-        """Wait out the hold, if any; return the time waited."""
-        left = self.until - self.clock()
-        if left <= 0:
-            return 0.0
-        sleep(left)
-        return left
+    def remaining(self) -> float:
+        """Seconds left of the hold (0 when none)."""
+        return max(0.0, self.until - self.clock())
+
+    def wait(self, sleep: Callable[[float], None], waited_until: float = 0.0) -> float:
+        """Sleep until the hold ends, again if it was extended meanwhile; return the end
+        waited for.  A hold ending by ``waited_until`` was already waited out by the caller."""
+        while True:
+            until = self.until
+            if until <= waited_until:
+                return waited_until
+            left = until - self.clock()
+            if left <= 0:
+                return until
+            sleep(left)
+            waited_until = until
+
+    def admit(self, waited_until: float = 0.0) -> bool:
+        """The last check before an attempt is sent: no hold beyond ``waited_until`` runs now."""
+        until = self.until
+        return until <= waited_until or until <= self.clock()
 
 
 _PAUSES: dict[str, PoolPause] = {}
@@ -435,7 +462,7 @@ class RetryPolicy(Retry):
       and INFO log) and asked to throttle before it is sent (``before_retry``).
     """
 
-    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+    RETRY_AFTER_STATUS_CODES = RETRY_AFTER_STATUSES
 
     def __init__(self, *args, observer: Any = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -475,11 +502,9 @@ class RetryPolicy(Retry):
         time.sleep(seconds)
 
     def sleep(self, response: Any = None) -> None:
-        """Wait before the next attempt: Retry-After (holding every worker's next request
-        too) or backoff, then the rate limit."""
+        """Wait before the next attempt: Retry-After (the pool was held when the answer
+        came, in ``increment``) or backoff; then the pool pause and the rate limit."""
         delay = self.retry_after_seconds(response)
-        if delay is not None and self.observer is not None:
-            self.observer.hold_pool(delay)
         if delay is None:
             delay = self.get_backoff_time()
         if delay > 0:
@@ -489,8 +514,11 @@ class RetryPolicy(Retry):
 
     def increment(self, method=None, url=None, response=None, error=None,
                   _pool=None, _stacktrace=None) -> "RetryPolicy":
-        """Count a failed attempt; refuse to wait for a Retry-After beyond backoff_max."""
+        """Count a failed attempt; hold the pool for its Retry-After at once (every
+        thread's next attempt waits); refuse to wait for one beyond backoff_max."""
         wait = self.retry_after_seconds(response)
+        if wait is not None and self.observer is not None:
+            self.observer.hold_pool(wait)
         if wait is not None and wait > self.backoff_max:
             raise MaxRetryError(_pool, url, ResponseError(  # type: ignore[arg-type]
                 f"Retry-After {wait:.0f}s exceeds backoff_max {self.backoff_max}s"))
@@ -566,11 +594,16 @@ class VendorAdapter(HTTPAdapter):
         self.once.poolmanager = self.poolmanager
 
     def send(self, request, *args, **kwargs):
-        """Throttle and count the first attempt, then send with the fitting retry policy."""
+        """Throttle and count the first attempt, then send with the fitting retry policy;
+        a final 429/503 with Retry-After (not retried) holds the pool too."""
         self.observer.before_attempt()
         if is_retry_safe(request):
-            return super().send(request, *args, **kwargs)
-        return self.once.send(request, *args, **kwargs)
+            response = super().send(request, *args, **kwargs)
+        else:
+            response = self.once.send(request, *args, **kwargs)
+        if response.status_code in RETRY_AFTER_STATUSES:
+            self.observer.on_final_answer(response)
+        return response
 
 
 # --------------------------------------------------------------------------
@@ -661,14 +694,38 @@ class VendorClient:
 
     def before_attempt(self) -> None:
         """Called before the first attempt of every request: pool pause, rate limit, count."""
-        self.pause.wait(self.retry.pause)
-        if self.limiter is not None:
-            self.limiter.acquire()
+        self._local.waited_until = 0.0
+        self._admit(0.0)
         self._count_attempt()
 
+    def _admit(self, waited_until: float) -> None:
+        """Wait out the pool pause, take a rate-limit token, and go only if no hold came
+        meanwhile (a token reserved before a hold must not send into it); a hold longer
+        than ``backoff_max`` is not waited for: RateLimited, nothing sent."""
+        pause, limiter = self.pause, self.limiter
+        while True:
+            if pause.until > waited_until:
+                left = pause.remaining()
+                if left > self.retry.backoff_max:
+                    raise RateLimited(
+                        f"the vendor asked this client to wait {left:.0f}s (Retry-After); "
+                        "the request was not sent", code="rate_limited", retry_after=left)
+                waited_until = pause.wait(self.retry.pause, waited_until)
+            if limiter is not None:
+                limiter.acquire()
+            if pause.admit(waited_until):
+                return
+
     def hold_pool(self, seconds: float) -> None:
-        """Called when a Retry-After will be waited out: every worker waits it out too."""
-        self.pause.hold(seconds)
+        """Called the moment a 429/503 with Retry-After is read: every worker waits it out."""
+        self._local.waited_until = self.pause.hold(seconds)
+
+    def on_final_answer(self, response: requests.Response) -> None:
+        """A 429/503 handed back without a retry (sent once, or retries spent): hold the
+        pool for its Retry-After, if it has one."""
+        seconds = _retry_after(response)
+        if seconds is not None:
+            self.pause.hold(seconds)
 
     def on_retry(self, method, url, cause, number, limit) -> None:
         """Called when a retry has been decided: count it and log one INFO line."""
@@ -677,9 +734,10 @@ class VendorClient:
         log.info("retrying %s %s after %s (retry %d of %d)", method, path, cause, number, limit)
 
     def before_retry(self) -> None:
-        """Called after the backoff, just before a retry is sent: rate limit it."""
-        if self.limiter is not None:
-            self.limiter.acquire()
+        """Called after the backoff, just before a retry is sent: pool pause (beyond the
+        Retry-After this thread just waited out) and rate limit."""
+        self._admit(getattr(self._local, "waited_until", 0.0))
+        self._local.waited_until = 0.0
 
     # -- low level ----------------------------------------------------------
 

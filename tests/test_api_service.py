@@ -27,7 +27,7 @@ import responses
 import api_service
 from api_service import (
     AuthError, BadRequest, Conflict, Duplicate, InUse, InvalidPageToken, NotFound, Page,
-    RateLimited, SyncTokenExpired, TokenBucket, TransientError, ValidationFailed,
+    PoolPause, RateLimited, SyncTokenExpired, TokenBucket, TransientError, ValidationFailed,
     VendorClient, VendorError, VersionMismatch, format_timestamp, parse_object,
     parse_timestamp,
 )
@@ -792,3 +792,208 @@ def test_every_attempt_including_retries_is_throttled(vendor, sleeps, monkeypatc
     assert clock.slept == pytest.approx([0.5, 0.5])
     assert len(vendor.requests) == 4
 
+
+
+# --------------------------------------------------------------------------
+# The pool pause: one 429 holds every thread and client of the vendor
+# --------------------------------------------------------------------------
+
+class ArrivalVendor:
+    """A threaded vendor on 127.0.0.1 that records when each request arrives and answers
+    the ``limit_at``-th with ``status`` and ``Retry-After: 1`` (once); ``/events`` lists
+    ``pages`` one-item pages.  ``answered_at`` is when the 429 was written (monotonic)."""
+
+    def __init__(self, limit_at: int, status: int = 429, pages: int = 6):
+        self.arrivals: list[tuple[float, str]] = []
+        self.answered_at: float | None = None
+        self.seen = threading.Condition()
+        vendor = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                with vendor.seen:
+                    vendor.arrivals.append((time.monotonic(), self.headers.get("X-Seq") or self.path))
+                    limited = len(vendor.arrivals) == limit_at
+                    vendor.seen.notify_all()
+                if limited:
+                    payload, code, extra = json.dumps(error_body("rate_limited")), status, {
+                        "Retry-After": "1"}
+                else:
+                    time.sleep(0.01)  # a little work: requests overlap
+                    payload, code, extra = json.dumps(vendor.body(self.path)), 200, {}
+                self.send_response(code)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if limited:
+                    vendor.answered_at = time.monotonic()
+                self.wfile.write(payload.encode())
+
+        self.pages = pages
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def body(self, path: str) -> dict:
+        """A listing page of /events (page n of ``pages``) or an event."""
+        parts = urlsplit(path)
+        if parts.path != "/api/v1/events":
+            return make_event()
+        n = int(parse_qs(parts.query).get("page_token", ["p1"])[0][1:])
+        last = n >= self.pages
+        return {"data": [make_event(id=f"ev_{n}")], "next_page_token": None if last else f"p{n + 1}",
+                "next_sync_token": "s1" if last else None}
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> bool:
+        """Wait until ``count`` requests have arrived."""
+        with self.seen:
+            return self.seen.wait_for(lambda: len(self.arrivals) >= count, timeout)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def send_log(monkeypatch):
+    """Every attempt as urllib3 hands it to a connection: (started, identity), and when
+    a 429/503 answer came back to the client (``received``)."""
+    import urllib3.connectionpool as pool_module
+
+    log: dict = {"sends": [], "received": []}
+    original = pool_module.HTTPConnectionPool._make_request
+
+    def recording(self, conn, method, url, *args, **kwargs):
+        headers = kwargs.get("headers") or (args[1] if len(args) > 1 else None) or {}
+        log["sends"].append((time.monotonic(), headers.get("X-Seq") or url))
+        response = original(self, conn, method, url, *args, **kwargs)
+        if response.status in (429, 503):
+            log["received"].append(time.monotonic())
+        return response
+
+    monkeypatch.setattr(pool_module.HTTPConnectionPool, "_make_request", recording)
+    return log
+
+
+def _offenders(vendor: ArrivalVendor, sends: list, received: float, grace: float = 0.05):
+    """Requests that arrived inside the Retry-After window although sent after the 429
+    came back (``grace`` covers the step from the last check to the socket)."""
+    by_identity: dict[str, deque] = {}
+    for started, identity in sorted(sends):
+        by_identity.setdefault(identity, deque()).append(started)
+    window_end = vendor.answered_at + 1.0
+    offenders = []
+    for arrived, identity in sorted(vendor.arrivals):
+        started = by_identity[identity].popleft()
+        if vendor.answered_at < arrived < window_end and started > received + grace:
+            offenders.append((round(arrived - vendor.answered_at, 3), identity))
+    return offenders
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_retry_after_holds_every_worker_page_ahead_and_client_of_the_vendor(send_log, status):
+    """4 send workers and a page-ahead listing on one client, a second client of the same
+    vendor on its own thread, a shared 10/s limit with requests queued for tokens: after
+    one Retry-After: 1 no request arrives inside the window unless it was already on its
+    way when the answer came back."""
+    vendor = ArrivalVendor(limit_at=14, status=status, pages=6)
+    a = VendorClient(vendor.url, KEY, rate_limit=10, concurrency=4, backoff_max=5)
+    b = VendorClient(vendor.url, KEY, rate_limit=10, backoff_max=5)
+    errors: list = []
+
+    def send(n):
+        return a.request("GET", "/events/ev_1", headers={"X-Seq": f"a{n}"})
+
+    def other(n):
+        b.request("GET", "/events/ev_1", headers={"X-Seq": f"b{n}"})
+
+    def listing():
+        assert len(list(a.iter_pages("events", limit=1))) == 6
+
+    jobs = [lambda: [errors.append(err) for _, _, err in a.run_concurrently(send, range(12))],
+            lambda: [other(n) for n in range(5)], listing]
+    threads = [threading.Thread(target=job) for job in jobs]
+    try:
+        for t in threads:
+            t.start()
+        assert vendor.wait_for(12 + 5 + 6 + 1)  # every request, and the retry of the limited one
+        for t in threads:
+            t.join(20)
+        assert errors == [None] * 12 and vendor.answered_at is not None
+        received = send_log["received"][0]
+        assert _offenders(vendor, send_log["sends"], received) == []
+        assert abs(a.pause.held_at - received) < 0.25 and a.pause is b.pause
+        assert any(arrived > vendor.answered_at + 1.0 for arrived, _ in vendor.arrivals)
+    finally:
+        a.close()
+        b.close()
+        vendor.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pauses():
+    """A Retry-After one test got never holds the next test's requests."""
+    yield
+    api_service._PAUSES.clear()
+
+
+def test_a_429_to_a_request_sent_once_holds_the_pool_too(client, vendor, sleeps):
+    vendor.answer((429, error_body("rate_limited"), {"Retry-After": "3"}), (200, make_event()))
+    with pytest.raises(RateLimited):
+        client.request("POST", "/events", json={"project_ref_num": 1})  # no key: not retried
+    assert 2.5 < client.pause.remaining() <= 3
+    client.get("events", "ev_1")  # waits the hold out first
+    assert sleeps == [pytest.approx(3, abs=0.5)]
+
+
+def test_a_retry_after_beyond_backoff_max_fails_every_request_fast_without_sending(
+        client, vendor, sleeps):
+    vendor.answer((429, error_body("rate_limited"), {"Retry-After": "120"}), (200, make_event()))
+    with pytest.raises(RateLimited):
+        client.get("events", "ev_1")
+    other = VendorClient(vendor.url, KEY, rate_limit=0)  # another client of the same vendor
+    with pytest.raises(RateLimited) as info:
+        other.get("events", "ev_2")
+    assert info.value.retry_after > 100 and "not sent" in str(info.value)
+    assert len(vendor.requests) == 1 and sleeps == []
+
+
+def test_a_retry_waits_for_a_longer_hold_another_thread_got(client, vendor, sleeps, monkeypatch):
+    """This thread waits out its own Retry-After (2 s); a hold of 5 s that came meanwhile
+    keeps its retry back for the rest."""
+    def pause_and_extend(self, seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 1:
+            client.pause.hold(5)
+    monkeypatch.setattr(api_service.RetryPolicy, "pause", pause_and_extend)
+    vendor.answer((503, {}, {"Retry-After": "2"}), (200, make_event()))
+    client.get("events", "ev_1")
+    assert sleeps[0] == 2 and sleeps[1] == pytest.approx(5, abs=0.5)
+    assert len(vendor.requests) == 2
+
+
+def test_pool_pause_wait_follows_extensions_and_admit_refuses_inside_a_hold():
+    clock = FakeClock()
+    pause = PoolPause(clock=clock)
+    assert pause.admit() and pause.wait(clock.sleep) == 0.0
+    end = pause.hold(2)
+    assert not pause.admit() and pause.admit(waited_until=end)  # the holder waited it out
+
+    def sleep_and_extend(seconds):
+        clock.sleep(seconds)
+        if len(clock.slept) == 1:
+            pause.hold(1)  # another 429 came while we slept
+    assert pause.wait(sleep_and_extend) == pytest.approx(103)
+    assert clock.slept == pytest.approx([2, 1]) and pause.admit()
+    assert pause.hold(0.5) == pytest.approx(103.5) == pause.until
