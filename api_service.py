@@ -10,6 +10,9 @@ Layout, top to bottom:
 * rate limit: ``TokenBucket`` and the process-wide registry ``shared_limiter``;
   ``PoolPause``: a ``Retry-After`` one answer carried holds every attempt of every
   thread and client of that vendor in the process (``shared_pause``) until it ends
+* vendor clock: ``VendorClock`` (per base URL, ``shared_clock``) bounds the
+  vendor's clock offset from every answer's ``Date`` and ``/health``'s time;
+  ``to_local_clock`` corrects a vendor stamp (``updated_at``) by it
 * retry policy: ``RetryPolicy`` (urllib3 ``Retry``), built by ``build_retry``,
   and ``VendorAdapter``, which decides per request whether it may be retried
 * ``VendorClient``: the methods the sync engine calls; ``iter_pages`` fetches
@@ -26,6 +29,7 @@ for which requests may be repeated: GET/HEAD/OPTIONS, DELETE, PATCH with
 
 from __future__ import annotations
 
+import email.utils
 import json as jsonlib
 import logging
 import random
@@ -443,6 +447,97 @@ def shared_pause(key: str) -> PoolPause:
 
 
 # --------------------------------------------------------------------------
+# The vendor's clock (``updated_at`` is stamped by it, not by ours)
+# --------------------------------------------------------------------------
+
+class VendorClock:
+    """The vendor's clock offset (vendor minus local, seconds), from the answers' times.
+
+    An answer whose ``Date`` says ``D`` (whole seconds, truncated) was stamped at
+    a vendor time in ``[D, D + 1)`` at a local instant between sending (``t0``)
+    and receiving (``t1``), so the offset lies in ``[D - t1, D + 1 - t0]``; a
+    ``/health`` time with fractions narrows the second to a millisecond.  Every
+    sample's bounds are intersected (the tightest from answers of the last
+    ``horizon`` seconds), so many 1 s samples pin the offset to about a round
+    trip.  When the bounds cross (a clock was stepped) the older samples are
+    forgotten.  ``offset()`` is the middle of the bounds; None until measured.
+    """
+
+    def __init__(self, horizon: float = 600.0, keep: int = 16):
+        self.horizon = horizon
+        self._lock = threading.Lock()
+        self._samples: deque = deque(maxlen=keep)  # (lower, upper, t1) that tightened a bound
+        self.lower = float("-inf")
+        self.upper = float("inf")
+
+    def add(self, vendor_time: float, resolution: float, sent: float, received: float) -> None:
+        """One answer stamped ``vendor_time`` (epoch s, true time within ``resolution``
+        after it), sent and received at local epoch times ``sent`` and ``received``."""
+        lower, upper = vendor_time - received, vendor_time + resolution - sent
+        with self._lock:
+            fresh = self._samples and received - self._samples[-1][2] < self.horizon / 8
+            if fresh and lower <= self.lower and upper >= self.upper:
+                return  # nothing new: the usual case, kept cheap
+            self._samples.append((lower, upper, received))
+            self._recompute(received)
+
+    def _recompute(self, now: float) -> None:
+        """The intersection of recent samples, newest first, stopping where it would cross."""
+        lower, upper = float("-inf"), float("inf")
+        for s_lower, s_upper, at in reversed(self._samples):
+            if now - at > self.horizon or max(lower, s_lower) > min(upper, s_upper):
+                break
+            lower, upper = max(lower, s_lower), min(upper, s_upper)
+        self.lower, self.upper = lower, upper
+
+    def offset(self) -> float | None:
+        """Vendor minus local clock in seconds (middle of the bounds), None until measured."""
+        lower, upper = self.lower, self.upper
+        if lower == float("-inf") or upper == float("inf"):
+            return None
+        return (lower + upper) / 2
+
+
+_CLOCKS: dict[str, VendorClock] = {}
+
+
+def shared_clock(key: str) -> VendorClock:
+    """The process-wide clock estimate for ``key`` (a base URL)."""
+    with _LIMITERS_LOCK:
+        return _CLOCKS.setdefault(key, VendorClock())
+
+
+def to_local_clock(dt: datetime | None, offset: float | None) -> datetime | None:
+    """A vendor timestamp corrected to our clock (``offset``: vendor minus local, seconds);
+    unchanged while the offset is unknown, None stays None."""
+    if dt is None or not offset:
+        return dt
+    return dt - timedelta(seconds=offset)
+
+
+_DATE_CACHE: dict[str, float] = {}
+
+
+def http_date_seconds(value: str | None) -> float | None:
+    """An HTTP ``Date`` header as epoch seconds (None when absent or unreadable); cached,
+    since every answer within a second carries the same text."""
+    if not value:
+        return None
+    seconds = _DATE_CACHE.get(value)
+    if seconds is None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)  # HTTP dates are GMT
+        if len(_DATE_CACHE) > 64:
+            _DATE_CACHE.clear()
+        seconds = _DATE_CACHE[value] = parsed.timestamp()
+    return seconds
+
+
+# --------------------------------------------------------------------------
 # Retry policy
 # --------------------------------------------------------------------------
 
@@ -636,6 +731,7 @@ class VendorClient:
         self.max_retries = int(max_retries)
         self.limiter = shared_limiter(self.base_url.lower(), float(rate_limit or 0))
         self.pause = shared_pause(self.base_url.lower())
+        self.clock = shared_clock(self.base_url.lower())
         # requests in flight at once: never more than the rate limit allows in a second
         self.workers = max(1, int(concurrency or 1))
         if rate_limit and rate_limit > 0:
@@ -714,6 +810,7 @@ class VendorClient:
             if limiter is not None:
                 limiter.acquire()
             if pause.admit(waited_until):
+                self._local.sent_at = time.time()  # for the clock offset's bounds
                 return
 
     def hold_pool(self, seconds: float) -> None:
@@ -765,6 +862,7 @@ class VendorClient:
             self._log_request(method, path, type(exc).__name__, started)
             raise error_from_exception(exc, (self._api_key,)) from exc
         self._log_request(method, path, response.status_code, started)
+        self._sample_clock(response)
         if not 200 <= response.status_code < 300:
             raise error_from_response(response, (self._api_key,))
         return response
@@ -774,6 +872,22 @@ class VendorClient:
         log.debug("%s %s -> %s in %.1f ms (%d attempt(s))", method, "/" + path.lstrip("/"),
                   outcome, (time.monotonic() - started) * 1000,
                   getattr(self._local, "attempts", 0))
+
+    def _sample_clock(self, response: requests.Response) -> None:
+        """Feed an answer's ``Date`` (the vendor's clock, whole seconds) to the offset."""
+        vendor = http_date_seconds(response.headers.get("Date"))
+        sent = getattr(self._local, "sent_at", None)
+        if vendor is not None and sent is not None:
+            self.clock.add(vendor, 1.0, sent, time.time())
+
+    def clock_offset(self) -> float | None:
+        """The vendor's clock minus ours in seconds (process-wide for this base URL), None
+        until an answer with a ``Date`` header or a /health time has been seen."""
+        return self.clock.offset()
+
+    def vendor_to_local(self, dt: datetime | None) -> datetime | None:
+        """A vendor timestamp (``updated_at``) corrected to our clock by the measured offset."""
+        return to_local_clock(dt, self.clock.offset())
 
     def _json(self, response: requests.Response) -> Any:
         """The response body as JSON, or VendorError if it is not JSON."""
@@ -796,13 +910,24 @@ class VendorClient:
     # -- the contract -------------------------------------------------------
 
     def health(self) -> dict:
-        """GET /health: the vendor's status, its clock and our round-trip latency."""
+        """GET /health: the vendor's status, its clock, our round-trip latency and the
+        vendor's clock offset (``clock_offset_s``: vendor minus local, None if unknown)."""
         started = time.monotonic()
-        body = self._json(self.request("GET", "/health"))
+        response = self.request("GET", "/health")
+        received = time.time()
         latency = (time.monotonic() - started) * 1000
+        body = self._json(response)
         body = body if isinstance(body, dict) else {}
-        return {"status": body.get("status"), "time": parse_timestamp(body.get("time")),
-                "latency_ms": round(latency, 1)}
+        text = body.get("time")
+        vendor_time = parse_timestamp(text)
+        sent = getattr(self._local, "sent_at", None)
+        if vendor_time is not None and sent is not None:
+            resolution = 0.001 if "." in text else 1.0  # whole seconds: truncated, like Date
+            self.clock.add(vendor_time.timestamp(), resolution, sent, received)
+        offset = self.clock.offset()
+        return {"status": body.get("status"), "time": vendor_time,
+                "latency_ms": round(latency, 1),
+                "clock_offset_s": None if offset is None else round(offset, 3)}
 
     def get(self, resource: str, id: str) -> dict:
         """GET /{resource}/{id}; NotFound when missing or deleted."""

@@ -946,6 +946,7 @@ def _fresh_pauses():
     """A Retry-After one test got never holds the next test's requests."""
     yield
     api_service._PAUSES.clear()
+    api_service._CLOCKS.clear()
 
 
 def test_a_429_to_a_request_sent_once_holds_the_pool_too(client, vendor, sleeps):
@@ -997,3 +998,98 @@ def test_pool_pause_wait_follows_extensions_and_admit_refuses_inside_a_hold():
     assert pause.wait(sleep_and_extend) == pytest.approx(103)
     assert clock.slept == pytest.approx([2, 1]) and pause.admit()
     assert pause.hold(0.5) == pytest.approx(103.5) == pause.until
+
+
+# --------------------------------------------------------------------------
+# The vendor's clock offset
+# --------------------------------------------------------------------------
+
+def http_date(offset: float) -> str:
+    """Our clock plus ``offset`` seconds as an HTTP Date header (whole seconds, truncated)."""
+    from email.utils import formatdate
+    return formatdate(int(time.time() + offset), usegmt=True)
+
+
+@pytest.mark.parametrize("skew", [90, -90])
+def test_clock_offset_is_measured_from_the_date_header(mocked, skew):
+    rsps, client = mocked
+    assert client.clock_offset() is None
+    rsps.get(f"{BASE}/events/ev_1", json=make_event(), headers={"Date": http_date(skew)})
+    client.get("events", "ev_1")
+    assert client.clock_offset() == pytest.approx(skew, abs=1.5)
+    stamp = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
+    assert client.vendor_to_local(stamp) == stamp - timedelta(seconds=client.clock_offset())
+
+
+def test_clock_offset_is_shared_by_clients_of_the_vendor_and_seen_in_error_answers(mocked):
+    rsps, client = mocked
+    rsps.get(f"{BASE}/events/ev_1", status=404, json=error_body("not_found"),
+             headers={"Date": http_date(90)})
+    with pytest.raises(NotFound):
+        client.get("events", "ev_1")
+    other = VendorClient(BASE, KEY, rate_limit=0)
+    assert other.clock_offset() == pytest.approx(90, abs=1.5)
+
+
+def test_health_reports_the_offset_from_its_fractional_time(mocked):
+    rsps, client = mocked
+    vendor_now = datetime.now(UTC) + timedelta(seconds=90.25)
+    rsps.get(f"{BASE}/health", json={"status": "ok", "time": format_timestamp(vendor_now)})
+    answer = client.health()
+    assert answer["status"] == "ok" and answer["time"] == vendor_now
+    assert answer["clock_offset_s"] == pytest.approx(90.25, abs=0.2)
+
+
+def test_health_without_a_time_or_date_leaves_the_offset_unknown(mocked):
+    rsps, client = mocked
+    rsps.get(f"{BASE}/health", json={"status": "ok"})
+    assert client.health()["clock_offset_s"] is None
+
+
+def test_many_whole_second_samples_pin_the_offset_to_the_round_trip():
+    clock = api_service.VendorClock()
+    true_offset, local = 90.37, 1_800_000_000.0
+    for step in range(40):  # answers at different phases of the vendor's second, 20 ms rtt
+        sent = local + step * 0.13
+        stamped = sent + 0.01 + true_offset
+        clock.add(float(int(stamped)), 1.0, sent, sent + 0.02)
+    assert clock.lower <= true_offset <= clock.upper
+    assert clock.upper - clock.lower < 0.1
+    assert clock.offset() == pytest.approx(true_offset, abs=0.05)
+
+
+def test_a_stepped_clock_forgets_the_older_samples():
+    clock = api_service.VendorClock()
+    local = 1_800_000_000.0
+    for step in range(10):
+        sent = local + step * 0.3
+        clock.add(float(int(sent + 90.5)), 1.0, sent, sent + 0.01)
+    assert clock.offset() == pytest.approx(90.5, abs=0.6)
+    sent = local + 10
+    clock.add(float(int(sent)), 1.0, sent, sent + 0.01)  # the vendor's clock was set right
+    assert clock.offset() == pytest.approx(0, abs=0.6)
+
+
+def test_to_local_clock_is_a_pure_correction():
+    stamp = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
+    assert api_service.to_local_clock(stamp, 90.5) == stamp - timedelta(seconds=90.5)
+    assert api_service.to_local_clock(stamp, -2) == stamp + timedelta(seconds=2)
+    assert api_service.to_local_clock(stamp, None) is stamp
+    assert api_service.to_local_clock(None, 3.0) is None
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("Wed, 25 Nov 2026 14:30:00 GMT", datetime(2026, 11, 25, 14, 30, tzinfo=UTC).timestamp()),
+    ("garbage", None), ("", None), (None, None),
+])
+def test_http_date_seconds(value, expected):
+    assert api_service.http_date_seconds(value) == expected
+
+
+def test_clock_offset_over_real_http_from_the_servers_date(client, vendor):
+    """http.server stamps every answer with its (our) clock: the offset is about 0."""
+    vendor.answer(*[(200, make_event())] * 3)
+    for _ in range(3):
+        client.get("events", "ev_1")
+    assert client.clock_offset() == pytest.approx(0, abs=1.5)
+    assert client.clock.lower <= 0.05 and client.clock.upper >= -0.05
