@@ -1093,3 +1093,15 @@ def test_clock_offset_over_real_http_from_the_servers_date(client, vendor):
         client.get("events", "ev_1")
     assert client.clock_offset() == pytest.approx(0, abs=1.5)
     assert client.clock.lower <= 0.05 and client.clock.upper >= -0.05
+
+
+def test_proxy_and_ca_settings_are_read_from_the_environment_once(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/vendor-ca.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = VendorClient(BASE, KEY, rate_limit=0)
+    assert client.session.proxies.get("https") == "http://proxy.internal:3128"
+    assert client.session.verify == "/etc/ssl/vendor-ca.pem" and not client.session.trust_env
+    monkeypatch.setenv("NO_PROXY", "vendor.test")
+    assert "https" not in VendorClient(BASE, KEY, rate_limit=0).session.proxies
