@@ -867,36 +867,51 @@ class ArrivalVendor:
 
 @pytest.fixture
 def send_log(monkeypatch):
-    """Every attempt as urllib3 hands it to a connection: (started, identity), and when
-    a 429/503 answer came back to the client (``received``)."""
+    """Every attempt as urllib3 hands it to a connection (``sends``: started, identity,
+    thread), every pass of the client's last check before sending (``admits``: time,
+    thread), and when a 429/503 answer came back to the client (``received``)."""
     import urllib3.connectionpool as pool_module
 
-    log: dict = {"sends": [], "received": []}
-    original = pool_module.HTTPConnectionPool._make_request
+    log: dict = {"sends": [], "admits": [], "received": []}
+    make_request = pool_module.HTTPConnectionPool._make_request
+    admit = PoolPause.admit
 
     def recording(self, conn, method, url, *args, **kwargs):
         headers = kwargs.get("headers") or (args[1] if len(args) > 1 else None) or {}
-        log["sends"].append((time.monotonic(), headers.get("X-Seq") or url))
-        response = original(self, conn, method, url, *args, **kwargs)
+        log["sends"].append((time.monotonic(), headers.get("X-Seq") or url,
+                             threading.get_ident()))
+        response = make_request(self, conn, method, url, *args, **kwargs)
         if response.status in (429, 503):
             log["received"].append(time.monotonic())
         return response
 
+    def recording_admit(self, *args, **kwargs):
+        at = time.monotonic()  # before the check: a pass recorded here was a pass by then
+        passed = admit(self, *args, **kwargs)
+        if passed:
+            log["admits"].append((at, threading.get_ident()))
+        return passed
+
     monkeypatch.setattr(pool_module.HTTPConnectionPool, "_make_request", recording)
+    monkeypatch.setattr(PoolPause, "admit", recording_admit)
     return log
 
 
-def _offenders(vendor: ArrivalVendor, sends: list, received: float, grace: float = 0.05):
-    """Requests that arrived inside the Retry-After window although sent after the 429
-    came back (``grace`` covers the step from the last check to the socket)."""
-    by_identity: dict[str, deque] = {}
-    for started, identity in sorted(sends):
-        by_identity.setdefault(identity, deque()).append(started)
-    window_end = vendor.answered_at + 1.0
+def _offenders(vendor: ArrivalVendor, log: dict, held_at: float) -> list:
+    """Requests that arrived inside the Retry-After window although the client let them
+    go (its last check before sending) after it had taken the 429 in (``held_at``)."""
+    sends: dict[str, deque] = {}
+    previous: dict[int, float] = {}  # each thread's send before this one
+    for started, identity, thread in sorted(log["sends"]):
+        passes = [at for at, who in log["admits"]
+                  if who == thread and previous.get(thread, -1.0) < at <= started]
+        sends.setdefault(identity, deque()).append(max(passes, default=None))
+        previous[thread] = started
     offenders = []
     for arrived, identity in sorted(vendor.arrivals):
-        started = by_identity[identity].popleft()
-        if vendor.answered_at < arrived < window_end and started > received + grace:
+        admitted = sends[identity].popleft()  # None: sent without passing the check
+        inside = vendor.answered_at < arrived < vendor.answered_at + 1.0
+        if inside and (admitted is None or admitted >= held_at):
             offenders.append((round(arrived - vendor.answered_at, 3), identity))
     return offenders
 
@@ -931,9 +946,9 @@ def test_a_retry_after_holds_every_worker_page_ahead_and_client_of_the_vendor(se
         for t in threads:
             t.join(20)
         assert errors == [None] * 12 and vendor.answered_at is not None
-        received = send_log["received"][0]
-        assert _offenders(vendor, send_log["sends"], received) == []
-        assert abs(a.pause.held_at - received) < 0.25 and a.pause is b.pause
+        assert a.pause is b.pause and len(send_log["received"]) == 1
+        assert _offenders(vendor, send_log, a.pause.held_at) == []
+        assert 0 <= a.pause.held_at - send_log["received"][0] < 0.25  # taken in at once
         assert any(arrived > vendor.answered_at + 1.0 for arrived, _ in vendor.arrivals)
     finally:
         a.close()
