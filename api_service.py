@@ -557,8 +557,12 @@ class RetryPolicy(Retry):
       response is handed back at once and surfaces as ``RateLimited`` (or
       ``TransientError`` for 503) with ``retry_after`` set, so a sync run is
       never blocked for minutes; the caller decides when to come back.
+      Either way the pool is held for it (``hold_pool``) as the answer is read,
+      and while a hold beyond ``backoff_max`` runs, the client's requests fail
+      fast with ``RateLimited`` without being sent.
     * ``observer`` (the client) is told of every retry (``on_retry``: count
-      and INFO log) and asked to throttle before it is sent (``before_retry``).
+      and INFO log) and asked to wait out the pool pause and throttle before
+      it is sent (``before_retry``).
     """
 
     RETRY_AFTER_STATUS_CODES = RETRY_AFTER_STATUSES
