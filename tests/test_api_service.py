@@ -1120,3 +1120,13 @@ def test_proxy_and_ca_settings_are_read_from_the_environment_once(monkeypatch):
     assert client.session.verify == "/etc/ssl/vendor-ca.pem" and not client.session.trust_env
     monkeypatch.setenv("NO_PROXY", "vendor.test")
     assert "https" not in VendorClient(BASE, KEY, rate_limit=0).session.proxies
+
+
+def test_bodies_are_utf8_json_with_datetimes_as_rfc3339(client, vendor):
+    vendor.answer((201, make_event()))
+    client.create("employees", {"name": "Zoë Ångström", "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)},
+                  idempotency_key="k-utf8")
+    sent = vendor.requests[0]
+    assert sent["body"] == {"name": "Zoë Ångström", "at": "2026-01-02T03:04:05Z"}
+    assert sent["headers"]["Content-Type"] == "application/json"
+    assert sent["headers"]["Authorization"] == f"Bearer {KEY}"
