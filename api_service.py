@@ -361,6 +361,11 @@ class TokenBucket:
             self._tokens -= 1.0
             return -self._tokens / self.rate if self._tokens < 0 else 0.0
 
+    def refund(self) -> None:
+        """Give back a token that was not used (its request was held back by a pause)."""
+        with self._lock:
+            self._tokens = min(self.capacity, self._tokens + 1.0)
+
     def acquire(self) -> float:
         """Block until a token is available; return the time waited."""
         wait = self.reserve()
@@ -821,6 +826,8 @@ class VendorClient:
             if pause.admit(waited_until):
                 self._local.sent_at = time.time()  # for the clock offset's bounds
                 return
+            if limiter is not None:
+                limiter.refund()  # a hold came while this thread waited for its token
 
     def hold_pool(self, seconds: float) -> None:
         """Called the moment a 429/503 with Retry-After is read: every worker waits it out."""

@@ -1130,3 +1130,24 @@ def test_bodies_are_utf8_json_with_datetimes_as_rfc3339(client, vendor):
     assert sent["body"] == {"name": "Zoë Ångström", "at": "2026-01-02T03:04:05Z"}
     assert sent["headers"]["Content-Type"] == "application/json"
     assert sent["headers"]["Authorization"] == f"Bearer {KEY}"
+
+
+def test_a_token_taken_before_a_hold_is_given_back_and_the_request_waits(vendor, sleeps):
+    """The token bucket's wait ends inside a hold that came meanwhile: the request waits
+    the hold out (it is not sent into it) and its unused token goes back to the bucket."""
+    client = VendorClient(vendor.url, KEY, rate_limit=1)
+    clock = FakeClock()
+    client.limiter.clock, client.limiter._updated = clock, clock.now
+    client.pause.clock = clock
+
+    def sleep_then_hold(seconds):
+        clock.sleep(seconds)
+        if len(clock.slept) == 1:
+            client.pause.hold(3)  # another thread got a 429 while this one waited
+    client.limiter.sleep = sleep_then_hold
+    vendor.answer((200, make_event()), (200, make_event()))
+    client.get("events", "ev_1")  # the burst token
+    sent_before = client.requests_sent
+    client.get("events", "ev_1")  # waits 1 s for a token, then the 3 s hold
+    assert clock.slept == pytest.approx([1.0]) and sleeps == [pytest.approx(3.0)]
+    assert client.requests_sent == sent_before + 1 and len(vendor.requests) == 2
