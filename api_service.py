@@ -499,6 +499,13 @@ class VendorClock:
             lower, upper = max(lower, s_lower), min(upper, s_upper)
         self.lower, self.upper = lower, upper
 
+    def bounds(self) -> tuple[float, float] | None:
+        """The offset's proven range ``(lower, upper)`` in seconds, None until measured."""
+        lower, upper = self.lower, self.upper
+        if lower == float("-inf") or upper == float("inf"):
+            return None
+        return lower, upper
+
     def offset(self) -> float | None:
         """Vendor minus local clock in seconds (middle of the bounds), None until measured."""
         lower, upper = self.lower, self.upper
