@@ -1152,3 +1152,27 @@ def test_a_token_taken_before_a_hold_is_given_back_and_the_request_waits(vendor,
     client.get("events", "ev_1")  # waits 1 s for a token, then the 3 s hold
     assert clock.slept == pytest.approx([1.0]) and sleeps == [pytest.approx(3.0)]
     assert client.requests_sent == sent_before + 1 and len(vendor.requests) == 2
+
+
+@pytest.mark.parametrize("skew", [90, -90])
+def test_a_90_second_vendor_clock_skew_is_measured_over_real_http(skew):
+    """The vendor sandbox with its clock skewed: the Date headers of a few answers, then
+    /health's time, put the offset within 1.5 s of the skew."""
+    from tests.helpers import API_KEY
+    from tests.vendor_sandbox import VendorSandbox
+
+    sandbox = VendorSandbox(api_key=API_KEY).start()
+    try:
+        answer = requests.post(f"{sandbox.control_url}/clock", json={"skew_seconds": skew})
+        assert answer.json() == {"skew_seconds": skew} == {"skew_seconds": sandbox.clock_skew()}
+        client = VendorClient(sandbox.base_url, API_KEY, rate_limit=0)
+        list(client.iter_pages("events"))
+        assert client.clock_offset() == pytest.approx(skew, abs=1.5)  # from Date alone
+        answer = client.health()
+        assert answer["clock_offset_s"] == pytest.approx(skew, abs=1.5)
+        updated = sandbox.vendor_create("employees", {"name": "Skewed"})["updated_at"]
+        local = client.vendor_to_local(parse_timestamp(updated))
+        assert abs((local - datetime.now(UTC)).total_seconds()) < 1.5
+    finally:
+        sandbox.stop()
+    assert sandbox.clock_skew() == 0
