@@ -8,7 +8,11 @@ Layout, top to bottom:
 * errors: ``VendorError`` and its tree, ``error_from_response`` (the one place
   that maps a status and an ``error.code`` to an exception)
 * rate limit: ``TokenBucket`` and the process-wide registry ``shared_limiter``;
-  ``PoolPause``: a ``Retry-After`` one request got holds every thread's next request
+  ``PoolPause``: a ``Retry-After`` one answer carried holds every attempt of every
+  thread and client of that vendor in the process (``shared_pause``) until it ends
+* vendor clock: ``VendorClock`` (per base URL, ``shared_clock``) bounds the
+  vendor's clock offset from every answer's ``Date`` and ``/health``'s time;
+  ``to_local_clock`` corrects a vendor stamp (``updated_at``) by it
 * retry policy: ``RetryPolicy`` (urllib3 ``Retry``), built by ``build_retry``,
   and ``VendorAdapter``, which decides per request whether it may be retried
 * ``VendorClient``: the methods the sync engine calls; ``iter_pages`` fetches
@@ -25,8 +29,10 @@ for which requests may be repeated: GET/HEAD/OPTIONS, DELETE, PATCH with
 
 from __future__ import annotations
 
+import email.utils
 import json as jsonlib
 import logging
+import os
 import random
 import re
 import sys
@@ -53,6 +59,7 @@ log = logging.getLogger("api_service")
 TIMESTAMP_FIELDS = ("updated_at", "start_datetime", "due_datetime")
 RESOURCES = ("employees", "events", "schedules")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id", "X-Correlation-Id")
 
 
@@ -117,6 +124,9 @@ def parse_object(obj: dict) -> dict:
         if isinstance(out.get(field), str):
             out[field] = parse_timestamp(out[field])
     return out
+
+
+_JSON_ENCODER = jsonlib.JSONEncoder(ensure_ascii=False)  # json.dumps with options builds one per call
 
 
 def _encode(value: Any) -> Any:
@@ -351,6 +361,11 @@ class TokenBucket:
             self._tokens -= 1.0
             return -self._tokens / self.rate if self._tokens < 0 else 0.0
 
+    def refund(self) -> None:
+        """Give back a token that was not used (its request was held back by a pause)."""
+        with self._lock:
+            self._tokens = min(self.capacity, self._tokens + 1.0)
+
     def acquire(self) -> float:
         """Block until a token is available; return the time waited."""
         wait = self.reserve()
@@ -377,33 +392,58 @@ def shared_limiter(key: str, rate: float) -> TokenBucket | None:
 
 
 class PoolPause:
-    """A pause that every thread sending to one vendor honours before a new request.
+    """A pause that every thread sending to one vendor honours before every attempt.
 
-    A ``429`` (or ``503``) with ``Retry-After`` that the client is going to wait
-    out ``hold``s it: the thread that got the answer waits in its retry, and
-    every other worker waits here before its next first attempt, so the whole
-    pool slows down, not just one worker.  ``clock`` is an attribute for tests;
-    the wait sleeps through the caller's sleep function (the retry policy's
-    ``pause``, which tests replace).
+    The vendor's rate limit is per key, so a ``429`` (or ``503``) with
+    ``Retry-After`` ``hold``s it the moment the answer is read, whatever the
+    request (retried or not, waited out or surfaced): from then on no attempt
+    of any thread, retry, page-ahead fetch or other client of the same vendor
+    in this process starts before it ends.  A request passes ``admit`` as the
+    last step before it is handed to the connection (after its rate-limit
+    token), so a token reserved before the hold cannot smuggle a request into
+    the window: only requests already admitted when the answer arrived land
+    inside it.  ``clock`` is an attribute for tests; ``wait`` sleeps through
+    the caller's sleep function (the retry policy's ``pause``, which tests replace).
     """
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self._lock = threading.Lock()
         self.until = 0.0
+        self.held_at: float | None = None
 
-    def hold(self, seconds: float) -> None:
-        """No new request before ``seconds`` from now (the longest hold wins)."""
+    def hold(self, seconds: float) -> float:
+        """No attempt starts before ``seconds`` from now (the longest hold wins); returns
+        the end of this hold (the caller that waits it out itself passes it to ``wait``)."""
         with self._lock:
-            self.until = max(self.until, self.clock() + max(0.0, float(seconds)))
+            now = self.clock()
+            mine = now + max(0.0, float(seconds))
+            self.held_at = now
+            if mine > self.until:
+                self.until = mine  # one attribute store: admit() reads it without the lock
+            return mine
 
-    def wait(self, sleep: Callable[[float], None]) -> float:
-        """Wait out the hold, if any; return the time waited."""
-        left = self.until - self.clock()
-        if left <= 0:
-            return 0.0
-        sleep(left)
-        return left
+    def remaining(self) -> float:
+        """Seconds left of the hold (0 when none)."""
+        return max(0.0, self.until - self.clock())
+
+    def wait(self, sleep: Callable[[float], None], waited_until: float = 0.0) -> float:
+        """Sleep until the hold ends, again if it was extended meanwhile; return the end
+        waited for.  A hold ending by ``waited_until`` was already waited out by the caller."""
+        while True:
+            until = self.until
+            if until <= waited_until:
+                return waited_until
+            left = until - self.clock()
+            if left <= 0:
+                return until
+            sleep(left)
+            waited_until = until
+
+    def admit(self, waited_until: float = 0.0) -> bool:
+        """The last check before an attempt is sent: no hold beyond ``waited_until`` runs now."""
+        until = self.until
+        return until <= waited_until or until <= self.clock()
 
 
 _PAUSES: dict[str, PoolPause] = {}
@@ -413,6 +453,104 @@ def shared_pause(key: str) -> PoolPause:
     """The process-wide pause for ``key`` (a base URL): the vendor limits per key."""
     with _LIMITERS_LOCK:
         return _PAUSES.setdefault(key, PoolPause())
+
+
+# --------------------------------------------------------------------------
+# The vendor's clock (``updated_at`` is stamped by it, not by ours)
+# --------------------------------------------------------------------------
+
+class VendorClock:
+    """The vendor's clock offset (vendor minus local, seconds), from the answers' times.
+
+    An answer whose ``Date`` says ``D`` (whole seconds, truncated) was stamped at
+    a vendor time in ``[D, D + 1)`` at a local instant between sending (``t0``)
+    and receiving (``t1``), so the offset lies in ``[D - t1, D + 1 - t0]``; a
+    ``/health`` time with fractions narrows the second to a millisecond.  Every
+    sample's bounds are intersected (the tightest from answers of the last
+    ``horizon`` seconds), so many 1 s samples pin the offset to about a round
+    trip.  When the bounds cross (a clock was stepped) the older samples are
+    forgotten.  ``offset()`` is the middle of the bounds; None until measured.
+    """
+
+    def __init__(self, horizon: float = 600.0, keep: int = 16):
+        self.horizon = horizon
+        self._lock = threading.Lock()
+        self._samples: deque = deque(maxlen=keep)  # (lower, upper, t1) that tightened a bound
+        self.lower = float("-inf")
+        self.upper = float("inf")
+
+    def add(self, vendor_time: float, resolution: float, sent: float, received: float) -> None:
+        """One answer stamped ``vendor_time`` (epoch s, true time within ``resolution``
+        after it), sent and received at local epoch times ``sent`` and ``received``."""
+        lower, upper = vendor_time - received, vendor_time + resolution - sent
+        with self._lock:
+            fresh = self._samples and received - self._samples[-1][2] < self.horizon / 8
+            if fresh and lower <= self.lower and upper >= self.upper:
+                return  # nothing new: the usual case, kept cheap
+            self._samples.append((lower, upper, received))
+            self._recompute(received)
+
+    def _recompute(self, now: float) -> None:
+        """The intersection of recent samples, newest first, stopping where it would cross."""
+        lower, upper = float("-inf"), float("inf")
+        for s_lower, s_upper, at in reversed(self._samples):
+            if now - at > self.horizon or max(lower, s_lower) > min(upper, s_upper):
+                break
+            lower, upper = max(lower, s_lower), min(upper, s_upper)
+        self.lower, self.upper = lower, upper
+
+    def bounds(self) -> tuple[float, float] | None:
+        """The offset's proven range ``(lower, upper)`` in seconds, None until measured."""
+        lower, upper = self.lower, self.upper
+        if lower == float("-inf") or upper == float("inf"):
+            return None
+        return lower, upper
+
+    def offset(self) -> float | None:
+        """Vendor minus local clock in seconds (middle of the bounds), None until measured."""
+        lower, upper = self.lower, self.upper
+        if lower == float("-inf") or upper == float("inf"):
+            return None
+        return (lower + upper) / 2
+
+
+_CLOCKS: dict[str, VendorClock] = {}
+
+
+def shared_clock(key: str) -> VendorClock:
+    """The process-wide clock estimate for ``key`` (a base URL)."""
+    with _LIMITERS_LOCK:
+        return _CLOCKS.setdefault(key, VendorClock())
+
+
+def to_local_clock(dt: datetime | None, offset: float | None) -> datetime | None:
+    """A vendor timestamp corrected to our clock (``offset``: vendor minus local, seconds);
+    unchanged while the offset is unknown, None stays None."""
+    if dt is None or not offset:
+        return dt
+    return dt - timedelta(seconds=offset)
+
+
+_DATE_CACHE: dict[str, float] = {}
+
+
+def http_date_seconds(value: str | None) -> float | None:
+    """An HTTP ``Date`` header as epoch seconds (None when absent or unreadable); cached,
+    since every answer within a second carries the same text."""
+    if not value:
+        return None
+    seconds = _DATE_CACHE.get(value)
+    if seconds is None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)  # HTTP dates are GMT
+        if len(_DATE_CACHE) > 64:
+            _DATE_CACHE.clear()
+        seconds = _DATE_CACHE[value] = parsed.timestamp()
+    return seconds
 
 
 # --------------------------------------------------------------------------
@@ -431,11 +569,15 @@ class RetryPolicy(Retry):
       response is handed back at once and surfaces as ``RateLimited`` (or
       ``TransientError`` for 503) with ``retry_after`` set, so a sync run is
       never blocked for minutes; the caller decides when to come back.
+      Either way the pool is held for it (``hold_pool``) as the answer is read,
+      and while a hold beyond ``backoff_max`` runs, the client's requests fail
+      fast with ``RateLimited`` without being sent.
     * ``observer`` (the client) is told of every retry (``on_retry``: count
-      and INFO log) and asked to throttle before it is sent (``before_retry``).
+      and INFO log) and asked to wait out the pool pause and throttle before
+      it is sent (``before_retry``).
     """
 
-    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+    RETRY_AFTER_STATUS_CODES = RETRY_AFTER_STATUSES
 
     def __init__(self, *args, observer: Any = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -475,11 +617,9 @@ class RetryPolicy(Retry):
         time.sleep(seconds)
 
     def sleep(self, response: Any = None) -> None:
-        """Wait before the next attempt: Retry-After (holding every worker's next request
-        too) or backoff, then the rate limit."""
+        """Wait before the next attempt: Retry-After (the pool was held when the answer
+        came, in ``increment``) or backoff; then the pool pause and the rate limit."""
         delay = self.retry_after_seconds(response)
-        if delay is not None and self.observer is not None:
-            self.observer.hold_pool(delay)
         if delay is None:
             delay = self.get_backoff_time()
         if delay > 0:
@@ -489,8 +629,11 @@ class RetryPolicy(Retry):
 
     def increment(self, method=None, url=None, response=None, error=None,
                   _pool=None, _stacktrace=None) -> "RetryPolicy":
-        """Count a failed attempt; refuse to wait for a Retry-After beyond backoff_max."""
+        """Count a failed attempt; hold the pool for its Retry-After at once (every
+        thread's next attempt waits); refuse to wait for one beyond backoff_max."""
         wait = self.retry_after_seconds(response)
+        if wait is not None and self.observer is not None:
+            self.observer.hold_pool(wait)
         if wait is not None and wait > self.backoff_max:
             raise MaxRetryError(_pool, url, ResponseError(  # type: ignore[arg-type]
                 f"Retry-After {wait:.0f}s exceeds backoff_max {self.backoff_max}s"))
@@ -566,11 +709,16 @@ class VendorAdapter(HTTPAdapter):
         self.once.poolmanager = self.poolmanager
 
     def send(self, request, *args, **kwargs):
-        """Throttle and count the first attempt, then send with the fitting retry policy."""
+        """Throttle and count the first attempt, then send with the fitting retry policy;
+        a final 429/503 with Retry-After (not retried) holds the pool too."""
         self.observer.before_attempt()
         if is_retry_safe(request):
-            return super().send(request, *args, **kwargs)
-        return self.once.send(request, *args, **kwargs)
+            response = super().send(request, *args, **kwargs)
+        else:
+            response = self.once.send(request, *args, **kwargs)
+        if response.status_code in RETRY_AFTER_STATUSES:
+            self.observer.on_final_answer(response)
+        return response
 
 
 # --------------------------------------------------------------------------
@@ -603,6 +751,7 @@ class VendorClient:
         self.max_retries = int(max_retries)
         self.limiter = shared_limiter(self.base_url.lower(), float(rate_limit or 0))
         self.pause = shared_pause(self.base_url.lower())
+        self.clock = shared_clock(self.base_url.lower())
         # requests in flight at once: never more than the rate limit allows in a second
         self.workers = max(1, int(concurrency or 1))
         if rate_limit and rate_limit > 0:
@@ -619,6 +768,7 @@ class VendorClient:
             "Accept": "application/json",
             "User-Agent": "scheduler-sync/1 (+api_service.py)",
         })
+        _settings_from_environment(self.session, self.base_url)
         adapter = VendorAdapter(self.retry, observer=self, pool_maxsize=pool_maxsize)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
@@ -661,14 +811,41 @@ class VendorClient:
 
     def before_attempt(self) -> None:
         """Called before the first attempt of every request: pool pause, rate limit, count."""
-        self.pause.wait(self.retry.pause)
-        if self.limiter is not None:
-            self.limiter.acquire()
+        self._local.waited_until = 0.0
+        self._admit(0.0)
         self._count_attempt()
 
+    def _admit(self, waited_until: float) -> None:
+        """Wait out the pool pause, take a rate-limit token, and go only if no hold came
+        meanwhile (a token reserved before a hold must not send into it); a hold longer
+        than ``backoff_max`` is not waited for: RateLimited, nothing sent."""
+        pause, limiter = self.pause, self.limiter
+        while True:
+            if pause.until > waited_until:
+                left = pause.remaining()
+                if left > self.retry.backoff_max:
+                    raise RateLimited(
+                        f"the vendor asked this client to wait {left:.0f}s (Retry-After); "
+                        "the request was not sent", code="rate_limited", retry_after=left)
+                waited_until = pause.wait(self.retry.pause, waited_until)
+            if limiter is not None:
+                limiter.acquire()
+            if pause.admit(waited_until):
+                self._local.sent_at = time.time()  # for the clock offset's bounds
+                return
+            if limiter is not None:
+                limiter.refund()  # a hold came while this thread waited for its token
+
     def hold_pool(self, seconds: float) -> None:
-        """Called when a Retry-After will be waited out: every worker waits it out too."""
-        self.pause.hold(seconds)
+        """Called the moment a 429/503 with Retry-After is read: every worker waits it out."""
+        self._local.waited_until = self.pause.hold(seconds)
+
+    def on_final_answer(self, response: requests.Response) -> None:
+        """A 429/503 handed back without a retry (sent once, or retries spent): hold the
+        pool for its Retry-After, if it has one."""
+        seconds = _retry_after(response)
+        if seconds is not None:
+            self.pause.hold(seconds)
 
     def on_retry(self, method, url, cause, number, limit) -> None:
         """Called when a retry has been decided: count it and log one INFO line."""
@@ -677,9 +854,10 @@ class VendorClient:
         log.info("retrying %s %s after %s (retry %d of %d)", method, path, cause, number, limit)
 
     def before_retry(self) -> None:
-        """Called after the backoff, just before a retry is sent: rate limit it."""
-        if self.limiter is not None:
-            self.limiter.acquire()
+        """Called after the backoff, just before a retry is sent: pool pause (beyond the
+        Retry-After this thread just waited out) and rate limit."""
+        self._admit(getattr(self._local, "waited_until", 0.0))
+        self._local.waited_until = 0.0
 
     # -- low level ----------------------------------------------------------
 
@@ -695,27 +873,56 @@ class VendorClient:
         send_headers = dict(headers or {})
         body = None
         if json is not None:
-            body = jsonlib.dumps(_encode(json), ensure_ascii=False).encode("utf-8")
+            body = _JSON_ENCODER.encode(_encode(json)).encode("utf-8")
             send_headers.setdefault("Content-Type", "application/json")
         self._local.attempts = 0
         started = time.monotonic()
         try:
-            response = self.session.request(method, self.url(path), data=body,
-                                            headers=send_headers, params=params,
-                                            timeout=self.timeout, allow_redirects=False)
+            response = self._send(method, path, send_headers, body, params)
         except (requests.RequestException, Urllib3Error, OSError) as exc:
             self._log_request(method, path, type(exc).__name__, started)
             raise error_from_exception(exc, (self._api_key,)) from exc
         self._log_request(method, path, response.status_code, started)
+        self._sample_clock(response)
         if not 200 <= response.status_code < 300:
             raise error_from_response(response, (self._api_key,))
         return response
 
+    def _send(self, method: str, path: str, headers: dict, body: bytes | None,
+              params: Mapping[str, Any] | None) -> requests.Response:
+        """Prepare with the session's headers and send through it, without
+        ``Session.request``'s per-call merging (proxies and CA bundle were read from the
+        environment once, in ``_settings_from_environment``)."""
+        session = self.session
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method=method, url=self.url(path), headers={**session.headers, **headers},
+                         data=body, params=params, cookies=session.cookies)
+        return session.send(prepared, timeout=self.timeout, allow_redirects=False,
+                            proxies=session.proxies, verify=session.verify, stream=False)
+
     def _log_request(self, method: str, path: str, outcome: Any, started: float) -> None:
         """One DEBUG line per request: method, path, outcome, duration, attempts."""
+        if not log.isEnabledFor(logging.DEBUG):
+            return
         log.debug("%s %s -> %s in %.1f ms (%d attempt(s))", method, "/" + path.lstrip("/"),
                   outcome, (time.monotonic() - started) * 1000,
                   getattr(self._local, "attempts", 0))
+
+    def _sample_clock(self, response: requests.Response) -> None:
+        """Feed an answer's ``Date`` (the vendor's clock, whole seconds) to the offset."""
+        vendor = http_date_seconds(response.headers.get("Date"))
+        sent = getattr(self._local, "sent_at", None)
+        if vendor is not None and sent is not None:
+            self.clock.add(vendor, 1.0, sent, time.time())
+
+    def clock_offset(self) -> float | None:
+        """The vendor's clock minus ours in seconds (process-wide for this base URL), None
+        until an answer with a ``Date`` header or a /health time has been seen."""
+        return self.clock.offset()
+
+    def vendor_to_local(self, dt: datetime | None) -> datetime | None:
+        """A vendor timestamp (``updated_at``) corrected to our clock by the measured offset."""
+        return to_local_clock(dt, self.clock.offset())
 
     def _json(self, response: requests.Response) -> Any:
         """The response body as JSON, or VendorError if it is not JSON."""
@@ -738,13 +945,24 @@ class VendorClient:
     # -- the contract -------------------------------------------------------
 
     def health(self) -> dict:
-        """GET /health: the vendor's status, its clock and our round-trip latency."""
+        """GET /health: the vendor's status, its clock, our round-trip latency and the
+        vendor's clock offset (``clock_offset_s``: vendor minus local, None if unknown)."""
         started = time.monotonic()
-        body = self._json(self.request("GET", "/health"))
+        response = self.request("GET", "/health")
+        received = time.time()
         latency = (time.monotonic() - started) * 1000
+        body = self._json(response)
         body = body if isinstance(body, dict) else {}
-        return {"status": body.get("status"), "time": parse_timestamp(body.get("time")),
-                "latency_ms": round(latency, 1)}
+        text = body.get("time")
+        vendor_time = parse_timestamp(text)
+        sent = getattr(self._local, "sent_at", None)
+        if vendor_time is not None and sent is not None:
+            resolution = 0.001 if "." in text else 1.0  # whole seconds: truncated, like Date
+            self.clock.add(vendor_time.timestamp(), resolution, sent, received)
+        offset = self.clock.offset()
+        return {"status": body.get("status"), "time": vendor_time,
+                "latency_ms": round(latency, 1),
+                "clock_offset_s": None if offset is None else round(offset, 3)}
 
     def get(self, resource: str, id: str) -> dict:
         """GET /{resource}/{id}; NotFound when missing or deleted."""
@@ -865,6 +1083,16 @@ class VendorClient:
                 yield _outcome(*window.popleft())
         finally:  # closed early: the queued ones are never sent, those in flight finish
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _settings_from_environment(session: requests.Session, url: str) -> None:
+    """Read the proxy and CA-bundle settings from the environment once, as requests would
+    on every call (scanning ``os.environ`` twice per request, a fifth of its cost)."""
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True and url.lower().startswith("https:"):
+        session.verify = bundle
+    session.trust_env = False
 
 
 _HELPERS: list = []

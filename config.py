@@ -97,7 +97,7 @@ class Config:
     # (off: changes wait for the next interval run or a manual one).
     SYNC_PUSH_ON_CHANGE = _bool("SYNC_PUSH_ON_CHANGE", True)
     # Objects asked for per page of a vendor listing (pull).
-    SYNC_PAGE_SIZE = config("SYNC_PAGE_SIZE", default=200, cast=int)
+    SYNC_PAGE_SIZE = config("SYNC_PAGE_SIZE", default=500, cast=int)
     # Pending records read and pushed per batch (one commit for each batch's results).
     SYNC_PUSH_BATCH_SIZE = config("SYNC_PUSH_BATCH_SIZE", default=200, cast=int)
     # Seconds between renewals of the lease by a working run (well under the TTL).

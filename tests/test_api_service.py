@@ -27,7 +27,7 @@ import responses
 import api_service
 from api_service import (
     AuthError, BadRequest, Conflict, Duplicate, InUse, InvalidPageToken, NotFound, Page,
-    RateLimited, SyncTokenExpired, TokenBucket, TransientError, ValidationFailed,
+    PoolPause, RateLimited, SyncTokenExpired, TokenBucket, TransientError, ValidationFailed,
     VendorClient, VendorError, VersionMismatch, format_timestamp, parse_object,
     parse_timestamp,
 )
@@ -792,3 +792,387 @@ def test_every_attempt_including_retries_is_throttled(vendor, sleeps, monkeypatc
     assert clock.slept == pytest.approx([0.5, 0.5])
     assert len(vendor.requests) == 4
 
+
+
+# --------------------------------------------------------------------------
+# The pool pause: one 429 holds every thread and client of the vendor
+# --------------------------------------------------------------------------
+
+class ArrivalVendor:
+    """A threaded vendor on 127.0.0.1 that records when each request arrives and answers
+    the ``limit_at``-th with ``status`` and ``Retry-After: 1`` (once); ``/events`` lists
+    ``pages`` one-item pages.  ``answered_at`` is when the 429 was written (monotonic)."""
+
+    def __init__(self, limit_at: int, status: int = 429, pages: int = 6):
+        self.arrivals: list[tuple[float, str]] = []
+        self.answered_at: float | None = None
+        self.seen = threading.Condition()
+        vendor = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                with vendor.seen:
+                    vendor.arrivals.append((time.monotonic(), self.headers.get("X-Seq") or self.path))
+                    limited = len(vendor.arrivals) == limit_at
+                    vendor.seen.notify_all()
+                if limited:
+                    payload, code, extra = json.dumps(error_body("rate_limited")), status, {
+                        "Retry-After": "1"}
+                else:
+                    time.sleep(0.01)  # a little work: requests overlap
+                    payload, code, extra = json.dumps(vendor.body(self.path)), 200, {}
+                self.send_response(code)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if limited:
+                    vendor.answered_at = time.monotonic()
+                self.wfile.write(payload.encode())
+
+        self.pages = pages
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def body(self, path: str) -> dict:
+        """A listing page of /events (page n of ``pages``) or an event."""
+        parts = urlsplit(path)
+        if parts.path != "/api/v1/events":
+            return make_event()
+        n = int(parse_qs(parts.query).get("page_token", ["p1"])[0][1:])
+        last = n >= self.pages
+        return {"data": [make_event(id=f"ev_{n}")], "next_page_token": None if last else f"p{n + 1}",
+                "next_sync_token": "s1" if last else None}
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> bool:
+        """Wait until ``count`` requests have arrived."""
+        with self.seen:
+            return self.seen.wait_for(lambda: len(self.arrivals) >= count, timeout)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def send_log(monkeypatch):
+    """Every attempt as urllib3 hands it to a connection (``sends``: started, identity,
+    thread), every pass of the client's last check before sending (``admits``: time,
+    thread), and when a 429/503 answer came back to the client (``received``)."""
+    import urllib3.connectionpool as pool_module
+
+    log: dict = {"sends": [], "admits": [], "received": []}
+    make_request = pool_module.HTTPConnectionPool._make_request
+    admit = PoolPause.admit
+
+    def recording(self, conn, method, url, *args, **kwargs):
+        headers = kwargs.get("headers") or (args[1] if len(args) > 1 else None) or {}
+        log["sends"].append((time.monotonic(), headers.get("X-Seq") or url,
+                             threading.get_ident()))
+        response = make_request(self, conn, method, url, *args, **kwargs)
+        if response.status in (429, 503):
+            log["received"].append(time.monotonic())
+        return response
+
+    def recording_admit(self, *args, **kwargs):
+        at = time.monotonic()  # before the check: a pass recorded here was a pass by then
+        passed = admit(self, *args, **kwargs)
+        if passed:
+            log["admits"].append((at, threading.get_ident()))
+        return passed
+
+    monkeypatch.setattr(pool_module.HTTPConnectionPool, "_make_request", recording)
+    monkeypatch.setattr(PoolPause, "admit", recording_admit)
+    return log
+
+
+def _offenders(vendor: ArrivalVendor, log: dict, held_at: float) -> list:
+    """Requests that arrived inside the Retry-After window although the client let them
+    go (its last check before sending) after it had taken the 429 in (``held_at``)."""
+    sends: dict[str, deque] = {}
+    previous: dict[int, float] = {}  # each thread's send before this one
+    for started, identity, thread in sorted(log["sends"]):
+        passes = [at for at, who in log["admits"]
+                  if who == thread and previous.get(thread, -1.0) < at <= started]
+        sends.setdefault(identity, deque()).append(max(passes, default=None))
+        previous[thread] = started
+    offenders = []
+    for arrived, identity in sorted(vendor.arrivals):
+        admitted = sends[identity].popleft()  # None: sent without passing the check
+        inside = vendor.answered_at < arrived < vendor.answered_at + 1.0
+        if inside and (admitted is None or admitted >= held_at):
+            offenders.append((round(arrived - vendor.answered_at, 3), identity))
+    return offenders
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_retry_after_holds_every_worker_page_ahead_and_client_of_the_vendor(send_log, status):
+    """4 send workers and a page-ahead listing on one client, a second client of the same
+    vendor on its own thread, a shared 10/s limit with requests queued for tokens: after
+    one Retry-After: 1 no request arrives inside the window unless it was already on its
+    way when the answer came back."""
+    vendor = ArrivalVendor(limit_at=14, status=status, pages=6)
+    a = VendorClient(vendor.url, KEY, rate_limit=10, concurrency=4, backoff_max=5)
+    b = VendorClient(vendor.url, KEY, rate_limit=10, backoff_max=5)
+    errors: list = []
+
+    def send(n):
+        return a.request("GET", "/events/ev_1", headers={"X-Seq": f"a{n}"})
+
+    def other(n):
+        b.request("GET", "/events/ev_1", headers={"X-Seq": f"b{n}"})
+
+    def listing():
+        assert len(list(a.iter_pages("events", limit=1))) == 6
+
+    jobs = [lambda: [errors.append(err) for _, _, err in a.run_concurrently(send, range(12))],
+            lambda: [other(n) for n in range(5)], listing]
+    threads = [threading.Thread(target=job) for job in jobs]
+    try:
+        for t in threads:
+            t.start()
+        assert vendor.wait_for(12 + 5 + 6 + 1)  # every request, and the retry of the limited one
+        for t in threads:
+            t.join(20)
+        assert errors == [None] * 12 and vendor.answered_at is not None
+        assert a.pause is b.pause and len(send_log["received"]) == 1
+        assert _offenders(vendor, send_log, a.pause.held_at) == []
+        assert 0 <= a.pause.held_at - send_log["received"][0] < 0.25  # taken in at once
+        assert any(arrived > vendor.answered_at + 1.0 for arrived, _ in vendor.arrivals)
+    finally:
+        a.close()
+        b.close()
+        vendor.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pauses():
+    """A Retry-After one test got never holds the next test's requests."""
+    yield
+    api_service._PAUSES.clear()
+    api_service._CLOCKS.clear()
+
+
+def test_a_429_to_a_request_sent_once_holds_the_pool_too(client, vendor, sleeps):
+    vendor.answer((429, error_body("rate_limited"), {"Retry-After": "3"}), (200, make_event()))
+    with pytest.raises(RateLimited):
+        client.request("POST", "/events", json={"project_ref_num": 1})  # no key: not retried
+    assert 2.5 < client.pause.remaining() <= 3
+    client.get("events", "ev_1")  # waits the hold out first
+    assert sleeps == [pytest.approx(3, abs=0.5)]
+
+
+def test_a_retry_after_beyond_backoff_max_fails_every_request_fast_without_sending(
+        client, vendor, sleeps):
+    vendor.answer((429, error_body("rate_limited"), {"Retry-After": "120"}), (200, make_event()))
+    with pytest.raises(RateLimited):
+        client.get("events", "ev_1")
+    other = VendorClient(vendor.url, KEY, rate_limit=0)  # another client of the same vendor
+    with pytest.raises(RateLimited) as info:
+        other.get("events", "ev_2")
+    assert info.value.retry_after > 100 and "not sent" in str(info.value)
+    assert len(vendor.requests) == 1 and sleeps == []
+
+
+def test_a_retry_waits_for_a_longer_hold_another_thread_got(client, vendor, sleeps, monkeypatch):
+    """This thread waits out its own Retry-After (2 s); a hold of 5 s that came meanwhile
+    keeps its retry back for the rest."""
+    def pause_and_extend(self, seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 1:
+            client.pause.hold(5)
+    monkeypatch.setattr(api_service.RetryPolicy, "pause", pause_and_extend)
+    vendor.answer((503, {}, {"Retry-After": "2"}), (200, make_event()))
+    client.get("events", "ev_1")
+    assert sleeps[0] == 2 and sleeps[1] == pytest.approx(5, abs=0.5)
+    assert len(vendor.requests) == 2
+
+
+def test_pool_pause_wait_follows_extensions_and_admit_refuses_inside_a_hold():
+    clock = FakeClock()
+    pause = PoolPause(clock=clock)
+    assert pause.admit() and pause.wait(clock.sleep) == 0.0
+    end = pause.hold(2)
+    assert not pause.admit() and pause.admit(waited_until=end)  # the holder waited it out
+
+    def sleep_and_extend(seconds):
+        clock.sleep(seconds)
+        if len(clock.slept) == 1:
+            pause.hold(1)  # another 429 came while we slept
+    assert pause.wait(sleep_and_extend) == pytest.approx(103)
+    assert clock.slept == pytest.approx([2, 1]) and pause.admit()
+    assert pause.hold(0.5) == pytest.approx(103.5) == pause.until
+
+
+# --------------------------------------------------------------------------
+# The vendor's clock offset
+# --------------------------------------------------------------------------
+
+def http_date(offset: float) -> str:
+    """Our clock plus ``offset`` seconds as an HTTP Date header (whole seconds, truncated)."""
+    from email.utils import formatdate
+    return formatdate(int(time.time() + offset), usegmt=True)
+
+
+@pytest.mark.parametrize("skew", [90, -90])
+def test_clock_offset_is_measured_from_the_date_header(mocked, skew):
+    rsps, client = mocked
+    assert client.clock_offset() is None
+    rsps.get(f"{BASE}/events/ev_1", json=make_event(), headers={"Date": http_date(skew)})
+    client.get("events", "ev_1")
+    assert client.clock_offset() == pytest.approx(skew, abs=1.5)
+    stamp = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
+    assert client.vendor_to_local(stamp) == stamp - timedelta(seconds=client.clock_offset())
+
+
+def test_clock_offset_is_shared_by_clients_of_the_vendor_and_seen_in_error_answers(mocked):
+    rsps, client = mocked
+    rsps.get(f"{BASE}/events/ev_1", status=404, json=error_body("not_found"),
+             headers={"Date": http_date(90)})
+    with pytest.raises(NotFound):
+        client.get("events", "ev_1")
+    other = VendorClient(BASE, KEY, rate_limit=0)
+    assert other.clock_offset() == pytest.approx(90, abs=1.5)
+
+
+def test_health_reports_the_offset_from_its_fractional_time(mocked):
+    rsps, client = mocked
+    vendor_now = datetime.now(UTC) + timedelta(seconds=90.25)
+    rsps.get(f"{BASE}/health", json={"status": "ok", "time": format_timestamp(vendor_now)})
+    answer = client.health()
+    assert answer["status"] == "ok" and answer["time"] == vendor_now
+    assert answer["clock_offset_s"] == pytest.approx(90.25, abs=0.2)
+
+
+def test_health_without_a_time_or_date_leaves_the_offset_unknown(mocked):
+    rsps, client = mocked
+    rsps.get(f"{BASE}/health", json={"status": "ok"})
+    assert client.health()["clock_offset_s"] is None
+
+
+def test_many_whole_second_samples_pin_the_offset_to_the_round_trip():
+    clock = api_service.VendorClock()
+    true_offset, local = 90.37, 1_800_000_000.0
+    for step in range(40):  # answers at different phases of the vendor's second, 20 ms rtt
+        sent = local + step * 0.13
+        stamped = sent + 0.01 + true_offset
+        clock.add(float(int(stamped)), 1.0, sent, sent + 0.02)
+    lower, upper = clock.bounds()
+    assert lower <= true_offset <= upper and upper - lower < 0.1
+    assert clock.offset() == pytest.approx(true_offset, abs=0.05)
+
+
+def test_a_stepped_clock_forgets_the_older_samples():
+    clock = api_service.VendorClock()
+    assert clock.bounds() is None and clock.offset() is None
+    local = 1_800_000_000.0
+    for step in range(10):
+        sent = local + step * 0.3
+        clock.add(float(int(sent + 90.5)), 1.0, sent, sent + 0.01)
+    assert clock.offset() == pytest.approx(90.5, abs=0.6)
+    sent = local + 10
+    clock.add(float(int(sent)), 1.0, sent, sent + 0.01)  # the vendor's clock was set right
+    assert clock.offset() == pytest.approx(0, abs=0.6)
+
+
+def test_to_local_clock_is_a_pure_correction():
+    stamp = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
+    assert api_service.to_local_clock(stamp, 90.5) == stamp - timedelta(seconds=90.5)
+    assert api_service.to_local_clock(stamp, -2) == stamp + timedelta(seconds=2)
+    assert api_service.to_local_clock(stamp, None) is stamp
+    assert api_service.to_local_clock(None, 3.0) is None
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("Wed, 25 Nov 2026 14:30:00 GMT", datetime(2026, 11, 25, 14, 30, tzinfo=UTC).timestamp()),
+    ("garbage", None), ("", None), (None, None),
+])
+def test_http_date_seconds(value, expected):
+    assert api_service.http_date_seconds(value) == expected
+
+
+def test_clock_offset_over_real_http_from_the_servers_date(client, vendor):
+    """http.server stamps every answer with its (our) clock: the offset is about 0."""
+    vendor.answer(*[(200, make_event())] * 3)
+    for _ in range(3):
+        client.get("events", "ev_1")
+    assert client.clock_offset() == pytest.approx(0, abs=1.5)
+    assert client.clock.lower <= 0.05 and client.clock.upper >= -0.05
+
+
+def test_proxy_and_ca_settings_are_read_from_the_environment_once(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/vendor-ca.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = VendorClient(BASE, KEY, rate_limit=0)
+    assert client.session.proxies.get("https") == "http://proxy.internal:3128"
+    assert client.session.verify == "/etc/ssl/vendor-ca.pem" and not client.session.trust_env
+    monkeypatch.setenv("NO_PROXY", "vendor.test")
+    assert "https" not in VendorClient(BASE, KEY, rate_limit=0).session.proxies
+
+
+def test_bodies_are_utf8_json_with_datetimes_as_rfc3339(client, vendor):
+    vendor.answer((201, make_event()))
+    client.create("employees", {"name": "Zoë Ångström", "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)},
+                  idempotency_key="k-utf8")
+    sent = vendor.requests[0]
+    assert sent["body"] == {"name": "Zoë Ångström", "at": "2026-01-02T03:04:05Z"}
+    assert sent["headers"]["Content-Type"] == "application/json"
+    assert sent["headers"]["Authorization"] == f"Bearer {KEY}"
+
+
+def test_a_token_taken_before_a_hold_is_given_back_and_the_request_waits(vendor, sleeps):
+    """The token bucket's wait ends inside a hold that came meanwhile: the request waits
+    the hold out (it is not sent into it) and its unused token goes back to the bucket."""
+    client = VendorClient(vendor.url, KEY, rate_limit=1)
+    clock = FakeClock()
+    client.limiter.clock, client.limiter._updated = clock, clock.now
+    client.pause.clock = clock
+
+    def sleep_then_hold(seconds):
+        clock.sleep(seconds)
+        if len(clock.slept) == 1:
+            client.pause.hold(3)  # another thread got a 429 while this one waited
+    client.limiter.sleep = sleep_then_hold
+    vendor.answer((200, make_event()), (200, make_event()))
+    client.get("events", "ev_1")  # the burst token
+    sent_before = client.requests_sent
+    client.get("events", "ev_1")  # waits 1 s for a token, then the 3 s hold
+    assert clock.slept == pytest.approx([1.0]) and sleeps == [pytest.approx(3.0)]
+    assert client.requests_sent == sent_before + 1 and len(vendor.requests) == 2
+
+
+@pytest.mark.parametrize("skew", [90, -90])
+def test_a_90_second_vendor_clock_skew_is_measured_over_real_http(skew):
+    """The vendor sandbox with its clock skewed: the Date headers of a few answers, then
+    /health's time, put the offset within 1.5 s of the skew."""
+    from tests.helpers import API_KEY
+    from tests.vendor_sandbox import VendorSandbox
+
+    sandbox = VendorSandbox(api_key=API_KEY).start()
+    try:
+        answer = requests.post(f"{sandbox.control_url}/clock", json={"skew_seconds": skew})
+        assert answer.json() == {"skew_seconds": skew} == {"skew_seconds": sandbox.clock_skew()}
+        client = VendorClient(sandbox.base_url, API_KEY, rate_limit=0)
+        list(client.iter_pages("events"))
+        assert client.clock_offset() == pytest.approx(skew, abs=1.5)  # from Date alone
+        answer = client.health()
+        assert answer["clock_offset_s"] == pytest.approx(skew, abs=1.5)
+        updated = sandbox.vendor_create("employees", {"name": "Skewed"})["updated_at"]
+        local = client.vendor_to_local(parse_timestamp(updated))
+        assert abs((local - datetime.now(UTC)).total_seconds()) < 1.5
+    finally:
+        sandbox.stop()
+    assert sandbox.clock_skew() == 0

@@ -40,6 +40,15 @@ def make_client(sb, **overrides) -> VendorClient:
     return VendorClient(sb.base_url, API_KEY, **settings)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_pauses():
+    """The module's sandbox is reset for each test, and so is what its Retry-After told the
+    clients (the pool pause is per vendor URL and process: a 100 s one would hold the next
+    tests' requests too)."""
+    yield
+    api_service._PAUSES.clear()
+
+
 @pytest.fixture
 def client(sb):
     with make_client(sb) as c:

@@ -37,6 +37,8 @@ the Python helpers for other processes (demo runner, benchmarks, browser tests):
     POST   /_control/faults/script {"method", "path", "fault"}   the next request
                                  matching answers with that fault, once (see script_fault)
     POST   /_control/expire_tokens              every sync token issued so far -> 410
+    GET|POST /_control/clock {"skew_seconds"}   the vendor clock runs that far ahead
+                                 (updated_at, /health time, webhook timestamps, Date)
     GET|POST /_control/webhooks {"url", "secret", "mode", "delay_seconds",
                                  "retry_backoff", "max_attempts", "reorder_window",
                                  "timeout"} (only the keys given change)
@@ -177,9 +179,13 @@ _RFC3339 = re.compile(
 )
 
 
+_CLOCK_SKEW = [0.0]  # seconds the sandbox clock runs ahead of the host's (set_clock_skew)
+
+
 def utcnow() -> datetime:
-    """The sandbox clock (aware UTC)."""
-    return datetime.now(timezone.utc)
+    """The sandbox clock (aware UTC): the host's plus the skew ``set_clock_skew`` set."""
+    now = datetime.now(timezone.utc)
+    return now + timedelta(seconds=_CLOCK_SKEW[0]) if _CLOCK_SKEW[0] else now
 
 
 def format_ts(dt: datetime) -> str:
@@ -1063,7 +1069,8 @@ class VendorSandbox:
         return self
 
     def stop(self) -> None:
-        """Stop serving and delivering webhooks."""
+        """Stop serving and delivering webhooks (and forget the clock skew)."""
+        _CLOCK_SKEW[0] = 0.0
         self.release()
         if self._server is not None:
             self._server.shutdown()
@@ -1106,8 +1113,22 @@ class VendorSandbox:
         self._scripted: list[ScriptedFault] = []
         self._apply_faults(Faults(seed=self.seed))
 
+    def set_clock_skew(self, seconds: float) -> float:
+        """Run the vendor's clock ``seconds`` ahead of the host's (negative: behind):
+        ``updated_at``, ``/health``'s time, webhook timestamps and the ``Date`` header of
+        API answers.  The skew is the process's (every sandbox in it); ``reset`` and
+        ``stop`` set it back to 0."""
+        _CLOCK_SKEW[0] = float(seconds)
+        return _CLOCK_SKEW[0]
+
+    def clock_skew(self) -> float:
+        """The sandbox clock's skew in seconds (0: the host's clock)."""
+        return _CLOCK_SKEW[0]
+
     def reset(self) -> None:
-        """Empty store, keys, tokens, faults, stats and webhook queue (URL kept)."""
+        """Empty store, keys, tokens, faults, stats and webhook queue (URL kept); the
+        clock skew back to 0."""
+        _CLOCK_SKEW[0] = 0.0
         with self._lock:
             self._clear_state()
             self._epoch += 1
@@ -1604,6 +1625,12 @@ class QuietHandler(WSGIRequestHandler):
     def log_request(self, *args, **kwargs):
         pass
 
+    def date_time_string(self, timestamp=None):
+        """The ``Date`` header from the sandbox clock (skewed by ``set_clock_skew``)."""
+        if timestamp is None and _CLOCK_SKEW[0]:
+            timestamp = time.time() + _CLOCK_SKEW[0]
+        return super().date_time_string(timestamp)
+
 
 def json_response(body, status=200, headers=None) -> Response:
     """A JSON answer; ``body`` may already be serialized."""
@@ -1849,6 +1876,18 @@ def register_control(app: Flask, sb: VendorSandbox) -> None:
             opts = body()
             call_with(sb.script_fault, {k: opts.get(k) for k in ("method", "path", "fault")})
         return json_response({"data": sb.scripted_faults()})
+
+    @app.route(c + "/clock", methods=["GET", "POST"])
+    def control_clock():
+        """{"skew_seconds": s}: the vendor's clock runs s seconds ahead of the host's."""
+        if request.method == "POST":
+            opts = body()
+            try:
+                sb.set_clock_skew(float(opts.get("skew_seconds", 0)))
+            except (TypeError, ValueError):
+                raise SandboxError(422, "validation_failed", "Bad clock skew.",
+                                   {"skew_seconds": "must be a number"}) from None
+        return json_response({"skew_seconds": sb.clock_skew()})
 
     @app.post(c + "/expire_tokens")
     def control_expire_tokens():
