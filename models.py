@@ -21,6 +21,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
@@ -32,7 +33,9 @@ from sqlalchemy import (
     UniqueConstraint,
     event as sa_event,
     exists,
+    func,
     select,
+    union,
 )
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -128,6 +131,8 @@ class DomainError(ApiError):
 # ---------------------------------------------------------------------------
 
 SYNC_STATUSES = ("pending", "synced", "failed", "conflict")
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() order
+ALL_WORKDAYS = 0b1111111
 EVENT_TYPES = ("Core", "Juicer", "Supervisor", "Digital", "Freeosk", "Other")
 ROLES = ("admin", "scheduler")
 
@@ -264,6 +269,17 @@ class Employee(SyncMixin, db.Model):
     name: Mapped[str] = mapped_column(String(120), index=True, active_history=True)
     email: Mapped[Optional[str]] = mapped_column(String(255), active_history=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True, index=True, active_history=True)
+    # Availability (app-api.md "Availability"): local to this app, never pushed to the vendor.
+    # `workdays`: a 7-bit mask, bit 0 = Monday … bit 6 = Sunday (date.weekday()); all seven
+    # by default.  A server default only (no Python default), so that Core inserts and the
+    # COPY path (copy_rows) that leave it out keep working; None before a flush means 127.
+    workdays: Mapped[int] = mapped_column(
+        Integer, CheckConstraint("workdays BETWEEN 0 AND 127", name="ck_employees_workdays"),
+        server_default=str(ALL_WORKDAYS))
+    # At most this many scheduled days in a Monday–Sunday local week; None: no limit.
+    # 1..7 (0 would mean "never works", which workdays = [] already says).
+    max_days_per_week: Mapped[Optional[int]] = mapped_column(Integer, CheckConstraint(
+        "max_days_per_week BETWEEN 1 AND 7", name="ck_employees_max_days_per_week"))
 
     __table_args__ = (
         Index(
@@ -273,10 +289,26 @@ class Employee(SyncMixin, db.Model):
         ),
     )
 
+    @property
+    def workday_names(self) -> list[str]:
+        """The weekdays worked, Monday first: ["mon", "tue", ...]."""
+        return workday_names(self.workdays)
+
+    @workday_names.setter
+    def workday_names(self, value: Any) -> None:
+        self.workdays = workdays_mask(value)
+
+    def works_on(self, day: date) -> bool:
+        """Whether `day`'s weekday is one of the employee's workdays."""
+        mask = ALL_WORKDAYS if self.workdays is None else self.workdays
+        return bool(mask & (1 << day.weekday()))
+
     def to_dict(self) -> dict:
         return {
             "id": self.id, "code": self.code, "name": self.name,
-            "email": self.email, "active": self.active, **self.sync_fields(),
+            "email": self.email, "active": self.active,
+            "workdays": self.workday_names, "max_days_per_week": self.max_days_per_week,
+            **self.sync_fields(),
         }
 
 
@@ -358,6 +390,37 @@ class Schedule(SyncMixin, db.Model):
             "id": self.id, "event_id": self.event_id, "employee_id": self.employee_id,
             "start_datetime": iso(self.start_datetime), **self.sync_fields(),
         }
+
+
+class TimeOff(db.Model):
+    """Whole local days (APP_TIMEZONE) an employee is off, start_date..end_date inclusive.
+
+    Local to this app, like the rest of availability: the vendor's contract has no time
+    off, so it is never pushed and carries no sync columns (external_id, sync_status, …)
+    that the sync engine would have to learn to skip; a row is deleted outright.
+    """
+
+    __tablename__ = "time_off"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id"))
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    note: Mapped[Optional[str]] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("end_date >= start_date", name="ck_time_off_dates"),
+        Index("ix_time_off_employee_start", "employee_id", "start_date"),
+    )
+
+    def covers(self, day: date) -> bool:
+        """Whether `day` is one of the days off."""
+        return self.start_date <= day <= self.end_date
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "employee_id": self.employee_id,
+                "start_date": self.start_date.isoformat(), "end_date": self.end_date.isoformat(),
+                "note": self.note, "created_at": iso(self.created_at)}
 
 
 # An event is scheduled while it has a live schedule (derived, never stored).
@@ -774,3 +837,185 @@ def notify_local_change() -> None:
             scheduler.request("push")
     except Exception:  # noqa: BLE001 - a local write must never fail because of sync
         log.exception("could not queue a push; the next interval run will send it")
+
+
+# ---------------------------------------------------------------------------
+# Availability (app-api.md "Availability"): workdays, time off, weekly limit
+# ---------------------------------------------------------------------------
+
+_WEEKDAY_PLURALS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays",
+                    "Saturdays", "Sundays")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def workday_names(mask: Optional[int]) -> list[str]:
+    """A workdays mask as names, Monday first (None: all seven)."""
+    mask = ALL_WORKDAYS if mask is None else mask
+    return [name for bit, name in enumerate(WEEKDAY_NAMES) if mask & (1 << bit)]
+
+
+def workdays_mask(value: Any, field: str = "workdays") -> int:
+    """["mon", "tue", ...] (any order, any case) → the mask; DomainError 422 naming `field`."""
+    if not isinstance(value, (list, tuple)):
+        raise DomainError(f"{field} must be a list of weekdays, e.g. [\"mon\", \"tue\"]",
+                          field=field)
+    mask = 0
+    for item in value:
+        name = item.strip().lower() if isinstance(item, str) else None
+        if name not in WEEKDAY_NAMES:
+            raise DomainError(f"{field}: {item!r} is not a weekday; use "
+                              f"{', '.join(WEEKDAY_NAMES)}", field=field)
+        bit = 1 << WEEKDAY_NAMES.index(name)
+        if mask & bit:
+            raise DomainError(f"{field}: {name!r} is listed twice", field=field)
+        mask |= bit
+    return mask
+
+
+def max_days_value(value: Any, field: str = "max_days_per_week") -> Optional[int]:
+    """null (no limit) or a whole number 1..7; DomainError 422 naming `field`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 7:
+        raise DomainError(f"{field} must be a whole number from 1 to 7, or null for no limit",
+                          field=field)
+    return value
+
+
+def _json_day(body: dict, field: str) -> date:
+    """A YYYY-MM-DD field of a JSON body; DomainError 422 naming it."""
+    value = body.get(field)
+    try:
+        return inputs.check_day(date.fromisoformat(value), field)
+    except (TypeError, ValueError):
+        raise DomainError(f"{field} must be a date YYYY-MM-DD", field=field) from None
+
+
+def parse_time_off(body: Any) -> dict:
+    """A time-off JSON body {"start_date", "end_date", "note"?} → TimeOff's fields."""
+    if not isinstance(body, dict):
+        raise DomainError("send a JSON object with start_date and end_date")
+    start, end = _json_day(body, "start_date"), _json_day(body, "end_date")
+    if end < start:
+        raise DomainError("end_date must be on or after start_date", field="end_date")
+    note = body.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > 200):
+        raise DomainError("note must be text of at most 200 characters", field="note")
+    return {"start_date": start, "end_date": end, "note": (note or "").strip() or None}
+
+
+def week_start(day: date) -> date:
+    """The Monday of `day`'s Monday–Sunday week."""
+    return day - timedelta(days=day.weekday())
+
+
+def fmt_day(day: date) -> str:
+    """A day as people read it in messages: "07 Dec"."""
+    return f"{day.day:02d} {_MONTHS[day.month - 1]}"
+
+
+def _week_count(employee_id: int, day: date, exclude_schedule_id: Optional[int]) -> int:
+    """Days the employee is scheduled in `day`'s week, other than `day` itself."""
+    monday = week_start(day)
+    query = select(func.count(Schedule.id)).where(
+        Schedule.employee_id == employee_id, Schedule.deleted_at.is_(None),
+        Schedule.local_day.between(monday, monday + timedelta(days=6)), Schedule.local_day != day)
+    if exclude_schedule_id is not None:
+        query = query.where(Schedule.id != exclude_schedule_id)
+    return db.session.scalar(query) or 0
+
+
+def availability_problem(employee: Employee, day: date,
+                         exclude_schedule_id: Optional[int] = None) -> Optional[DomainError]:
+    """Why `employee` may not be scheduled on local `day` (409), or None.
+
+    `employee_unavailable`: not a workday, or a day off; `over_weekly_limit`: the
+    Monday–Sunday week already has max_days_per_week other scheduled days.
+    `exclude_schedule_id` is the schedule being moved (it does not count).
+    """
+    if not employee.works_on(day):
+        return DomainError(f"{employee.name} does not work on {_WEEKDAY_PLURALS[day.weekday()]}",
+                           field="employee_id", status=409, code="employee_unavailable")
+    off = db.session.scalar(select(TimeOff).where(
+        TimeOff.employee_id == employee.id, TimeOff.start_date <= day, TimeOff.end_date >= day)
+        .order_by(TimeOff.start_date, TimeOff.id).limit(1))
+    if off is not None:
+        note = f" ({off.note})" if off.note else ""
+        return DomainError(f"{employee.name} is off from {fmt_day(off.start_date)} to "
+                           f"{fmt_day(off.end_date)}{note}",
+                           field="employee_id", status=409, code="employee_unavailable")
+    limit = employee.max_days_per_week
+    if limit is not None and _week_count(employee.id, day, exclude_schedule_id) >= limit:
+        return DomainError(f"{employee.name} already works {limit} day{'s' if limit != 1 else ''}"
+                           f" in the week of {fmt_day(week_start(day))} (limit {limit})",
+                           field="employee_id", status=409, code="over_weekly_limit")
+    return None
+
+
+def unavailable_employee_ids(day: date, exclude_schedule_id: Optional[int] = None):
+    """A select of the ids of employees availability keeps off local `day` (one query, any
+    number of employees): not a workday, a day off, or the week at its limit."""
+    monday = week_start(day)
+    not_workday = select(Employee.id).where(Employee.workdays.op("&")(1 << day.weekday()) == 0)
+    off = select(TimeOff.employee_id).where(TimeOff.start_date <= day, TimeOff.end_date >= day)
+    full = (select(Schedule.employee_id).join(Employee, Employee.id == Schedule.employee_id)
+            .where(Schedule.deleted_at.is_(None), Employee.max_days_per_week.is_not(None),
+                   Schedule.local_day.between(monday, monday + timedelta(days=6)),
+                   Schedule.local_day != day)
+            .group_by(Schedule.employee_id, Employee.max_days_per_week)
+            .having(func.count(Schedule.id) >= Employee.max_days_per_week))
+    if exclude_schedule_id is not None:
+        full = full.where(Schedule.id != exclude_schedule_id)
+    return select(union(not_workday, off, full).subquery().c[0])
+
+
+def free_employees(day: date, exclude_schedule_id: Optional[int] = None) -> list[Employee]:
+    """Active employees who may take work on local `day`: no schedule that day and
+    available (workday, not off, week under its limit), by name."""
+    query = live(Employee).where(
+        Employee.active.is_(True),
+        Employee.id.not_in(busy_employee_ids(day, exclude_schedule_id)),
+        Employee.id.not_in(unavailable_employee_ids(day, exclude_schedule_id)))
+    return list(db.session.scalars(query.order_by(Employee.name, Employee.id)))
+
+
+def _id_filter(column, employee_ids):
+    """`column IN employee_ids` for a list/set of ids or a select of them."""
+    if isinstance(employee_ids, (list, tuple, set, frozenset)):
+        return column.in_(list(employee_ids))
+    return column.in_(employee_ids)
+
+
+def week_counts(employee_ids, monday: date) -> dict[int, int]:
+    """Scheduled days per employee in the week starting `monday` (ids: a list or a select;
+    one query; employees with none are left out)."""
+    rows = db.session.execute(
+        select(Schedule.employee_id, func.count(Schedule.id))
+        .where(Schedule.deleted_at.is_(None), _id_filter(Schedule.employee_id, employee_ids),
+               Schedule.local_day.between(monday, monday + timedelta(days=6)))
+        .group_by(Schedule.employee_id))
+    return {employee_id: count for employee_id, count in rows}
+
+
+def scheduled_days(employee_ids, day_from: date, day_to: date) -> dict[int, set[date]]:
+    """The local days each employee has a live schedule on, day_from..day_to (one query)."""
+    days: dict[int, set[date]] = {}
+    rows = db.session.execute(
+        select(Schedule.employee_id, Schedule.local_day)
+        .where(Schedule.deleted_at.is_(None), _id_filter(Schedule.employee_id, employee_ids),
+               Schedule.local_day.between(day_from, day_to)))
+    for employee_id, day in rows:
+        days.setdefault(employee_id, set()).add(day)
+    return days
+
+
+def time_off_between(employee_ids, day_from: date, day_to: date) -> dict[int, list[TimeOff]]:
+    """Each employee's time off that meets day_from..day_to, earliest first (one query)."""
+    found: dict[int, list[TimeOff]] = {}
+    rows = db.session.scalars(
+        select(TimeOff).where(_id_filter(TimeOff.employee_id, employee_ids),
+                              TimeOff.start_date <= day_to, TimeOff.end_date >= day_from)
+        .order_by(TimeOff.employee_id, TimeOff.start_date, TimeOff.id))
+    for row in rows:
+        found.setdefault(row.employee_id, []).append(row)
+    return found
