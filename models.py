@@ -882,7 +882,7 @@ def max_days_value(value: Any, field: str = "max_days_per_week") -> Optional[int
     return value
 
 
-def _json_day(body: dict, field: str) -> date:
+def parse_json_day(body: dict, field: str) -> date:
     """A YYYY-MM-DD field of a JSON body; DomainError 422 naming it."""
     value = body.get(field)
     try:
@@ -895,7 +895,7 @@ def parse_time_off(body: Any) -> dict:
     """A time-off JSON body {"start_date", "end_date", "note"?} → TimeOff's fields."""
     if not isinstance(body, dict):
         raise DomainError("send a JSON object with start_date and end_date")
-    start, end = _json_day(body, "start_date"), _json_day(body, "end_date")
+    start, end = parse_json_day(body, "start_date"), parse_json_day(body, "end_date")
     if end < start:
         raise DomainError("end_date must be on or after start_date", field="end_date")
     note = body.get("note")
