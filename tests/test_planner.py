@@ -16,7 +16,7 @@ import models
 import planner
 from models import DomainError, Employee, Schedule, TimeOff, db
 from planner import PlanEmployee, PlanEvent, Problem, solve
-from tests.factories import make_employee, make_event, make_schedule, utc
+from tests.factories import make_employee, make_event, make_schedule
 
 MON = date(2026, 12, 7)  # a Monday
 
