@@ -276,6 +276,66 @@ def test_random_cases_place_the_exact_maximum_due_first():
         assert all(u.reason for u in plan.unplaced)
 
 
+def _plan_key(problem: Problem, assignments) -> tuple:
+    """The planner's order of preference, as a key (smaller is better): more placed, then
+    the earliest-due sorted dues, then fewer unknown stores, then the sum of squares of
+    each employee's days in the range (already scheduled ones included)."""
+    events = {e.id: e for e in problem.events}
+    employees = {e.id: e for e in problem.employees}
+    unfamiliar = sum(1 for event_id, employee_id, _ in assignments
+                     if events[event_id].store_number not in employees[employee_id].stores)
+    days = Counter(employee_id for _, employee_id, _ in assignments)
+    spread = sum((employees[i].busy_days + n) ** 2 - employees[i].busy_days ** 2
+                 for i, n in days.items())
+    return (-len(assignments), sorted(events[i].due for i, _, _ in assignments), unfamiliar, spread)
+
+
+def _best_key_by_enumeration(problem: Problem) -> tuple:
+    """The best key over every valid plan, by trying them all (tiny problems only)."""
+    options = {e.id: [(employee.id, d) for employee in problem.employees
+                      for d in sorted(employee.days)
+                      if planner.clipped(e, problem)[0] <= d <= planner.clipped(e, problem)[1]]
+               for e in problem.events}
+    best = [None]
+
+    def walk(index: int, chosen: list, used: set, weeks: Counter) -> None:
+        if index == len(problem.events):
+            key = _plan_key(problem, chosen)
+            best[0] = key if best[0] is None or key < best[0] else best[0]
+            return
+        event = problem.events[index]
+        walk(index + 1, chosen, used, weeks)
+        for employee_id, d in options[event.id]:
+            week_key = (employee_id, planner.week_of(d))
+            left = next(e for e in problem.employees if e.id == employee_id) \
+                .week_capacity.get(week_key[1])
+            if (employee_id, d) in used or (left is not None and weeks[week_key] >= left):
+                continue
+            used.add((employee_id, d))
+            weeks[week_key] += 1
+            walk(index + 1, chosen + [(event.id, employee_id, d)], used, weeks)
+            used.discard((employee_id, d))
+            weeks[week_key] -= 1
+
+    walk(0, [], set(), Counter())
+    return best[0]
+
+
+def test_random_tiny_cases_follow_every_preference_in_order():
+    """Due first, then known stores, then the spread: the solver's plan is as good as the
+    best of all plans, key by key (this checks that the cost scaling is lexicographic)."""
+    rng = random.Random(7)
+    for _ in range(150):
+        problem = _random_problem(rng)
+        problem.events = problem.events[:4]
+        problem.employees = problem.employees[:3]
+        problem.day_to = min(problem.day_to, problem.day_from + timedelta(days=3))
+        plan = solve(problem)
+        check_rules(problem, plan)
+        found = [(a.event_id, a.employee_id, a.day) for a in plan.assignments]
+        assert _plan_key(problem, found) == _best_key_by_enumeration(problem), problem
+
+
 # ---------------------------------------------------------------------------
 # Availability in the models, on the database
 # ---------------------------------------------------------------------------
