@@ -979,43 +979,12 @@ def free_employees(day: date, exclude_schedule_id: Optional[int] = None) -> list
     return list(db.session.scalars(query.order_by(Employee.name, Employee.id)))
 
 
-def _id_filter(column, employee_ids):
-    """`column IN employee_ids` for a list/set of ids or a select of them."""
-    if isinstance(employee_ids, (list, tuple, set, frozenset)):
-        return column.in_(list(employee_ids))
-    return column.in_(employee_ids)
-
-
 def week_counts(employee_ids, monday: date) -> dict[int, int]:
-    """Scheduled days per employee in the week starting `monday` (ids: a list or a select;
-    one query; employees with none are left out)."""
+    """Scheduled days per employee in the week starting `monday` (ids: a list or a select
+    of them; one query; employees with none are left out)."""
     rows = db.session.execute(
         select(Schedule.employee_id, func.count(Schedule.id))
-        .where(Schedule.deleted_at.is_(None), _id_filter(Schedule.employee_id, employee_ids),
+        .where(Schedule.deleted_at.is_(None), Schedule.employee_id.in_(employee_ids),
                Schedule.local_day.between(monday, monday + timedelta(days=6)))
         .group_by(Schedule.employee_id))
     return {employee_id: count for employee_id, count in rows}
-
-
-def scheduled_days(employee_ids, day_from: date, day_to: date) -> dict[int, set[date]]:
-    """The local days each employee has a live schedule on, day_from..day_to (one query)."""
-    days: dict[int, set[date]] = {}
-    rows = db.session.execute(
-        select(Schedule.employee_id, Schedule.local_day)
-        .where(Schedule.deleted_at.is_(None), _id_filter(Schedule.employee_id, employee_ids),
-               Schedule.local_day.between(day_from, day_to)))
-    for employee_id, day in rows:
-        days.setdefault(employee_id, set()).add(day)
-    return days
-
-
-def time_off_between(employee_ids, day_from: date, day_to: date) -> dict[int, list[TimeOff]]:
-    """Each employee's time off that meets day_from..day_to, earliest first (one query)."""
-    found: dict[int, list[TimeOff]] = {}
-    rows = db.session.scalars(
-        select(TimeOff).where(_id_filter(TimeOff.employee_id, employee_ids),
-                              TimeOff.start_date <= day_to, TimeOff.end_date >= day_from)
-        .order_by(TimeOff.employee_id, TimeOff.start_date, TimeOff.id))
-    for row in rows:
-        found.setdefault(row.employee_id, []).append(row)
-    return found

@@ -26,7 +26,7 @@ from ortools.graph.python import min_cost_flow
 from sqlalchemy import exists, select
 
 import models
-from models import EVENT_TYPES, DomainError, Employee, Event, Schedule, db, fmt_day
+from models import EVENT_TYPES, DomainError, Employee, Event, Schedule, TimeOff, db, fmt_day
 
 MAX_DAYS = 31  # the longest range one plan covers
 DEFAULT_START = time(9, 0)  # local time of a planned schedule on a day its window does not open
@@ -71,6 +71,8 @@ class Problem:
 
 @dataclass(frozen=True)
 class Assignment:
+    """One event given to one employee on one local day."""
+
     event_id: int
     employee_id: int
     day: date
@@ -78,12 +80,16 @@ class Assignment:
 
 @dataclass(frozen=True)
 class Unplaced:
+    """An event left out, and why in words."""
+
     event_id: int
     reason: str
 
 
 @dataclass
 class Plan:
+    """What solve returns: the assignments, the events left out, and figures."""
+
     assignments: list[Assignment]
     unplaced: list[Unplaced]
     stats: dict[str, Any]
@@ -152,6 +158,7 @@ class _Network:
     SOURCE, SINK = 0, 1
 
     def __init__(self, problem: Problem):
+        """An empty graph over `problem`, with each employee's usable days."""
         self.problem = problem
         self.flow = min_cost_flow.SimpleMinCostFlow()
         self.nodes: dict[tuple, int] = {}
@@ -424,6 +431,31 @@ def _employee_query(employee_ids: Optional[list[int]]):
     return query.order_by(Employee.id)
 
 
+def scheduled_days(employee_ids, day_from: date, day_to: date) -> dict[int, set[date]]:
+    """The local days each employee has a live schedule on, day_from..day_to (ids: a list
+    or a select of them; one query)."""
+    days: dict[int, set[date]] = defaultdict(set)
+    rows = db.session.execute(
+        select(Schedule.employee_id, Schedule.local_day)
+        .where(Schedule.deleted_at.is_(None), Schedule.employee_id.in_(employee_ids),
+               Schedule.local_day.between(day_from, day_to)))
+    for employee_id, day in rows:
+        days[employee_id].add(day)
+    return dict(days)
+
+
+def time_off_between(employee_ids, day_from: date, day_to: date) -> dict[int, list[TimeOff]]:
+    """Each employee's time off that meets day_from..day_to, earliest first (one query)."""
+    found: dict[int, list[TimeOff]] = defaultdict(list)
+    rows = db.session.scalars(
+        select(TimeOff).where(TimeOff.employee_id.in_(employee_ids),
+                              TimeOff.start_date <= day_to, TimeOff.end_date >= day_from)
+        .order_by(TimeOff.employee_id, TimeOff.start_date, TimeOff.id))
+    for row in rows:
+        found[row.employee_id].append(row)
+    return dict(found)
+
+
 def _known_stores(ids, before: datetime) -> dict[int, set[int]]:
     """The stores each employee worked at (live schedules starting before `before`)."""
     rows = db.session.execute(
@@ -444,8 +476,8 @@ def _plan_employees(day_from: date, day_to: date,
     rows = db.session.execute(query).all()
     ids = select(query.subquery().c.id)
     monday, sunday = week_of(day_from), week_of(day_to) + timedelta(days=6)
-    busy = models.scheduled_days(ids, monday, sunday)
-    off = models.time_off_between(ids, day_from, day_to)
+    busy = scheduled_days(ids, monday, sunday)
+    off = time_off_between(ids, day_from, day_to)
     stores = _known_stores(ids, models.local_day_bounds(day_from)[0])
     range_days = days_between(day_from, day_to)
     weeks = sorted({week_of(d) for d in range_days})

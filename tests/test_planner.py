@@ -448,11 +448,11 @@ def test_bulk_helpers_match_the_one_by_one_rule(app):
         assert [e.id for e in models.free_employees(tuesday)] == [people[2].id]
         ids = [p.id for p in people]
         assert models.week_counts(ids, MON) == {people[1].id: 1, people[2].id: 1, people[4].id: 1}
-        assert models.scheduled_days(ids, MON, day(6)) == {
+        assert planner.scheduled_days(ids, MON, day(6)) == {
             people[1].id: {day(0)}, people[2].id: {day(0)}, people[4].id: {day(1)}}
-        off = models.time_off_between(ids, MON, day(6))
+        off = planner.time_off_between(ids, MON, day(6))
         assert list(off) == [people[3].id] and off[people[3].id][0].covers(tuesday)
-        assert models.time_off_between(ids, day(2), day(6)) == {}
+        assert planner.time_off_between(ids, day(2), day(6)) == {}
 
 
 # ---------------------------------------------------------------------------
