@@ -45,6 +45,7 @@ def emp(employee_id: int, days, limit=None, stores=(), busy=0) -> PlanEmployee:
 
 
 def week(events, employees, length: int = 7) -> Problem:
+    """A problem over MON's week (or `length` days from MON)."""
     return Problem(MON, day(length - 1), events, employees)
 
 
@@ -184,9 +185,9 @@ def test_no_events_or_no_employees():
 # Random small cases against an exact maximum computed here (no OR-Tools)
 # ---------------------------------------------------------------------------
 
-def _max_flow(problem: Problem, events: list[PlanEvent]) -> int:
-    """How many of `events` fit at once: Edmonds–Karp on event → (emp, day) → (emp, week)
-    → sink, written here independently of planner.py."""
+def _flow_graph(problem: Problem, events: list[PlanEvent]) -> tuple[dict, dict]:
+    """Adjacency and capacities of event → (emp, day) → (emp, week) → sink, built here
+    independently of planner.py."""
     cap: dict = {}
     graph: dict = {}
 
@@ -210,6 +211,12 @@ def _max_flow(problem: Problem, events: list[PlanEvent]) -> int:
         for monday in {d - timedelta(days=d.weekday()) for d in employee.days}:
             left = employee.week_capacity.get(monday)
             add(("w", employee.id, monday), "t", 99 if left is None else left)
+    return graph, cap
+
+
+def _max_flow(problem: Problem, events: list[PlanEvent]) -> int:
+    """How many of `events` fit at once: Edmonds–Karp (BFS augmenting paths)."""
+    graph, cap = _flow_graph(problem, events)
     total = 0
     while True:
         parent = {"s": None}
@@ -242,6 +249,7 @@ def _best_by_brute_force(problem: Problem) -> tuple[int, list[datetime]]:
 
 
 def _random_problem(rng: random.Random) -> Problem:
+    """Up to 7 events, 4 employees and 7 days, with random limits and known stores."""
     length = rng.randint(1, 7)
     start = MON - timedelta(days=rng.randint(0, 3))  # ranges across two weeks too
     days = [start + timedelta(days=i) for i in range(length)]
