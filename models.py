@@ -22,6 +22,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
@@ -130,6 +131,8 @@ class DomainError(ApiError):
 
 # every value of SyncMixin.sync_status (the status counts list them in this order)
 SYNC_STATUSES = ("synced", "pending", "failed", "conflict")
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() order
+ALL_WORKDAYS = 0b1111111
 EVENT_TYPES = ("Core", "Juicer", "Supervisor", "Digital", "Freeosk", "Other")
 ROLES = ("admin", "scheduler")
 
@@ -282,6 +285,17 @@ class Employee(SyncMixin, db.Model):
     name: Mapped[str] = mapped_column(String(120), index=True, active_history=True)
     email: Mapped[Optional[str]] = mapped_column(String(255), active_history=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True, index=True, active_history=True)
+    # Availability (app-api.md "Availability"): local to this app, never pushed to the vendor.
+    # `workdays`: a 7-bit mask, bit 0 = Monday … bit 6 = Sunday (date.weekday()); all seven
+    # by default.  A server default only (no Python default), so that Core inserts and the
+    # COPY path (copy_rows) that leave it out keep working; None before a flush means 127.
+    workdays: Mapped[int] = mapped_column(
+        Integer, CheckConstraint("workdays BETWEEN 0 AND 127", name="ck_employees_workdays"),
+        server_default=str(ALL_WORKDAYS))
+    # At most this many scheduled days in a Monday–Sunday local week; None: no limit.
+    # 1..7 (0 would mean "never works", which workdays = [] already says).
+    max_days_per_week: Mapped[Optional[int]] = mapped_column(Integer, CheckConstraint(
+        "max_days_per_week BETWEEN 1 AND 7", name="ck_employees_max_days_per_week"))
 
     __table_args__ = (
         Index(
@@ -291,10 +305,26 @@ class Employee(SyncMixin, db.Model):
         ),
     )
 
+    @property
+    def workday_names(self) -> list[str]:
+        """The weekdays worked, Monday first: ["mon", "tue", ...]."""
+        return workday_names(self.workdays)
+
+    @workday_names.setter
+    def workday_names(self, value: Any) -> None:
+        self.workdays = workdays_mask(value)
+
+    def works_on(self, day: date) -> bool:
+        """Whether `day`'s weekday is one of the employee's workdays."""
+        mask = ALL_WORKDAYS if self.workdays is None else self.workdays
+        return bool(mask & (1 << day.weekday()))
+
     def to_dict(self) -> dict:
         return {
             "id": self.id, "code": self.code, "name": self.name,
-            "email": self.email, "active": self.active, **self.sync_fields(),
+            "email": self.email, "active": self.active,
+            "workdays": self.workday_names, "max_days_per_week": self.max_days_per_week,
+            **self.sync_fields(),
         }
 
 
@@ -376,6 +406,37 @@ class Schedule(SyncMixin, db.Model):
             "id": self.id, "event_id": self.event_id, "employee_id": self.employee_id,
             "start_datetime": iso(self.start_datetime), **self.sync_fields(),
         }
+
+
+class TimeOff(db.Model):
+    """Whole local days (APP_TIMEZONE) an employee is off, start_date..end_date inclusive.
+
+    Local to this app, like the rest of availability: the vendor's contract has no time
+    off, so it is never pushed and carries no sync columns (external_id, sync_status, …)
+    that the sync engine would have to learn to skip; a row is deleted outright.
+    """
+
+    __tablename__ = "time_off"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id"))
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    note: Mapped[Optional[str]] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("end_date >= start_date", name="ck_time_off_dates"),
+        Index("ix_time_off_employee_start", "employee_id", "start_date"),
+    )
+
+    def covers(self, day: date) -> bool:
+        """Whether `day` is one of the days off."""
+        return self.start_date <= day <= self.end_date
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "employee_id": self.employee_id,
+                "start_date": self.start_date.isoformat(), "end_date": self.end_date.isoformat(),
+                "note": self.note, "created_at": iso(self.created_at)}
 
 
 # An event is scheduled while it has a live schedule (derived, never stored).
@@ -826,3 +887,31 @@ def notify_local_change() -> None:
         local_change.send(current_app._get_current_object())
     except Exception:  # noqa: BLE001 - a local write must never fail because of sync
         log.exception("could not queue a push; the next interval run will send it")
+
+
+# ---------------------------------------------------------------------------
+# Workdays (availability.py holds the rest of the availability rules)
+# ---------------------------------------------------------------------------
+
+def workday_names(mask: Optional[int]) -> list[str]:
+    """A workdays mask as names, Monday first (None: all seven)."""
+    mask = ALL_WORKDAYS if mask is None else mask
+    return [name for bit, name in enumerate(WEEKDAY_NAMES) if mask & (1 << bit)]
+
+
+def workdays_mask(value: Any, field: str = "workdays") -> int:
+    """["mon", "tue", ...] (any order, any case) → the mask; DomainError 422 naming `field`."""
+    if not isinstance(value, (list, tuple)):
+        raise DomainError(f"{field} must be a list of weekdays, e.g. [\"mon\", \"tue\"]",
+                          field=field)
+    mask = 0
+    for item in value:
+        name = item.strip().lower() if isinstance(item, str) else None
+        if name not in WEEKDAY_NAMES:
+            raise DomainError(f"{field}: {item!r} is not a weekday; use "
+                              f"{', '.join(WEEKDAY_NAMES)}", field=field)
+        bit = 1 << WEEKDAY_NAMES.index(name)
+        if mask & bit:
+            raise DomainError(f"{field}: {name!r} is listed twice", field=field)
+        mask |= bit
+    return mask

@@ -1,0 +1,146 @@
+"""Availability: who may work which local day (workdays, time off, a weekly limit).
+
+Local to this app: the vendor's contract has none of it, so nothing here is pushed
+and a pull or webhook never changes it.  The rules (the messages name the reason):
+
+* `employee_unavailable` (409): the day is not one of the employee's `workdays`, or
+  falls in one of their time-off ranges (whole local days, inclusive);
+* `over_weekly_limit` (409): the Monday–Sunday week already has `max_days_per_week`
+  other scheduled days.
+
+`availability_problem` checks one employee and day; `unavailable_employee_ids`,
+`free_employees` and `week_counts` answer for many at once in one query each.  The
+JSON readers (`max_days_value`, `parse_time_off`, `parse_json_day`) raise 422
+naming the field.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any, Optional
+
+from sqlalchemy import func, select, union
+
+import inputs
+from models import (DomainError, Employee, Schedule, TimeOff, busy_employee_ids, db, live)
+
+_WEEKDAY_PLURALS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays",
+                    "Saturdays", "Sundays")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def max_days_value(value: Any, field: str = "max_days_per_week") -> Optional[int]:
+    """null (no limit) or a whole number 1..7; DomainError 422 naming `field`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 7:
+        raise DomainError(f"{field} must be a whole number from 1 to 7, or null for no limit",
+                          field=field)
+    return value
+
+
+def parse_json_day(body: dict, field: str) -> date:
+    """A YYYY-MM-DD field of a JSON body; DomainError 422 naming it."""
+    value = body.get(field)
+    try:
+        return inputs.check_day(date.fromisoformat(value), field)
+    except (TypeError, ValueError):
+        raise DomainError(f"{field} must be a date YYYY-MM-DD", field=field) from None
+
+
+def parse_time_off(body: Any) -> dict:
+    """A time-off JSON body {"start_date", "end_date", "note"?} → TimeOff's fields."""
+    if not isinstance(body, dict):
+        raise DomainError("send a JSON object with start_date and end_date")
+    start, end = parse_json_day(body, "start_date"), parse_json_day(body, "end_date")
+    if end < start:
+        raise DomainError("end_date must be on or after start_date", field="end_date")
+    note = body.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > 200):
+        raise DomainError("note must be text of at most 200 characters", field="note")
+    return {"start_date": start, "end_date": end, "note": (note or "").strip() or None}
+
+
+def week_start(day: date) -> date:
+    """The Monday of `day`'s Monday–Sunday week."""
+    return day - timedelta(days=day.weekday())
+
+
+def fmt_day(day: date) -> str:
+    """A day as people read it in messages: "07 Dec"."""
+    return f"{day.day:02d} {_MONTHS[day.month - 1]}"
+
+
+def _week_count(employee_id: int, day: date, exclude_schedule_id: Optional[int]) -> int:
+    """Days the employee is scheduled in `day`'s week, other than `day` itself."""
+    monday = week_start(day)
+    query = select(func.count(Schedule.id)).where(
+        Schedule.employee_id == employee_id, Schedule.deleted_at.is_(None),
+        Schedule.local_day.between(monday, monday + timedelta(days=6)), Schedule.local_day != day)
+    if exclude_schedule_id is not None:
+        query = query.where(Schedule.id != exclude_schedule_id)
+    return db.session.scalar(query) or 0
+
+
+def availability_problem(employee: Employee, day: date,
+                         exclude_schedule_id: Optional[int] = None) -> Optional[DomainError]:
+    """Why `employee` may not be scheduled on local `day` (409), or None.
+
+    `employee_unavailable`: not a workday, or a day off; `over_weekly_limit`: the
+    Monday–Sunday week already has max_days_per_week other scheduled days.
+    `exclude_schedule_id` is the schedule being moved (it does not count).
+    """
+    if not employee.works_on(day):
+        return DomainError(f"{employee.name} does not work on {_WEEKDAY_PLURALS[day.weekday()]}",
+                           field="employee_id", status=409, code="employee_unavailable")
+    off = db.session.scalar(select(TimeOff).where(
+        TimeOff.employee_id == employee.id, TimeOff.start_date <= day, TimeOff.end_date >= day)
+        .order_by(TimeOff.start_date, TimeOff.id).limit(1))
+    if off is not None:
+        note = f" ({off.note})" if off.note else ""
+        return DomainError(f"{employee.name} is off from {fmt_day(off.start_date)} to "
+                           f"{fmt_day(off.end_date)}{note}",
+                           field="employee_id", status=409, code="employee_unavailable")
+    limit = employee.max_days_per_week
+    if limit is not None and _week_count(employee.id, day, exclude_schedule_id) >= limit:
+        return DomainError(f"{employee.name} already works {limit} day{'s' if limit != 1 else ''}"
+                           f" in the week of {fmt_day(week_start(day))} (limit {limit})",
+                           field="employee_id", status=409, code="over_weekly_limit")
+    return None
+
+
+def unavailable_employee_ids(day: date, exclude_schedule_id: Optional[int] = None):
+    """A select of the ids of employees availability keeps off local `day` (one query, any
+    number of employees): not a workday, a day off, or the week at its limit."""
+    monday = week_start(day)
+    not_workday = select(Employee.id).where(Employee.workdays.op("&")(1 << day.weekday()) == 0)
+    off = select(TimeOff.employee_id).where(TimeOff.start_date <= day, TimeOff.end_date >= day)
+    full = (select(Schedule.employee_id).join(Employee, Employee.id == Schedule.employee_id)
+            .where(Schedule.deleted_at.is_(None), Employee.max_days_per_week.is_not(None),
+                   Schedule.local_day.between(monday, monday + timedelta(days=6)),
+                   Schedule.local_day != day)
+            .group_by(Schedule.employee_id, Employee.max_days_per_week)
+            .having(func.count(Schedule.id) >= Employee.max_days_per_week))
+    if exclude_schedule_id is not None:
+        full = full.where(Schedule.id != exclude_schedule_id)
+    return select(union(not_workday, off, full).subquery().c[0])
+
+
+def free_employees(day: date, exclude_schedule_id: Optional[int] = None) -> list[Employee]:
+    """Active employees who may take work on local `day`: no schedule that day and
+    available (workday, not off, week under its limit), by name."""
+    query = live(Employee).where(
+        Employee.active.is_(True),
+        Employee.id.not_in(busy_employee_ids(day, exclude_schedule_id)),
+        Employee.id.not_in(unavailable_employee_ids(day, exclude_schedule_id)))
+    return list(db.session.scalars(query.order_by(Employee.name, Employee.id)))
+
+
+def week_counts(employee_ids, monday: date) -> dict[int, int]:
+    """Scheduled days per employee in the week starting `monday` (ids: a list or a select
+    of them; one query; employees with none are left out)."""
+    rows = db.session.execute(
+        select(Schedule.employee_id, func.count(Schedule.id))
+        .where(Schedule.deleted_at.is_(None), Schedule.employee_id.in_(employee_ids),
+               Schedule.local_day.between(monday, monday + timedelta(days=6)))
+        .group_by(Schedule.employee_id))
+    return {employee_id: count for employee_id, count in rows}
