@@ -180,7 +180,7 @@ def test_patch_makes_a_synced_record_pending(client, admin_headers, app):
 
 
 def test_changes_ask_for_a_push(client, admin_headers, monkeypatch):
-    import app as app_module
+    import api as app_module
 
     calls = []
     monkeypatch.setattr(app_module, "notify_local_change", lambda: calls.append(1))

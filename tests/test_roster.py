@@ -108,7 +108,7 @@ def test_a_schedule_near_midnight_sits_on_its_local_day(app, client, signed_in, 
 
 
 def test_the_grid_marks_today(app, client, signed_in):
-    from app import local_today
+    from shared import local_today
 
     with app.app_context():
         make_employee("Ana")
@@ -387,7 +387,7 @@ def test_the_roster_runs_the_same_statements_for_5_and_50_employees(app, client,
         return len(seen)
 
     small = measured(5)
-    from app import create_user
+    from auth import create_user
     from tests.conftest import SCHEDULER, _empty_tables
 
     _empty_tables(app)
