@@ -1,19 +1,16 @@
 """The JSON API: /api/employees, /api/events, /api/schedules, history, CSV import/export.
 
-The contract is docs/openapi.yaml.
+The contract is docs/openapi.yaml.  Bodies: read-only fields (`id`, the sync
+fields) and unknown fields are ignored; every bad field is reported at once
+(422, details [{field, message}]), each checked against its model column's
+limits (fields.py, through bodies.py).  Lists answer {data, page, per_page, total}.
 """
 from __future__ import annotations
 
-import logging
 from datetime import date, datetime
 from typing import Optional
 
-from flask import (
-    Blueprint,
-    jsonify,
-    request,
-    url_for,
-)
+from flask import Blueprint, jsonify, request, url_for
 from flask_login import login_required
 from sqlalchemy import select
 
@@ -21,6 +18,8 @@ import csv_formats
 import fields
 import inputs
 import security
+from bodies import Body, boolean, field, json_object
+from error_handlers import invalid
 from models import (
     SYNCED_MODELS,
     ApiError,
@@ -42,17 +41,12 @@ from models import (
     parse_api_datetime,
     value_taken,
 )
-from bodies import Body, boolean, field, json_object
-from error_handlers import invalid
 from paging import PageOf, listing_json, page_args, page_json, paginate
-
-log = logging.getLogger("app")
 
 EVENT_REQUIRED = ("project_ref_num", "project_name", "start_datetime", "due_datetime")
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 security.throttle_signin(bp)  # failed HTTP Basic sign-ins, like the login form's
-
 
 
 def _page_of(model, order_by: tuple, *conditions):
@@ -61,6 +55,7 @@ def _page_of(model, order_by: tuple, *conditions):
 
 
 def _get_or_404(model, record_id: int):
+    """A live record, else 404 not_found."""
     record = get_live(model, record_id)
     if record is None:
         raise ApiError(404, "not_found", f"no {model.__name__.lower()} with id {record_id}")
@@ -368,7 +363,7 @@ def record_history(resource: str, record_id: int):
 
 for _resource in SYNCED_MODELS:  # GET /api/employees/<id>/history, events, schedules
     bp.add_url_rule(f"/{_resource}/<int:record_id>/history", f"{_resource}_history",
-                     record_history, methods=["GET"], defaults={"resource": _resource})
+                    record_history, methods=["GET"], defaults={"resource": _resource})
 
 
 def _bound_arg(value: str, name: str, end: bool) -> datetime:

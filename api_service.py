@@ -1,4 +1,4 @@
-"""HTTP client for the vendor's scheduling API (see docs: external-api.md).
+"""HTTP client for the vendor's scheduling API (its contract: docs/vendor-api.md).
 
 This module knows HTTP and the vendor's contract, nothing about the database.
 

@@ -16,7 +16,8 @@ from typing import Optional
 import click
 from flask import Flask, g, request
 from flask_login import current_user
-from sqlalchemy import event as sa_event, select
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
 
 import api
 import auth
@@ -94,28 +95,30 @@ def register_extensions(app: Flask) -> None:
         if db.engine.dialect.name == "sqlite":
             sa_event.listen(db.engine, "connect", _sqlite_pragmas)
 
-    @app.before_request
-    def auth_then_csrf():
-        """API writes: 401 unless signed in, then CSRF unless signed in by HTTP Basic.
+    app.before_request(auth_then_csrf)
 
-        CSRF is skipped only for a request that authenticated with Basic
-        (curl sends no cookie a forger could ride on); a session cookie with
-        any other Authorization header still needs the token.  The vendor's
-        webhook is authenticated by its signature.  Pages keep CSRF first.
-        """
-        if request.method in ("GET", "HEAD", "OPTIONS"):
-            return None
-        if request.blueprint == "webhook":
-            return None
-        if is_api_request():
-            if request.routing_exception is not None:
-                return None  # the 404/405 answers; no view runs
-            if not current_user.is_authenticated:
-                return login_manager.unauthorized()
-            if g.get("basic_auth"):
-                return None
-        csrf.protect()
+
+def auth_then_csrf():
+    """API writes: 401 unless signed in, then CSRF unless signed in by HTTP Basic.
+
+    CSRF is skipped only for a request that authenticated with Basic
+    (curl sends no cookie a forger could ride on); a session cookie with
+    any other Authorization header still needs the token.  The vendor's
+    webhook is authenticated by its signature.  Pages keep CSRF first.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS"):
         return None
+    if request.blueprint == "webhook":
+        return None
+    if is_api_request():
+        if request.routing_exception is not None:
+            return None  # the 404/405 answers; no view runs
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if g.get("basic_auth"):
+            return None
+    csrf.protect()
+    return None
 
 
 # The history source of each blueprint's writes (history.py): pages, the JSON and sync
@@ -129,6 +132,7 @@ def register_history_source(app: Flask) -> None:
 
     @app.before_request
     def history_source():
+        """Name the source (and actor) of this write request's history entries."""
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return None  # reads write nothing; a GET that wrote would fail loudly
         name = HISTORY_SOURCES.get(request.blueprint or "")
@@ -140,6 +144,7 @@ def register_history_source(app: Flask) -> None:
 
     @app.teardown_request
     def history_source_done(_exc=None):
+        """Forget the request's history source."""
         history.clear_source()
 
 

@@ -23,15 +23,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
 import security
-from models import (
-    ROLES,
-    ApiError,
-    DomainError,
-    User,
-    db,
-)
 from error_handlers import is_api_request
 from extensions import login_manager
+from models import ROLES, ApiError, DomainError, User, db
 
 log = logging.getLogger("app")
 

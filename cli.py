@@ -1,20 +1,16 @@
-"""`flask --app app ...` commands: users, demo data, sync runs, schedule upkeep.
-"""
+"""The `flask --app app ...` commands: users, demo data, sync runs, schedule upkeep."""
 from __future__ import annotations
 
-import logging
 from datetime import datetime, time, timedelta
 
 import click
-from flask import (
-    Flask,
-    current_app,
-)
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 import demo_data
 import sync_engine
+from auth import create_user
 from models import (
     ROLES,
     DomainError,
@@ -30,11 +26,6 @@ from models import (
     to_local,
     utcnow,
 )
-
-from auth import create_user
-
-log = logging.getLogger("app")
-
 
 users_cli = AppGroup("users", help="Manage who can sign in.")
 

@@ -1,23 +1,15 @@
 """The employees pages: list and add, edit, deactivate and reactivate.
+
+The form's limits come from the model columns (fields.py).
 """
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
-from flask import (
-    Blueprint,
-    abort,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 import fields
-
 from models import (
     DomainError,
     Employee,
@@ -30,11 +22,8 @@ from models import (
     notify_local_change,
     value_taken,
 )
-
-from paging import paginate, page_number
-from shared import (FormErrors, commit_or_conflict, employee_history)
-
-log = logging.getLogger("app")
+from paging import page_number, paginate
+from shared import FormErrors, commit_or_conflict, employee_history
 
 bp = Blueprint("employees", __name__)
 

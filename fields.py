@@ -71,6 +71,7 @@ def limit(resource: str, field: str) -> Limits:
 
 
 def _column_limits(resource: str, name: str, column) -> Limits:
+    """A column's Limits: its type, nullability, length or INTEGER range, and choices."""
     try:
         kind = column.type.python_type
     except NotImplementedError:  # models.UTCDateTime
@@ -129,6 +130,7 @@ def whole(value: Any) -> Optional[int]:
 
 
 def _clean_integer(field: str, value: Any, rule: Limits, or_null: str) -> int:
+    """A whole number inside the field's range."""
     number = whole(value)
     if number is None:
         raise FieldError(field, f"{field} must be an integer{or_null}")
@@ -140,6 +142,7 @@ def _clean_integer(field: str, value: Any, rule: Limits, or_null: str) -> int:
 
 
 def _clean_text(field: str, value: Any, rule: Limits, or_null: str) -> Optional[str]:
+    """Trimmed text within the column's length ("" is null where null is allowed)."""
     if not isinstance(value, str):
         raise FieldError(field, f"{field} must be a string{or_null}")
     value = value.strip()

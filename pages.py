@@ -1,8 +1,10 @@
-"""The scheduler's pages: dashboard and CSV import, scheduling an event, the roster.
+"""The scheduler's pages: the dashboard and its CSV import, scheduling an event, the roster.
+
+The week's roster and list (`/calendar`), a free cell's events, reschedule and
+unschedule.  Form helpers shared with the employees pages are in shared.py.
 """
 from __future__ import annotations
 
-import logging
 from datetime import date, datetime, time, timedelta
 from typing import Optional
 
@@ -21,12 +23,13 @@ from flask_login import login_required
 from sqlalchemy import func, select
 
 import csv_formats
+import fields
 import inputs
 import roster
 from error_handlers import wants_json
 from models import (
-    ApiError,
     EVENT_TYPES,
+    ApiError,
     DomainError,
     Employee,
     Event,
@@ -43,12 +46,16 @@ from models import (
     notify_local_change,
     to_local,
 )
-
 from paging import PageOf, page_number, paginate
-from shared import (FormErrors, commit_or_conflict, event_history,
-                    event_local_dates, local_today, parse_local_date, parse_local_time)
-
-log = logging.getLogger("app")
+from shared import (
+    FormErrors,
+    commit_or_conflict,
+    event_history,
+    event_local_dates,
+    local_today,
+    parse_local_date,
+    parse_local_time,
+)
 
 bp = Blueprint("pages", __name__)
 
@@ -57,7 +64,13 @@ def dashboard_filters() -> dict:
     """The dashboard's ?type= and ?store= filters, cleaned."""
     event_type = request.args.get("type", "")
     return {"type": event_type if event_type in EVENT_TYPES else "",
-            "store": inputs.lenient_number(request.args.get("store"), "store", low=-inputs.INT_MAX - 1)}
+            "store": store_arg()}
+
+
+def store_arg() -> Optional[int]:
+    """?store=: a store number in its column's range (fields.py), else no filter; 422 past INTEGER."""
+    rule = fields.limit("events", "store_number")
+    return inputs.lenient_number(request.args.get("store"), "store", low=rule.minimum, high=rule.maximum)
 
 
 def render_dashboard(import_errors: Optional[list] = None, status: int = 200):
@@ -178,8 +191,6 @@ def blocked_event_message(event: Event) -> Optional[tuple[str, int]]:
     return None
 
 
-
-
 @bp.route("/schedule/<int:event_id>", methods=["GET", "POST"])
 @login_required
 def schedule_event(event_id: int):
@@ -240,7 +251,6 @@ def commit_schedule_form(event: Event, form, schedule: Optional[Schedule] = None
     return FormErrors({"form": "Someone else changed the schedule meanwhile; try again."}, 409)
 
 
-
 def week_bounds(day: date) -> tuple[date, datetime, datetime]:
     """The Monday of `day`'s week and the week's [start, end) in UTC."""
     monday = roster.monday_of(day)
@@ -260,9 +270,10 @@ def week_arg() -> date:
 
 def roster_filters() -> dict:
     """The roster's ?name= and ?store= filters, cleaned (a NUL in the name: 422)."""
-    name = inputs.check_text((request.args.get("name") or "").strip()[:120], "name")
+    longest = fields.limit("employees", "name").max_length
+    name = inputs.check_text((request.args.get("name") or "").strip()[:longest], "name")
     return {"name": name,
-            "store": inputs.lenient_number(request.args.get("store"), "store", low=-inputs.INT_MAX - 1)}
+            "store": store_arg()}
 
 
 def week_nav(monday: date, view: str, keep: dict) -> dict:

@@ -4,11 +4,11 @@ Below the audience modules (pages.py, employees.py); imports none of them.
 """
 from __future__ import annotations
 
-import logging
 from datetime import date, datetime, time
 from typing import Optional
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
 
 import inputs
 from models import (
@@ -22,11 +22,8 @@ from models import (
     to_local,
     utcnow,
 )
-
-from paging import paginate, page_number
+from paging import page_number, paginate
 from template_helpers import history_values
-
-log = logging.getLogger("app")
 
 
 class FormErrors(Exception):
@@ -37,7 +34,6 @@ class FormErrors(Exception):
         self.errors = errors
         self.status = status
         self.future: list = []  # schedules a deactivation would leave (employee pages)
-
 
 
 def parse_local_date(text: Optional[str], field: str = "date") -> Optional[date]:
@@ -73,6 +69,8 @@ def event_local_dates(event: Event) -> tuple[date, date]:
 # -- history sections (history.py writes the entries) -------------------------
 
 HISTORY_PAGE_SIZE = 20
+
+
 def history_section(conditions, endpoint: str, args: dict) -> dict:
     """A History section: the latest HISTORY_PAGE_SIZE entries (?history_page= for more)."""
     listing = paginate(RecordHistory, [conditions],
@@ -92,16 +90,14 @@ def event_history(event: Event) -> dict:
 
 
 def employee_history(employee: Employee) -> dict:
+    """The employee's entries."""
     return history_section(and_(RecordHistory.resource == "employees",
                                 RecordHistory.record_id == employee.id),
                            "employees.edit_employee", {"employee_id": employee.id})
 
 
-
 def commit_or_conflict() -> bool:
     """Commit and ask for a push; False (rolled back) when a unique rule was broken."""
-    from sqlalchemy.exc import IntegrityError
-
     try:
         db.session.commit()
     except IntegrityError:

@@ -1,4 +1,10 @@
 """The sync admin pages (/sync/admin) and the dashboard's sync section.
+
+Server-rendered first: every figure comes from the models (one GROUP BY per
+model for the counts, one query per resource for a page of records), and the
+vendor is never called inside a page request.  static/js/sync.js then adds
+live refresh and in-page actions through the /api/sync/* routes (sync_api.py);
+every action also works as a plain form POST here (flash, redirect back).
 """
 from __future__ import annotations
 
@@ -21,32 +27,24 @@ from sqlalchemy import select
 import security
 import sync_engine
 from api_service import parse_object
+from auth import admin_required
 from models import (
     SYNCED_MODELS,
+    DomainError,
     RecordHistory,
     SyncRun,
     WebhookMessage,
     db,
-    DomainError,
     fmt_local,
     parse_api_datetime,
     to_local,
     utcnow,
 )
-
-from auth import admin_required
 from paging import PageOf, page_number, page_of_items, paginate
 
 log = logging.getLogger("app")
 
 bp = Blueprint("sync_admin", __name__)
-
-
-# Server-rendered first: every figure comes from the models (one GROUP BY per
-# model for the counts, one query per resource for a page of records), and the
-# vendor is never called inside a page request.  static/js/sync.js then adds
-# live refresh and in-page actions through the /api/sync/* routes; every
-# action also works as a plain form POST here (flash, redirect back).
 
 ADMIN_PAGERS = ("runs_page", "failed_page", "conflicts_page", "webhooks_page")
 SYNC_RESOURCE_LABELS = {"employees": "Employee", "events": "Event", "schedules": "Schedule"}

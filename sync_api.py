@@ -4,31 +4,16 @@ The contract is docs/openapi.yaml; the vendor side is docs/vendor-api.md.
 """
 from __future__ import annotations
 
-import logging
-
-from flask import (
-    Blueprint,
-    current_app,
-    jsonify,
-    request,
-)
+from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
 import security
 import sync_engine
-from models import (
-    SYNCED_MODELS,
-    ApiError,
-    DomainError,
-    SyncRun,
-    db,
-)
 from auth import admin_required
 from bodies import Body, boolean, json_object
+from models import SYNCED_MODELS, ApiError, DomainError, SyncRun, db
 from paging import listing_json, page_args, page_json, page_of_items
-
-log = logging.getLogger("app")
 
 bp = Blueprint("sync_api", __name__, url_prefix="/api/sync")
 security.throttle_signin(bp)
@@ -188,36 +173,7 @@ def sync_resolve_held(resource: str):
     return jsonify(result)
 
 
-# ---------------------------------------------------------------------------
-# Routes: webhook (/api/webhook/schedule_update)
-# ---------------------------------------------------------------------------
-
-webhook = Blueprint("webhook", __name__, url_prefix="/api/webhook")
-
-
-@webhook.post("/schedule_update")
-def webhook_schedule_update():
-    """The vendor's signed change message: verified, recorded once, applied.
-
-    The body is read only up to WEBHOOK_MAX_BYTES: a larger Content-Length is
-    refused unread, and a chunked body is cut off at the limit (413 either way).
-    """
-    limit = current_app.config["WEBHOOK_MAX_BYTES"]
-    request.max_content_length = limit + 1  # a stream is cut there: one byte over tells
-    try:
-        raw = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        raw = None
-    if raw is None or len(raw) > limit:
-        sync_engine.count_rejected("too_large", f"413: the body is over {limit} bytes")
-        raise ApiError(413, "too_large", f"the body must be at most {limit} bytes")
-    result = sync_engine.handle_webhook(current_app._get_current_object(), raw,
-                                        dict(request.headers))
-    return jsonify({"ok": True, **result}), 200
-
-
-
-@bp.route("/records/<resource>/<int:record_id>/retry", methods=["POST"])
+@bp.post("/records/<resource>/<int:record_id>/retry")
 @admin_required
 def api_retry_record(resource: str, record_id: int):
     """Retry one failed record: {"retried": bool, "record": {...}}."""
@@ -228,3 +184,27 @@ def api_retry_record(resource: str, record_id: int):
     retried = sync_engine.retry_record(current_app._get_current_object(), record)
     return jsonify({"retried": retried, "record": record.to_dict()})
 
+
+# -- the vendor's webhook (/api/webhook/schedule_update) ----------------------
+
+webhook = Blueprint("webhook", __name__, url_prefix="/api/webhook")
+
+
+@webhook.post("/schedule_update")
+def webhook_schedule_update():
+    """The vendor's signed change message: verified, recorded once, applied.
+
+    The body is read only up to WEBHOOK_MAX_BYTES: a larger Content-Length is
+    refused unread, and a chunked body is refused at the first byte past the
+    limit (inputs.Request; 413 either way).
+    """
+    limit = current_app.config["WEBHOOK_MAX_BYTES"]
+    request.max_content_length = limit
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        sync_engine.count_rejected("too_large", f"413: the body is over {limit} bytes")
+        raise ApiError(413, "too_large", f"the body must be at most {limit} bytes") from None
+    result = sync_engine.handle_webhook(current_app._get_current_object(), raw,
+                                        dict(request.headers))
+    return jsonify({"ok": True, **result}), 200

@@ -1,13 +1,9 @@
-"""Template filters and globals: times in APP_TIMEZONE, history entries in words.
-"""
+"""Template filters and globals: times in APP_TIMEZONE, history entries in words."""
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from flask import (
-    Flask,
-)
+from flask import Flask
 from sqlalchemy import select
 
 import history
@@ -21,10 +17,6 @@ from models import (
     iso,
     parse_api_datetime,
 )
-
-
-log = logging.getLogger("app")
-
 
 HISTORY_VERBS = {
     "schedules": {"created": "scheduled", "changed": "moved", "deleted": "unscheduled",
@@ -99,7 +91,7 @@ def history_value(name: str, value: Any, shown: dict) -> str:
 
 
 def register_template_helpers(app: Flask) -> None:
-    """Filters that show stored UTC times in APP_TIMEZONE."""
+    """Filters that show stored UTC times in APP_TIMEZONE; history entries in words."""
     app.add_template_filter(lambda dt, fmt="%Y-%m-%d %H:%M": fmt_local(dt, fmt), "localtime")
     app.add_template_global(history_words)
     app.add_template_global(history_value)
@@ -107,6 +99,7 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def inject_globals():
+        """The time zone and the sync switch, for every template."""
         return {
             "app_timezone": app.config["APP_TIMEZONE"],
             "sync_enabled": bool(app.config.get("SYNC_ENABLED")),
