@@ -62,6 +62,20 @@ def _get_or_404(model, record_id: int):
     return record
 
 
+def _get(record):
+    """A record as JSON."""
+    return jsonify(record.to_dict())
+
+
+def _patch(model, record_id: int, checked):
+    """Change the fields a PATCH names, as `checked(data, record)` (422/409) allows."""
+    record = _get_or_404(model, record_id)
+    data = json_object()
+    for name, value in checked(data, record).items():
+        setattr(record, name, value)
+    return _save(record, recheck=lambda: checked(data, record))
+
+
 def _save(record, created: Optional[str] = None, recheck=None):
     """Mark a change, commit, ask for a push, answer the record (201 + Location when created).
 
@@ -150,7 +164,7 @@ def create_employee():
 @login_required
 def get_employee(employee_id: int):
     """One employee."""
-    return jsonify(_get_or_404(Employee, employee_id).to_dict())
+    return _get(_get_or_404(Employee, employee_id))
 
 
 @bp.patch("/employees/<int:employee_id>")
@@ -222,18 +236,15 @@ def create_event():
 @login_required
 def get_event(event_id: int):
     """One event."""
-    return jsonify(_get_or_404(Event, event_id).to_dict())
+    return _get(_get_or_404(Event, event_id))
 
 
 @bp.patch("/events/<int:event_id>")
 @login_required
 def update_event(event_id: int):
     """Change exactly the fields named (a new project name keeps the event type)."""
-    event = _get_or_404(Event, event_id)
-    data = json_object()
-    for name, value in _event_fields(data, event).items():
-        setattr(event, name, value)
-    return _save(event, recheck=lambda: _event_fields(data, event))
+    return _patch(Event, event_id, _event_fields)
+
 
 @bp.delete("/events/<int:event_id>")
 @login_required
@@ -299,18 +310,14 @@ def create_schedule():
 @login_required
 def get_schedule(schedule_id: int):
     """One schedule."""
-    return jsonify(_get_or_404(Schedule, schedule_id).to_dict())
+    return _get(_get_or_404(Schedule, schedule_id))
 
 
 @bp.patch("/schedules/<int:schedule_id>")
 @login_required
 def update_schedule(schedule_id: int):
     """Reschedule: another time, employee or event, under the same rules."""
-    schedule = _get_or_404(Schedule, schedule_id)
-    data = json_object()
-    for name, value in _schedule_fields(data, schedule).items():
-        setattr(schedule, name, value)
-    return _save(schedule, recheck=lambda: _schedule_fields(data, schedule))
+    return _patch(Schedule, schedule_id, _schedule_fields)
 
 
 @bp.delete("/schedules/<int:schedule_id>")

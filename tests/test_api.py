@@ -180,10 +180,10 @@ def test_patch_makes_a_synced_record_pending(client, admin_headers, app):
 
 
 def test_changes_ask_for_a_push(client, admin_headers, monkeypatch):
-    import api as app_module
+    import api as api_module
 
     calls = []
-    monkeypatch.setattr(app_module, "notify_local_change", lambda: calls.append(1))
+    monkeypatch.setattr(api_module, "notify_local_change", lambda: calls.append(1))
     employee = client.post("/api/employees", json={"name": "Ana"}, headers=admin_headers).get_json()
     client.patch(f"/api/employees/{employee['id']}", json={"name": "Ann"}, headers=admin_headers)
     client.delete(f"/api/employees/{employee['id']}", headers=admin_headers)

@@ -324,6 +324,7 @@ def test_a_drop_moves_through_the_reschedule_rules_and_answers_json(app, client,
                 headers=json_headers)
     assert busy.status_code == 409
     assert busy.get_json()["error"]["message"] == "Ben already has work on 2026-12-10."
+    assert busy.get_json()["error"]["error_id"]  # the one error path: logged with an id
     outside = post(client, signed_in, url, {"date": "2026-12-12", "time": "14:00", "employee_id": str(ben)},
                    headers=json_headers)
     assert outside.status_code == 422
