@@ -18,9 +18,13 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Optional
 
+from sqlalchemy import BigInteger, SmallInteger
+
 from models import EVENT_TYPES, SYNCED_MODELS, DomainError, is_email, parse_api_datetime
 
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
+# The range of each integer column type (checked most specific first; Integer is the rest)
+INTEGER_RANGES = ((BigInteger, (-2**63, 2**63 - 1)), (SmallInteger, (-2**15, 2**15 - 1)))
 
 # Writable fields per resource (ids, sync and bookkeeping columns are read-only).
 WRITABLE = {
@@ -79,8 +83,10 @@ def _column_limits(resource: str, name: str, column) -> Limits:
     choices = CHOICES.get((resource, name))
     nullable = bool(column.nullable) and choices is None
     if kind is int:
-        low = MINIMUMS.get(resource, {}).get(name, INT32_MIN)
-        return Limits(int, nullable, minimum=low, maximum=INT32_MAX)
+        low, high = next((span for type_, span in INTEGER_RANGES if isinstance(column.type, type_)),
+                         (INT32_MIN, INT32_MAX))
+        return Limits(int, nullable, minimum=max(low, MINIMUMS.get(resource, {}).get(name, low)),
+                      maximum=high)
     if kind is str:
         return Limits(str, nullable, max_length=getattr(column.type, "length", None),
                       choices=choices, email=(resource, name) in EMAILS)
