@@ -1,4 +1,4 @@
-"""The JSON API (app-api.md, Resources): what a curl user sees."""
+"""The JSON API (docs/openapi.yaml): what a curl user sees."""
 from __future__ import annotations
 
 import pytest
@@ -268,7 +268,7 @@ def test_event_create_get_patch_delete(client, admin_headers):
     assert client.get(url, headers=admin_headers).get_json()["project_ref_num"] == 606001
     patched = client.patch(url, json={"project_name": "Juicer Production", "store_number": None},
                            headers=admin_headers).get_json()
-    # PATCH changes only what it names: the type stays (app-api.md; only a CSV row re-derives it)
+    # PATCH changes only what it names: the type stays (docs/openapi.yaml; only a CSV row re-derives it)
     assert patched["project_name"] == "Juicer Production" and patched["event_type"] == "Core"
     assert patched["store_number"] is None
     assert client.delete(url, headers=admin_headers).status_code == 204

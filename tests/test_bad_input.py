@@ -1,4 +1,4 @@
-"""No input a client can send makes the app answer 5xx (app-api.md, Resources).
+"""No input a client can send makes the app answer 5xx (docs/openapi.yaml).
 
 One table of bad inputs, each with the status it must get and the proof that
 nothing was saved (every employee, event and schedule row is as it was); then

@@ -1,4 +1,4 @@
-"""Per-record history (app-api.md, Resources, History): every write path leaves exactly the
+"""Per-record history (docs/openapi.yaml, the history routes): every write path leaves exactly the
 entries it should, with its source, actor, ref and the changed fields' old and new values."""
 from __future__ import annotations
 
