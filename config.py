@@ -1,6 +1,6 @@
 """Settings, read once from the environment or `.env` with python-decouple.
 
-Every setting the README lists (Settings) is here; `.env.example` documents each one.
+Every setting is here; `.env.example` and the README (Settings) document each one.
 `config_for(name)` picks the class; `ProductionConfig.validate()` refuses to
 start, with one message naming everything missing, when a secret is absent.
 """

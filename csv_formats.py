@@ -1,4 +1,4 @@
-"""The CSV files schedulers already have (docs: /work/shared/csv-formats.md).
+"""The CSV files schedulers already have (docs/csv-formats.md).
 
 `import_events_csv(stream)` reads a WorkBankVisits.csv: the whole file is
 checked first as it streams (`parse_work_bank`, no database; a bad file is
@@ -23,6 +23,7 @@ from typing import Any, Iterable, Iterator, Optional
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+import fields
 import history
 import inputs
 from models import (
@@ -47,7 +48,6 @@ DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 DATE_EXAMPLE = "09/27/2025 12:00:00 AM"
 CHUNK = 500  # ids per IN (...) look-up, well under every database's limit
 FLUSH_EVERY = 1000
-MAX_INT = inputs.INT_MAX
 MAX_PROBLEMS = 100  # an error answer lists at most this many (and counts them all)
 TIME_CACHE = 4096  # distinct date/time texts remembered while reading a file
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -87,8 +87,16 @@ EVENT_FIELDS = {
     "estimated_minutes": "Estimated Time",
 }
 
-TEXT_LIMITS = {"project_name": 200, "store_name": 200, "location_mvid": 64,
-               "employee_code": 64, "rep_name": 120}
+# The model field whose limits (fields.py) each cell obeys
+CELL_FIELDS = {
+    "project_ref_num": ("events", "project_ref_num"), "project_name": ("events", "project_name"),
+    "store_number": ("events", "store_number"), "store_name": ("events", "store_name"),
+    "location_mvid": ("events", "location_mvid"), "estimated_minutes": ("events", "estimated_minutes"),
+    "employee_code": ("employees", "code"), "rep_name": ("employees", "name"),
+}
+# What a number under its field's minimum is told
+BELOW_MINIMUM = {"project_ref_num": "must be a positive whole number",
+                 "estimated_minutes": "must be zero or more minutes"}
 
 
 class Problems:
@@ -203,7 +211,6 @@ def parse_work_bank(stream: io.TextIOBase) -> tuple[list[WorkBankRow], Problems,
     kept: a bad file of any size is read in bounded memory.
     """
     reader = csv.reader(stream)
-    problems = Problems()
     try:
         header = next(reader)
     except StopIteration:
@@ -215,6 +222,14 @@ def parse_work_bank(stream: io.TextIOBase) -> tuple[list[WorkBankRow], Problems,
     positions, header_problems = _read_header(header)
     if header_problems:
         return [], Problems(header_problems), set()
+    problems = Problems()
+    rows = _read_rows(reader, positions, problems)
+    return ([] if problems else rows), problems, _present_fields(header)
+
+
+def _read_rows(reader, positions: dict[str, int], problems: Problems) -> list[WorkBankRow]:
+    """The data rows after the header, checked; problems appended (rows stop being kept
+    after the first)."""
     rows: list[WorkBankRow] = []
     seen: dict[int, int] = {}
     times: dict[str, Any] = {}
@@ -232,12 +247,7 @@ def parse_work_bank(stream: io.TextIOBase) -> tuple[list[WorkBankRow], Problems,
             problems.append(_problem(line, "", f"not valid CSV: {exc}"))
             break
         previous_end = reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue  # blank lines and rows of bare commas
-        if len(times) > TIME_CACHE:
-            times.clear()
-        values = {attr: (cells[i].strip() if i < len(cells) else "") for attr, i in positions.items()}
-        row = _parse_row(line, values, times, problems)
+        row = _read_row(line, cells, positions, times, problems)
         if row is None:
             continue
         if row.project_ref_num in seen:
@@ -248,7 +258,18 @@ def parse_work_bank(stream: io.TextIOBase) -> tuple[list[WorkBankRow], Problems,
         seen[row.project_ref_num] = line
         if not problems:
             rows.append(row)
-    return ([] if problems else rows), problems, _present_fields(header)
+    return rows
+
+
+def _read_row(line: int, cells: list[str], positions: dict[str, int], times: dict,
+              problems: Problems) -> Optional[WorkBankRow]:
+    """One data row's cells checked, or None (blank, or problems appended)."""
+    if not any(cell.strip() for cell in cells):
+        return None  # blank lines and rows of bare commas
+    if len(times) > TIME_CACHE:
+        times.clear()
+    values = {attr: (cells[i].strip() if i < len(cells) else "") for attr, i in positions.items()}
+    return _parse_row(line, values, times, problems)
 
 
 def _read_header(header: list[str]) -> tuple[dict[str, int], list[dict]]:
@@ -320,25 +341,24 @@ def _convert(attr: str, text: str, times: dict) -> Any:
         if isinstance(result, ValueError):
             raise result
         return result
-    if attr in ("project_ref_num", "store_number", "estimated_minutes"):
-        number = _parse_int(text)
-        if attr == "project_ref_num" and number < 1:
-            raise ValueError(f"must be a positive whole number, got {text!r}")
-        if attr == "estimated_minutes" and number < 0:
-            raise ValueError(f"must be zero or more minutes, got {text!r}")
+    rule = fields.limit(*CELL_FIELDS[attr])
+    if rule.kind is int:
+        number = _parse_int(text, rule)
+        if number < rule.minimum:
+            raise ValueError(f"{BELOW_MINIMUM.get(attr, f'must be at least {rule.minimum}')}, got {text!r}")
         return number
-    limit = TEXT_LIMITS[attr]
     text = formula_unescape(text)
-    if len(text) > limit:
-        raise ValueError(f"must be at most {limit} characters ({len(text)} given)")
+    if len(text) > rule.max_length:
+        raise ValueError(f"must be at most {rule.max_length} characters ({len(text)} given)")
     return text
 
 
-def _parse_int(text: str) -> int:
+def _parse_int(text: str, rule: fields.Limits) -> int:
+    """A cell's whole number; past the column's INTEGER range is too large."""
     if not _INTEGER.fullmatch(text):
         raise ValueError(f"must be a whole number, got {text!r}")
     number = int(text)
-    if abs(number) > MAX_INT:
+    if number > rule.maximum:
         raise ValueError(f"{text} is too large")
     return number
 

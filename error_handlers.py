@@ -20,7 +20,8 @@ from werkzeug.exceptions import HTTPException
 import inputs
 from models import ApiError, db
 
-__all__ = ["ApiError", "configure_logging", "error_response", "register_error_handlers"]
+__all__ = ["ApiError", "configure_logging", "error_response", "invalid", "is_api_request",
+           "register_error_handlers", "wants_json"]
 
 log = logging.getLogger("app.errors")
 
@@ -41,12 +42,25 @@ MESSAGES = {
 }
 
 
+def is_api_request() -> bool:
+    """Whether this request is for the JSON API (its path is under /api/)."""
+    return request.path.startswith("/api/")
+
+
 def wants_json() -> bool:
     """JSON for the API (and for clients that ask only for JSON)."""
-    if request.path.startswith("/api/"):
+    if is_api_request():
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def invalid(details: list[dict]) -> ApiError:
+    """422 validation_failed naming every bad field ({field, message} each)."""
+    if len(details) == 1:
+        return ApiError(422, "validation_failed", details[0]["message"], details)
+    fields = ", ".join(dict.fromkeys(d["field"] for d in details))
+    return ApiError(422, "validation_failed", f"{len(details)} fields are invalid: {fields}", details)
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,

@@ -20,14 +20,18 @@ Imports nothing of the app.
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import date, datetime, timezone
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 import flask
 from flask import current_app
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream
 
 INT_MAX = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
 MIN_DAY = date(2, 1, 1)  # a year of margin: zone shifts and week arithmetic stay in 1..9999
@@ -229,8 +233,42 @@ def large_upload(view):
     return view
 
 
+class _UpToLimit(io.RawIOBase):
+    """A streamed (chunked) body read up to `limit` bytes: a byte past it is 413.
+
+    werkzeug's LimitedStream with a maximum stops reading at the limit and
+    returns what it read, so a body cut there would be parsed as if whole; this
+    asks for one byte more and refuses the body when it comes.
+    """
+
+    def __init__(self, stream, limit: int):
+        super().__init__()
+        self._inner = LimitedStream(stream, limit + 1, is_max=True)
+        self._limit, self._read = limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._inner.read(len(buffer))
+        self._read += len(data)
+        if self._read > self._limit:
+            raise RequestEntityTooLarge()
+        buffer[:len(data)] = data
+        return len(data)
+
+
 class Request(flask.Request):
     """A request whose body limits depend on its route (413 past them, before reading on)."""
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        """The body stream; a streamed body past the route's limit is 413, never cut short."""
+        limit = self.max_content_length
+        if (limit is not None and self.content_length is None and not self.shallow
+                and "wsgi.input_terminated" in self.environ):
+            return io.BufferedReader(_UpToLimit(self.environ["wsgi.input"], limit))
+        return super().stream
 
     def _large_upload(self) -> bool:
         view = current_app.view_functions.get(self.endpoint) if self.url_rule is not None else None

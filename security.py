@@ -40,7 +40,7 @@ from models import User, db
 
 limiter = Limiter(key_func=get_remote_address)
 
-LOGIN_ENDPOINT = "pages.login"
+LOGIN_ENDPOINT = "auth.login"
 
 # Pages use only same-origin files: no inline <script>, no style attributes
 # (static/js and static/css hold everything), no frames, no plugins.

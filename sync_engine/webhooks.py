@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 import history
 import inputs
 from api_service import TIMESTAMP_FIELDS, parse_object, parse_timestamp
-from models import EVENT_TYPES, SYNCED_MODELS, WebhookMessage, db, utcnow
+import fields
+from models import WebhookMessage, db, utcnow
 
 from .errors import WebhookRejected
 from .context import ACTIONS, DATETIME_FIELDS, FIELDS, PLURAL, apply_lock, is_enabled, log
@@ -191,8 +192,6 @@ def _parse_message(message: Any) -> tuple[str, str, dict]:
 REQUIRED_FIELDS = {"employees": ("name",),
                    "events": ("project_ref_num", "project_name", "start_datetime", "due_datetime"),
                    "schedules": ("event_id", "employee_id", "start_datetime")}
-MINIMUMS = {"project_ref_num": 1, "estimated_minutes": 0}
-INT32 = inputs.INT_MAX
 VENDOR_ID_LENGTH = 64
 
 # The instants local input may carry too (inputs.py): shown in any zone, a week added, still a date.
@@ -216,7 +215,6 @@ def vendor_field_problems(resource: str, data: dict, deleted: bool = False) -> l
             problems.append(f"{name} is outside the dates this app can store")
     if deleted:
         return problems
-    model = SYNCED_MODELS[resource]
     for name in FIELDS[resource]:
         value = data.get(name)
         if value is None:
@@ -229,37 +227,14 @@ def vendor_field_problems(resource: str, data: dict, deleted: bool = False) -> l
             if not isinstance(value, str) or not 0 < len(value) <= VENDOR_ID_LENGTH:
                 problems.append(f"{name} must be a vendor id of 1-{VENDOR_ID_LENGTH} characters")
             continue
-        problems.extend(_column_problems(model.__table__.columns[name], name, value))
-    if resource == "events" and data.get("event_type") is not None \
-            and data["event_type"] not in EVENT_TYPES:
-        problems.append(f"event_type must be one of {', '.join(EVENT_TYPES)}")
+        if isinstance(value, str):
+            try:
+                inputs.check_text(value, name)
+            except inputs.BadInput as exc:
+                problems.append(exc.message)
+                continue
+        problems.extend(fields.problems(resource, name, value, vendor=True))
     return problems
-
-
-def _column_problems(column, name: str, value: Any) -> list[str]:
-    """A value's problems for its column: type, size, range, text safe to store."""
-    kind = column.type.python_type
-    if kind is bool:
-        return [] if isinstance(value, bool) else [f"{name} must be true or false"]
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return [f"{name} must be an integer"]
-        low = MINIMUMS.get(name, -INT32 - 1)
-        if not low <= value <= INT32:
-            return [f"{name} must be between {low} and {INT32}"]
-        return []
-    if not isinstance(value, str):
-        return [f"{name} must be a string"]
-    try:
-        inputs.check_text(value, name)
-    except inputs.BadInput as exc:
-        return [exc.message]
-    if not value.strip() and not column.nullable:
-        return [f"{name} must not be empty"]
-    length = getattr(column.type, "length", None)
-    if length is not None and len(value) > length:
-        return [f"{name} must be at most {length} characters ({len(value)} given)"]
-    return []
 
 
 def _apply_webhook(app, resource: str, action: str, data: dict) -> tuple[str, Optional[str]]:

@@ -148,7 +148,8 @@ def prepare_database(url: str | None) -> tuple[str, str]:
 
 def make_app(url: str, vendor: Vendor):
     """The app on `url` (migrated), syncing with the fast vendor, no background pushes."""
-    from app import create_app, create_user
+    from app import create_app
+    from auth import create_user
 
     app = create_app("testing", {
         "SQLALCHEMY_DATABASE_URI": url,
@@ -646,7 +647,7 @@ class Bench:
         del lines
         auth = base64.b64encode(b"bench:bench-pass-123").decode()
         with self.app.app_context():
-            from app import create_user
+            from auth import create_user
 
             create_user("bench", "bench-pass-123", role="admin")
         client = self.app.test_client()

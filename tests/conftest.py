@@ -174,7 +174,7 @@ def live(app, sandbox, webhook_secret):
 @pytest.fixture
 def app(database_url, app_overrides):
     """The app under test, with an admin and a scheduler user."""
-    from app import create_user
+    from auth import create_user
 
     application = make_app(database_url, **app_overrides)
     with application.app_context():

@@ -1,4 +1,4 @@
-"""The JSON API (app-api.md, Resources): what a curl user sees."""
+"""The JSON API (docs/openapi.yaml): what a curl user sees."""
 from __future__ import annotations
 
 import pytest
@@ -180,10 +180,10 @@ def test_patch_makes_a_synced_record_pending(client, admin_headers, app):
 
 
 def test_changes_ask_for_a_push(client, admin_headers, monkeypatch):
-    import app as app_module
+    import api as api_module
 
     calls = []
-    monkeypatch.setattr(app_module, "notify_local_change", lambda: calls.append(1))
+    monkeypatch.setattr(api_module, "notify_local_change", lambda: calls.append(1))
     employee = client.post("/api/employees", json={"name": "Ana"}, headers=admin_headers).get_json()
     client.patch(f"/api/employees/{employee['id']}", json={"name": "Ann"}, headers=admin_headers)
     client.delete(f"/api/employees/{employee['id']}", headers=admin_headers)
@@ -268,7 +268,7 @@ def test_event_create_get_patch_delete(client, admin_headers):
     assert client.get(url, headers=admin_headers).get_json()["project_ref_num"] == 606001
     patched = client.patch(url, json={"project_name": "Juicer Production", "store_number": None},
                            headers=admin_headers).get_json()
-    # PATCH changes only what it names: the type stays (app-api.md; only a CSV row re-derives it)
+    # PATCH changes only what it names: the type stays (docs/openapi.yaml; only a CSV row re-derives it)
     assert patched["project_name"] == "Juicer Production" and patched["event_type"] == "Core"
     assert patched["store_number"] is None
     assert client.delete(url, headers=admin_headers).status_code == 204

@@ -1,4 +1,4 @@
-"""No input a client can send makes the app answer 5xx (app-api.md, Resources).
+"""No input a client can send makes the app answer 5xx (docs/openapi.yaml).
 
 One table of bad inputs, each with the status it must get and the proof that
 nothing was saved (every employee, event and schedule row is as it was); then
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from tests.factories import make_employee, make_event, make_schedule, utc
 
+ROOT = Path(__file__).resolve().parent.parent
 BIG = 2**31  # one past the INTEGER columns' range (32-bit on PostgreSQL)
 HUGE = 99999999999999999999  # past 64-bit too
 TOP = "9999-12-31T23:59:59-01:00"  # 10000-01-01 in UTC
@@ -163,7 +165,7 @@ def seeded(app):
 
 def snapshot(app) -> dict:
     """Every row of the synced tables and the run history, as stored."""
-    from app import SYNCED_MODELS, SyncRun, db
+    from models import SYNCED_MODELS, SyncRun, db
 
     with app.app_context():
         db.session.expire_all()
@@ -220,6 +222,34 @@ def test_a_json_body_over_the_limit_is_413(app, client, admin_headers, seeded):
     error = response.get_json()["error"]
     assert error["code"] == "too_large" and error["error_id"] and "4096" in error["message"]
     assert snapshot(app) == before
+
+
+def chunked(client, path: str, body: bytes, headers: dict):
+    """POST `body` as a chunked request: with Transfer-Encoding: chunked werkzeug ignores any
+    Content-Length (the request's content_length is None) and reads the stream the server
+    terminates, as the development server and gunicorn hand a chunked body over."""
+    return client.post(path, headers={**headers, "Transfer-Encoding": "chunked"},
+                       input_stream=io.BytesIO(body), content_type="application/json",
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+@pytest.mark.parametrize("app_overrides", [{"MAX_CONTENT_LENGTH": 4096, "MAX_CSV_UPLOAD_LENGTH": 65536}])
+def test_a_chunked_json_body_over_the_limit_is_413_not_cut(app, client, admin_headers, seeded):
+    """Cut at the limit, this body would still be a valid JSON object: it must not be parsed."""
+    before = snapshot(app)
+    body = json.dumps({"name": "Chunked"}).encode() + b" " * 5000
+    response = chunked(client, "/api/employees", body, admin_headers)
+    assert response.status_code == 413, response.get_data(as_text=True)[:300]
+    assert response.get_json()["error"]["code"] == "too_large"
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("app_overrides", [{"MAX_CONTENT_LENGTH": 4096, "MAX_CSV_UPLOAD_LENGTH": 65536}])
+def test_a_chunked_json_body_up_to_the_limit_is_read_whole(app, client, admin_headers):
+    body = json.dumps({"name": "Chunked"}).encode()
+    body += b" " * (4096 - len(body))
+    response = chunked(client, "/api/employees", body, admin_headers)
+    assert response.status_code == 201, response.get_data(as_text=True)[:300]
 
 
 @pytest.mark.parametrize("app_overrides", [{"MAX_CONTENT_LENGTH": 4096, "MAX_CSV_UPLOAD_LENGTH": 65536}])
@@ -305,3 +335,79 @@ def test_a_bad_export_argument_is_a_json_422_not_a_broken_stream(client, admin_h
     assert response.content_type.startswith("application/json")
     assert response.get_json()["error"]["details"][0]["field"] == "from"
 
+
+
+# -- fuzzer edges: whole numbers, the INTEGER range, empty page arguments, null lists -----
+
+@pytest.mark.parametrize("value, status", [(7.0, 201), (7.5, 422), ("7", 422), (True, 422)])
+def test_a_whole_number_written_with_a_point_is_an_integer(client, admin_headers, value, status):
+    """OpenAPI 3.1 counts 7.0 as an integer; 7.5 is not one."""
+    response = client.post("/api/events", headers=admin_headers,
+                           json={**EVENT, "project_ref_num": 880001, "estimated_minutes": value})
+    assert response.status_code == status, response.get_json()
+    if status == 201:
+        assert response.get_json()["estimated_minutes"] == 7
+    else:
+        assert [d["field"] for d in response.get_json()["error"]["details"]] == ["estimated_minutes"]
+
+
+@pytest.mark.parametrize("store, status", [(-2**31, 201), (2**31 - 1, 201), (-2**31 - 1, 422),
+                                           (2**31, 422)])
+def test_store_numbers_span_exactly_the_integer_range(client, admin_headers, store, status):
+    """The bounds are the 32-bit INTEGER column's, as docs/openapi.yaml says."""
+    response = client.post("/api/events", headers=admin_headers,
+                           json={**EVENT, "project_ref_num": 880002, "store_number": store})
+    assert response.status_code == status, response.get_json()
+    if status == 201:
+        assert response.get_json()["store_number"] == store
+
+
+def test_the_spec_and_the_code_agree_on_the_integer_bounds():
+    import fields
+
+    spec = (ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8")
+    rule = fields.limit("events", "store_number")
+    assert (rule.minimum, rule.maximum) == (-2**31, 2**31 - 1)
+    assert f"store_number: {{type: [integer, \"null\"], minimum: {rule.minimum}, maximum: {rule.maximum}}}" in spec
+
+
+@pytest.mark.parametrize("path", ["/api/employees", "/api/events", "/api/schedules", "/api/sync/runs",
+                                  "/api/sync/conflicts", "/api/employees/1/history"])
+@pytest.mark.parametrize("arg", ["page", "per_page"])
+def test_an_empty_page_argument_is_422_naming_it(client, admin_headers, seeded, path, arg):
+    response = client.get(f"{path}?{arg}=", headers=admin_headers)
+    assert response.status_code == 422, response.get_json()
+    assert [d["field"] for d in response.get_json()["error"]["details"]] == [arg]
+
+
+@pytest.mark.parametrize("path", ["/", "/employees", "/calendar", "/sync/admin?runs_page="])
+def test_an_empty_page_argument_on_a_page_is_422(client, auth, path):
+    auth.login()
+    response = client.get(path if "?" in path else f"{path}?page=")
+    assert response.status_code == 422
+
+
+def test_the_conflicts_list_answers_its_page(client, admin_headers):
+    body = client.get("/api/sync/conflicts?per_page=5", headers=admin_headers).get_json()
+    assert body == {"data": [], "page": 1, "per_page": 5, "total": 0}
+
+
+@pytest.mark.parametrize("body, field", [({"resources": None}, "resources"),
+                                         ({"resources": "events"}, "resources"),
+                                         ({"resources": ["nope"]}, "resources"),
+                                         ({"direction": None}, "direction"),
+                                         ({"direction": "sideways"}, "direction"),
+                                         ({"wait": "yes"}, "wait")])
+def test_a_bad_trigger_field_is_422_naming_it(app, client, admin_headers, body, field):
+    app.config["SYNC_ENABLED"] = True
+    response = client.post("/api/sync/trigger", headers=admin_headers, json=body)
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["error_id"] and [d["field"] for d in error["details"]] == [field]
+
+
+def test_an_absent_trigger_field_keeps_its_default(app, client, admin_headers):
+    app.config["SYNC_ENABLED"] = False  # checked, then refused as off: the body itself was fine
+    for body in ({}, {"resources": [], "direction": "push"}):
+        response = client.post("/api/sync/trigger", headers=admin_headers, json=body)
+        assert response.status_code == 409 and response.get_json()["error"]["code"] == "sync_disabled"

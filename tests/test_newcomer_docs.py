@@ -111,7 +111,7 @@ def test_demo_data_looks_like_one_company(app):
     from models import Event, db, event_type_for, to_local
     from tests.vendor_sandbox import VendorSandbox
 
-    from app import seed_demo_data
+    from cli import seed_demo_data
 
     assert len({number for number, _ in STORES}) == len({name for _, name in STORES}) == len(STORES)
     with app.app_context():

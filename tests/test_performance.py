@@ -72,7 +72,7 @@ def test_pages_run_the_same_statements_for_10_and_1200_records(app, client, auth
         assert client.get(path).status_code == 200
     _empty_tables(app)
     with app.app_context():
-        from app import create_user
+        from auth import create_user
 
         create_user(*ADMIN, role="admin")
     bulk_records(app, 1200)
@@ -135,7 +135,7 @@ def test_a_pulled_page_costs_the_same_statements_for_10_and_100_items(app, resou
 
 
 def sync_app(database_url, sandbox, **extra):
-    from app import create_user
+    from auth import create_user
 
     application = make_app(database_url, SYNC_ENABLED=True, SYNC_PUSH_ON_CHANGE=False,
                            EXTERNAL_API_BASE_URL=sandbox.base_url, EXTERNAL_API_KEY=API_KEY,

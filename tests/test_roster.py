@@ -108,7 +108,7 @@ def test_a_schedule_near_midnight_sits_on_its_local_day(app, client, signed_in, 
 
 
 def test_the_grid_marks_today(app, client, signed_in):
-    from app import local_today
+    from shared import local_today
 
     with app.app_context():
         make_employee("Ana")
@@ -324,6 +324,7 @@ def test_a_drop_moves_through_the_reschedule_rules_and_answers_json(app, client,
                 headers=json_headers)
     assert busy.status_code == 409
     assert busy.get_json()["error"]["message"] == "Ben already has work on 2026-12-10."
+    assert busy.get_json()["error"]["error_id"]  # the one error path: logged with an id
     outside = post(client, signed_in, url, {"date": "2026-12-12", "time": "14:00", "employee_id": str(ben)},
                    headers=json_headers)
     assert outside.status_code == 422
@@ -387,7 +388,7 @@ def test_the_roster_runs_the_same_statements_for_5_and_50_employees(app, client,
         return len(seen)
 
     small = measured(5)
-    from app import create_user
+    from auth import create_user
     from tests.conftest import SCHEDULER, _empty_tables
 
     _empty_tables(app)

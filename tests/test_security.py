@@ -267,7 +267,7 @@ def test_sign_out_leaves_basic_clients_working(app, client, auth, scheduler_head
 
 
 def test_a_new_password_ends_existing_sessions(app, client, auth):
-    from app import create_user
+    from auth import create_user
 
     auth.login_scheduler()
     copy = copy_session(app, client)

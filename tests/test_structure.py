@@ -103,3 +103,65 @@ def test_pyflakes_rules_pass_on_the_whole_tree():
                              "--output-format", "concise", "--no-cache", str(ROOT)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- the layout after the split of app.py (issue 19) -------------------------------------
+
+AUDIENCES = ("auth", "pages", "employees", "api", "sync_api", "sync_admin", "cli")
+
+
+def _imports(path: Path) -> set[str]:
+    """The top-level module names a file imports (anywhere in it)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _app_modules() -> list[Path]:
+    """The app's modules: *.py at the top level, and sync_engine/*.py once it is a package."""
+    return sorted(ROOT.glob("*.py")) + sorted(ROOT.glob("sync_engine/*.py"))
+
+
+def test_nothing_imports_the_app_module():
+    """app.py is the factory on top: only `flask --app app`, gunicorn and the tests ask for it."""
+    importers = [path.name for path in _app_modules() if path.name != "app.py" and "app" in _imports(path)]
+    assert importers == []
+
+
+def test_app_py_is_the_factory_only():
+    assert len((ROOT / "app.py").read_text(encoding="utf-8").splitlines()) <= 400
+    for name in AUDIENCES + ("extensions", "fields", "paging", "bodies", "shared", "template_helpers"):
+        assert (ROOT / f"{name}.py").exists(), name
+
+
+def test_no_module_is_over_1000_lines():
+    sizes = {path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+             for path in _app_modules() if path.name != "sync_engine.py" or path.parent != ROOT}
+    assert {name: lines for name, lines in sizes.items() if lines > 1000} == {}
+
+
+def test_no_audience_module_imports_another():
+    """Shared helpers go down a level; an audience module may use auth's decorators and
+    create_user (auth is the sign-in audience every other one stands on), nothing else."""
+    crossings = {}
+    for name in AUDIENCES:
+        others = _imports(ROOT / f"{name}.py") & (set(AUDIENCES) - {name, "auth"})
+        if others:
+            crossings[name] = sorted(others)
+    assert crossings == {}
+
+
+def test_the_bottom_modules_import_nothing_above_them():
+    """fields.py reads the models only; extensions.py nothing of the app."""
+    local = {path.stem for path in _app_modules()}
+    assert _imports(ROOT / "fields.py") & local == {"models"}
+    assert _imports(ROOT / "extensions.py") & local == set()
+    for name in ("models", "config", "api_service", "csv_formats", "error_handlers", "inputs",
+                 "security", "roster", "history", "paging", "bodies", "shared", "template_helpers"):
+        assert _imports(ROOT / f"{name}.py") & (set(AUDIENCES) | {"app"}) == set(), name

@@ -34,7 +34,7 @@ def app_overrides(vendor):
 
 def test_no_schedule_is_sent_before_its_event_and_employee_exist_at_the_vendor(app, vendor):
     import sync_engine
-    from app import Employee, Event, db
+    from models import Employee, Event, db
 
     _, state = vendor
 

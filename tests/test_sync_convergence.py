@@ -187,7 +187,7 @@ def _compare(app, sandbox) -> None:
 def _user_deletes_orphaned_schedules(app) -> None:
     """What a user does with a local schedule whose event or employee a vendor user deleted
     meanwhile (failed, "choose another or delete this schedule"): delete it."""
-    from app import Schedule, db
+    from models import Schedule, db
 
     def act():
         for row in db.session.scalars(db.select(Schedule).where(

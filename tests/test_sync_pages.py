@@ -148,7 +148,7 @@ def test_dashboard_section_shows_counts_and_last_run(app, client, auth):
 
 def test_last_run_keeps_a_partial_run_until_a_run_succeeds_with_work(app, client, auth):
     """Zero-work interval runs after a partial one never hide it (page and status API)."""
-    from app import SyncRun, db
+    from models import SyncRun, db
 
     def add(status, minute, **counts):
         with app.app_context():

@@ -1,4 +1,4 @@
-"""The vendor sandbox honours external-api.md: raw HTTP against a live sandbox."""
+"""The vendor sandbox honours docs/vendor-api.md: raw HTTP against a live sandbox."""
 
 from __future__ import annotations
 

@@ -1,0 +1,433 @@
+"""The JSON API: /api/employees, /api/events, /api/schedules, history, CSV import/export.
+
+The contract is docs/openapi.yaml.  Bodies: read-only fields (`id`, the sync
+fields) and unknown fields are ignored; every bad field is reported at once
+(422, details [{field, message}]), each checked against its model column's
+limits (fields.py, through bodies.py).  Lists answer {data, page, per_page, total}.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Optional
+
+from flask import Blueprint, jsonify, request, url_for
+from flask_login import login_required
+from sqlalchemy import select
+
+import csv_formats
+import fields
+import inputs
+import security
+from bodies import Body, boolean, field, json_object
+from error_handlers import invalid
+from models import (
+    SYNCED_MODELS,
+    ApiError,
+    DomainError,
+    Employee,
+    Event,
+    RecordHistory,
+    Schedule,
+    available_employees,
+    check_schedule,
+    db,
+    deactivate,
+    event_type_for,
+    get_live,
+    iso,
+    live,
+    local_day_bounds,
+    notify_local_change,
+    parse_api_datetime,
+    value_taken,
+)
+from paging import PageOf, listing_json, page_args, page_json, paginate
+
+EVENT_REQUIRED = ("project_ref_num", "project_name", "start_datetime", "due_datetime")
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+security.throttle_signin(bp)  # failed HTTP Basic sign-ins, like the login form's
+
+
+def _page_of(model, order_by: tuple, *conditions):
+    """One JSON page of live records."""
+    return page_json(model, order_by, model.deleted_at.is_(None), *conditions)
+
+
+def _get_or_404(model, record_id: int):
+    """A live record, else 404 not_found."""
+    record = get_live(model, record_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no {model.__name__.lower()} with id {record_id}")
+    return record
+
+
+def _get(record):
+    """A record as JSON."""
+    return jsonify(record.to_dict())
+
+
+def _patch(model, record_id: int, checked):
+    """Change the fields a PATCH names, as `checked(data, record)` (422/409) allows."""
+    record = _get_or_404(model, record_id)
+    data = json_object()
+    for name, value in checked(data, record).items():
+        setattr(record, name, value)
+    return _save(record, recheck=lambda: checked(data, record))
+
+
+def _save(record, created: Optional[str] = None, recheck=None):
+    """Mark a change, commit, ask for a push, answer the record (201 + Location when created).
+
+    A unique index that refuses the commit means a race lost to a request committed
+    meanwhile: `recheck()` runs the request's Python checks again, which now see the
+    winner and raise the very 409 they give when there is no race.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    record.mark_changed()
+    db.session.add(record)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        if recheck is not None:
+            recheck()
+        raise ApiError(409, "conflict", "another change got there first; reload and try again") from None
+    notify_local_change()
+    response = jsonify(record.to_dict())
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = url_for(f"api.get_{created}", **{f"{created}_id": record.id})
+    return response
+
+
+def _delete(record):
+    """Soft-delete, commit, ask for a push: 204."""
+    record.soft_delete()
+    db.session.commit()
+    notify_local_change()
+    return "", 204
+
+
+def _refuse_if_scheduled(condition, what: str) -> None:
+    """409 in_use naming the live schedules that still use a record."""
+    ids = db.session.scalars(select(Schedule.id).where(Schedule.deleted_at.is_(None), condition)
+                             .order_by(Schedule.id)).all()
+    if ids:
+        raise ApiError(409, "in_use",
+                       f"{what} still has schedules ({', '.join(map(str, ids))}); delete them first",
+                       [{"resource": "schedule", "id": i} for i in ids])
+
+
+def _day_arg(value: str, name: str) -> date:
+    """A YYYY-MM-DD date in the supported years, else 422 naming the parameter."""
+    import re
+
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError
+        return inputs.check_day(date.fromisoformat(value), name)
+    except inputs.BadInput as exc:
+        raise invalid([exc.detail()]) from None
+    except ValueError:
+        raise invalid([{"field": name, "message": f"{name} must be a date as YYYY-MM-DD, got {value[:40]!r}"}]) from None
+
+
+def _optional_arg(name: str) -> Optional[str]:
+    """A query parameter that may be left out, but not given empty (422)."""
+    value = request.args.get(name)
+    if value is not None and not value.strip():
+        raise invalid([{"field": name, "message": f"{name} is empty: leave it out or give a value"}])
+    return value.strip() if value is not None else None
+
+
+# -- employees ---------------------------------------------------------------
+
+@bp.get("/employees")
+@login_required
+def list_employees():
+    """Employees by name, a page at a time."""
+    return _page_of(Employee, (Employee.name, Employee.id))
+
+
+@bp.post("/employees")
+@login_required
+def create_employee():
+    """Add an employee: 201 with Location."""
+    data = json_object()
+    employee = Employee(**_employee_fields(data))
+    return _save(employee, created="employee", recheck=lambda: _employee_fields(data))
+
+
+@bp.get("/employees/<int:employee_id>")
+@login_required
+def get_employee(employee_id: int):
+    """One employee."""
+    return _get(_get_or_404(Employee, employee_id))
+
+
+@bp.patch("/employees/<int:employee_id>")
+@login_required
+def update_employee(employee_id: int):
+    """Change some of an employee's fields; deactivating one with future schedules is 409
+    in_use unless `"unschedule_future": true` unschedules them in the same transaction."""
+    employee = _get_or_404(Employee, employee_id)
+    data = json_object()
+    values = _employee_fields(data, employee)
+    flag = Body(data, partial=True)
+    flag.take("unschedule_future", boolean)
+    unschedule_future = flag.done().get("unschedule_future", False)  # 422 when not a boolean
+    if values.get("active") is False:
+        try:
+            deactivate(employee, unschedule_future=unschedule_future)
+        except DomainError as exc:
+            raise exc.to_api_error() from None
+    for name, value in values.items():
+        setattr(employee, name, value)
+    return _save(employee, recheck=lambda: _employee_fields(data, employee))
+
+
+@bp.delete("/employees/<int:employee_id>")
+@login_required
+def delete_employee(employee_id: int):
+    """Delete an employee that has no live schedules (else 409 in_use)."""
+    employee = _get_or_404(Employee, employee_id)
+    _refuse_if_scheduled(Schedule.employee_id == employee.id, f"employee {employee.id}")
+    return _delete(employee)
+
+
+def _employee_fields(data: dict, employee: Optional[Employee] = None) -> dict:
+    """Checked employee fields (422), with a live-unique code (409)."""
+    body = Body(data, partial=employee is not None)
+    parse = field("employees")
+    body.take("name", parse, required=True)
+    for name in ("code", "email", "active"):
+        body.take(name, parse)
+    values = body.done()
+    code = values.get("code")
+    if code is not None and value_taken(Employee.code, code, employee):
+        raise ApiError(409, "duplicate", f"another employee has the code {code}",
+                       [{"field": "code", "message": "already used by another employee"}])
+    return values
+
+
+# -- events ------------------------------------------------------------------
+
+@bp.get("/events")
+@login_required
+def list_events():
+    """Events by start, then due, a page at a time."""
+    return _page_of(Event, (Event.start_datetime, Event.due_datetime, Event.id))
+
+
+@bp.post("/events")
+@login_required
+def create_event():
+    """Add an event: 201 with Location."""
+    data = json_object()
+    values = _event_fields(data)
+    values.setdefault("event_type", event_type_for(values["project_name"]))
+    event = Event(**values)
+    return _save(event, created="event", recheck=lambda: _event_fields(data))
+
+
+@bp.get("/events/<int:event_id>")
+@login_required
+def get_event(event_id: int):
+    """One event."""
+    return _get(_get_or_404(Event, event_id))
+
+
+@bp.patch("/events/<int:event_id>")
+@login_required
+def update_event(event_id: int):
+    """Change exactly the fields named (a new project name keeps the event type)."""
+    return _patch(Event, event_id, _event_fields)
+
+
+@bp.delete("/events/<int:event_id>")
+@login_required
+def delete_event(event_id: int):
+    """Delete an event that is not scheduled (else 409 in_use)."""
+    event = _get_or_404(Event, event_id)
+    _refuse_if_scheduled(Schedule.event_id == event.id, f"event {event.id}")
+    return _delete(event)
+
+
+def _event_fields(data: dict, event: Optional[Event] = None) -> dict:
+    """Checked event fields (422; PATCH checks the merged window), unique ref (409)."""
+    body = Body(data, partial=event is not None)
+    parse = field("events")
+    for name in fields.WRITABLE["events"]:
+        body.take(name, parse, required=name in EVENT_REQUIRED)
+    values = body.values
+    start = values.get("start_datetime", event.start_datetime if event else None)
+    due = values.get("due_datetime", event.due_datetime if event else None)
+    if start is not None and due is not None and due < start:
+        body.fail("due_datetime", "due_datetime must not be before start_datetime")
+    elif event is not None and start is not None and due is not None:
+        current = db.session.scalar(live(Schedule).where(Schedule.event_id == event.id))
+        if current is not None and not (start <= current.start_datetime <= due):
+            moved = "start_datetime" if "start_datetime" in values else "due_datetime"
+            body.fail(moved, f"the event is scheduled at {iso(current.start_datetime)}, "
+                             "which would fall outside the new window")
+    values = body.done()
+    ref = values.get("project_ref_num")
+    if ref is not None and value_taken(Event.project_ref_num, ref, event):
+        raise ApiError(409, "duplicate", f"another event has the reference number {ref}",
+                       [{"field": "project_ref_num", "message": "already used by another event"}])
+    return values
+
+
+# -- schedules ---------------------------------------------------------------
+
+@bp.get("/schedules")
+@login_required
+def list_schedules():
+    """Schedules by time, a page at a time; `?from=&to=` (dates or RFC 3339) narrow them."""
+    conditions = []
+    low, high = _optional_arg("from"), _optional_arg("to")
+    if low is not None:
+        conditions.append(Schedule.start_datetime >= _bound_arg(low, "from", end=False))
+    if high is not None:
+        bound = _bound_arg(high, "to", end=True)
+        conditions.append(Schedule.start_datetime < bound if len(high) == 10
+                          else Schedule.start_datetime <= bound)
+    return _page_of(Schedule, (Schedule.start_datetime, Schedule.id), *conditions)
+
+
+@bp.post("/schedules")
+@login_required
+def create_schedule():
+    """Give an event to an employee at a time: 201, 422 (window, inactive), 409 (taken)."""
+    data = json_object()
+    values = _schedule_fields(data)
+    return _save(Schedule(**values), created="schedule", recheck=lambda: _schedule_fields(data))
+
+
+@bp.get("/schedules/<int:schedule_id>")
+@login_required
+def get_schedule(schedule_id: int):
+    """One schedule."""
+    return _get(_get_or_404(Schedule, schedule_id))
+
+
+@bp.patch("/schedules/<int:schedule_id>")
+@login_required
+def update_schedule(schedule_id: int):
+    """Reschedule: another time, employee or event, under the same rules."""
+    return _patch(Schedule, schedule_id, _schedule_fields)
+
+
+@bp.delete("/schedules/<int:schedule_id>")
+@login_required
+def delete_schedule(schedule_id: int):
+    """Unschedule: the event becomes unscheduled."""
+    return _delete(_get_or_404(Schedule, schedule_id))
+
+
+def _schedule_fields(data: dict, schedule: Optional[Schedule] = None) -> dict:
+    """Checked schedule fields; the merged result must pass check_schedule."""
+    body = Body(data, partial=schedule is not None)
+    for name in fields.WRITABLE["schedules"]:
+        body.take(name, field("schedules"), required=True)
+    values = body.done()
+    event_id = values.get("event_id", schedule.event_id if schedule else None)
+    employee_id = values.get("employee_id", schedule.employee_id if schedule else None)
+    event, employee = get_live(Event, event_id), get_live(Employee, employee_id)
+    missing = [{"field": f"{name}_id", "message": f"no {name} with id {rid}"}
+               for name, rid, obj in (("event", event_id, event), ("employee", employee_id, employee))
+               if obj is None]
+    if missing:
+        raise invalid(missing)
+    start = values.get("start_datetime", schedule.start_datetime if schedule else None)
+    try:
+        check_schedule(event, employee, start, schedule)
+    except DomainError as exc:
+        raise exc.to_api_error() from None
+    return values
+
+
+# -- history of a record (history.py writes it) --------------------------------
+
+def history_page(resource: str, record_id: int, page: int, per_page: int) -> PageOf:
+    """A page of a record's history, newest first (also for a deleted record)."""
+    return paginate(RecordHistory, [RecordHistory.resource == resource,
+                                    RecordHistory.record_id == record_id],
+                    [RecordHistory.at.desc(), RecordHistory.id.desc()], page, per_page)
+
+
+@login_required
+def record_history(resource: str, record_id: int):
+    """Who changed the record, when, through which path, and what: newest first, paged;
+    404 for an id that never existed."""
+    page, per_page = page_args()
+    if db.session.get(SYNCED_MODELS[resource], record_id) is None:
+        raise ApiError(404, "not_found", f"no {resource[:-1]} with id {record_id}")
+    return listing_json(history_page(resource, record_id, page, per_page))
+
+
+for _resource in SYNCED_MODELS:  # GET /api/employees/<id>/history, events, schedules
+    bp.add_url_rule(f"/{_resource}/<int:record_id>/history", f"{_resource}_history",
+                    record_history, methods=["GET"], defaults={"resource": _resource})
+
+
+def _bound_arg(value: str, name: str, end: bool) -> datetime:
+    """A `from`/`to` bound: a local date (whole day) or an RFC 3339 instant."""
+    value = value.strip()
+    if len(value) == 10:
+        day = _day_arg(value, name)
+        return local_day_bounds(day)[1 if end else 0]
+    try:
+        return parse_api_datetime(value, name)
+    except DomainError as exc:
+        raise invalid([{"field": name, "message": f"{name} must be YYYY-MM-DD or an RFC 3339 timestamp"
+                                                  f" in the years 0002 to 9998 ({exc.message})"}]) from None
+
+
+# -- scheduling helpers, CSV import and export -------------------------------
+
+@bp.get("/available_employees/<day>")
+@login_required
+def available_employees_on(day: str):
+    """Active employees with no schedule that local day: [{id, name}]."""
+    return jsonify([{"id": e.id, "name": e.name} for e in available_employees(_day_arg(day, "date"))])
+
+
+@bp.post("/import/events", endpoint="import_events")
+@login_required
+@inputs.large_upload
+def api_import_events():
+    """Import a WorkBankVisits.csv (multipart field `file`, with or without a filename).
+
+    Counts, or 422 with the first 100 problems and their total.
+    """
+    upload = request.files.get("file")
+    source = upload.stream if upload is not None else request.form.get("file")
+    filename = upload.filename if upload is not None else None
+    if source is None:
+        raise ApiError(400, "bad_request", "send the CSV file as the multipart form field 'file'")
+    try:
+        result = csv_formats.import_events_csv(source, filename)
+    except csv_formats.CsvImportError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.details, fields={"total": exc.total}) from None
+    return jsonify(result)
+
+
+@bp.get("/export/schedule")
+@login_required
+def export_schedule():
+    """CalendarSchedule.csv of live schedules (`?from=&to=` local dates, inclusive).
+
+    Every argument is checked before the first byte is sent: a bad one is a JSON 422.
+    """
+    from flask import Response, stream_with_context
+
+    low, high = _optional_arg("from"), _optional_arg("to")
+    from_date = _day_arg(low, "from") if low is not None else None
+    to_date = _day_arg(high, "to") if high is not None else None
+    body = stream_with_context(csv_formats.iter_schedule_csv(from_date, to_date))
+    return Response(body, mimetype="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="CalendarSchedule.csv"'})
+

@@ -1,0 +1,109 @@
+"""Template filters and globals: times in APP_TIMEZONE, history entries in words."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+
+import history
+from models import (
+    DomainError,
+    Employee,
+    Event,
+    RecordHistory,
+    db,
+    fmt_local,
+    iso,
+    parse_api_datetime,
+)
+
+HISTORY_VERBS = {
+    "schedules": {"created": "scheduled", "changed": "moved", "deleted": "unscheduled",
+                  "restored": "restored"},
+    "employees": {"created": "added", "changed": "changed", "deleted": "deleted",
+                  "restored": "restored"},
+    "events": {"created": "created", "changed": "changed", "deleted": "deleted",
+               "restored": "restored"},
+}
+
+
+def history_words(entry: RecordHistory) -> str:
+    """What happened and through which path, as a person says it: "moved by the vendor
+    (webhook)", "imported from WorkBankVisits.csv by ana", "kept local by admin in a
+    conflict"."""
+    verb = HISTORY_VERBS[entry.resource][entry.action]
+    who, source = entry.actor or "someone", entry.source
+    if source == "page":
+        return f"{verb} by {who}"
+    if source == "api":
+        return f"{verb} by {who} (API)"
+    if source == "cli":
+        return f"{verb} from the command line"
+    if source == "csv":
+        return f"{verb}: imported from {history.import_file(entry.ref) or 'a file'} by {who}"
+    if source == "webhook":
+        return f"{verb} by the vendor (webhook)"
+    if source == "pull" and entry.actor:
+        return f"{verb} by {who}, applying the vendor's listing (sync run #{entry.ref})"
+    if source == "pull":
+        return f"{verb} by the vendor (sync run #{entry.ref})"
+    if source == "push":
+        return f"{verb} by the sync's push: the vendor's answer taken (sync run #{entry.ref})"
+    if source == "restore":
+        return f"kept by {who} and sent to the vendor again (held deletion)"
+    if source == "conflict" and entry.ref == "local":
+        return f"kept local by {who} in a conflict"
+    return f"{verb}: the vendor's version kept by {who} in a conflict"
+
+
+def history_values(entries: list) -> dict:
+    """{(field, raw value): text} for a page of entries: times in APP_TIMEZONE, schedules'
+    employee and event ids as names (one query each)."""
+    wanted = {"employee_id": set(), "event_id": set()}
+    for entry in entries:
+        for name, pair in (entry.changes or {}).items():
+            if name in wanted:
+                wanted[name].update(v for v in pair if v is not None)
+    shown = {}
+    if wanted["employee_id"]:
+        shown.update((("employee_id", i), n) for i, n in db.session.execute(
+            select(Employee.id, Employee.name).where(Employee.id.in_(wanted["employee_id"]))))
+    if wanted["event_id"]:
+        shown.update((("event_id", i), f"{n} (#{ref})") for i, n, ref in db.session.execute(
+            select(Event.id, Event.project_name, Event.project_ref_num)
+            .where(Event.id.in_(wanted["event_id"]))))
+    return shown
+
+
+def history_value(name: str, value: Any, shown: dict) -> str:
+    """One old or new value of an entry as the page shows it."""
+    if value is None:
+        return "—"
+    if (name, value) in shown:
+        return shown[(name, value)]
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name.endswith("_datetime") and isinstance(value, str):
+        try:
+            return fmt_local(parse_api_datetime(value, name))
+        except DomainError:
+            return value
+    return str(value)
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Filters that show stored UTC times in APP_TIMEZONE; history entries in words."""
+    app.add_template_filter(lambda dt, fmt="%Y-%m-%d %H:%M": fmt_local(dt, fmt), "localtime")
+    app.add_template_global(history_words)
+    app.add_template_global(history_value)
+    app.add_template_filter(lambda dt: iso(dt) or "", "isoutc")
+
+    @app.context_processor
+    def inject_globals():
+        """The time zone and the sync switch, for every template."""
+        return {
+            "app_timezone": app.config["APP_TIMEZONE"],
+            "sync_enabled": bool(app.config.get("SYNC_ENABLED")),
+        }
+
