@@ -44,6 +44,8 @@ import roster
 import history
 import sync_engine
 import sync_scheduler
+from observability import register_request_ids
+from ops import ops
 from api_service import parse_object
 from error_handlers import register_error_handlers, wants_json
 from models import (
@@ -1975,6 +1977,7 @@ def create_app(config_name: Optional[str] = None, overrides: Optional[dict] = No
             raise click.ClickException(f"Not starting: {exc}") from None
         raise
     register_logging(app)
+    register_request_ids(app)
     register_input_rules(app)
     register_extensions(app)
     register_history_source(app)
@@ -2104,7 +2107,7 @@ def register_input_rules(app: Flask) -> None:
 
 def register_routes(app: Flask) -> None:
     """URL rules for the login, pages, JSON API, sync API and webhook."""
-    for blueprint in (pages, api, sync_api, webhook):
+    for blueprint in (pages, api, sync_api, webhook, ops):
         app.register_blueprint(blueprint)
     # Browsers and bookmarks ask for /favicon.ico whatever the page links: answer it.
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))

@@ -145,6 +145,8 @@ class Config:
     RATELIMIT_STORAGE_URI = config("RATELIMIT_STORAGE_URI", default="memory://")
     # Largest webhook body accepted (bytes); larger deliveries get 413 unread.
     WEBHOOK_MAX_BYTES = config("WEBHOOK_MAX_BYTES", default=65536, cast=int)
+    # Log lines as text ("time level logger [request id]: message") or json (one object a line).
+    LOG_FORMAT = (config("LOG_FORMAT", default="text") or "text").strip().lower()
 
     # Names of settings whose values are secrets: never logged or shown.
     SECRET_SETTINGS = ("SECRET_KEY", "EXTERNAL_API_KEY", "WEBHOOK_SECRET", "ADMIN_PASSWORD")
@@ -170,6 +172,8 @@ class Config:
         if not isinstance(settings.get("SYNC_DELETE_GUARD_MIN", 0), int) \
                 or settings.get("SYNC_DELETE_GUARD_MIN", 0) < 0:
             problems.append("SYNC_DELETE_GUARD_MIN must be a whole number, 0 or more")
+        if settings.get("LOG_FORMAT", "text") not in ("text", "json"):
+            problems.append("LOG_FORMAT must be 'text' or 'json'")
         if problems:
             raise ConfigError("Configuration error: " + "; ".join(problems) + ".")
 

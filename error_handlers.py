@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 import inputs
 from models import ApiError, db
+from observability import RequestContextFilter, formatter_for
 
 __all__ = ["ApiError", "configure_logging", "error_response", "register_error_handlers"]
 
@@ -57,9 +58,9 @@ def error_response(status: int, code: str, message: str, details: Any = None,
     line = "error_id=%s status=%s code=%s method=%s path=%s message=%s"
     args = (error_id, status, code, request.method, request.path, message)
     if status >= 500:
-        log.error(line, *args, exc_info=exc)
+        log.error(line, *args, exc_info=exc, extra={"error_id": error_id})
     else:
-        log.info(line, *args)
+        log.info(line, *args, extra={"error_id": error_id})
     if wants_json():
         body: dict = {"code": code, "message": message, "error_id": error_id}
         if details is not None:
@@ -166,6 +167,7 @@ class SecretFilter(logging.Filter):
 
 
 _installed: dict[int, SecretFilter] = {}
+_formatted: set[int] = set()  # the handlers configure_logging made (their format is ours)
 
 
 def configure_logging(app: Flask) -> None:
@@ -174,9 +176,11 @@ def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
+        _formatted.add(id(handler))
+    for handler in root.handlers:
+        if id(handler) in _formatted:
+            handler.setFormatter(formatter_for(app.config.get("LOG_FORMAT", "text")))
     root.setLevel(min(root.level or logging.WARNING, level) if root.level else level)
     for name in ("app", "api_service", "sync_engine", "werkzeug"):
         logging.getLogger(name).setLevel(logging.DEBUG if name == "api_service" and app.debug else level)
@@ -188,4 +192,5 @@ def configure_logging(app: Flask) -> None:
             old.secrets = sorted(set(old.secrets) | set(new.secrets))
         else:
             handler.addFilter(new)
+            handler.addFilter(RequestContextFilter())
             _installed[id(handler)] = new
