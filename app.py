@@ -44,6 +44,8 @@ import roster
 import history
 import sync_engine
 import sync_scheduler
+import tokens
+from account import account
 from observability import register_request_ids
 from ops import ops
 from api_service import parse_object
@@ -108,11 +110,15 @@ login_manager.user_loader(security.load_session_user)
 
 @login_manager.request_loader
 def load_user_from_basic_auth(req) -> Optional[User]:
-    """HTTP Basic (`curl -u name:password`) for API clients (failures are throttled)."""
+    """An API token (`Authorization: Bearer`), or HTTP Basic (`curl -u name:password`,
+    the slow way: a password hash per request; failures are throttled)."""
     auth = req.authorization
-    if auth is None or auth.type != "basic" or not auth.username:
+    if auth is not None and auth.type == "bearer":
+        user = tokens.user_for_token(auth.token or "")
+    elif auth is None or auth.type != "basic" or not auth.username:
         return None
-    user = security.authenticate(auth.username, auth.password or "")
+    else:
+        user = security.authenticate(auth.username, auth.password or "")
     if user is not None:
         g.basic_auth = True
     return user
@@ -122,7 +128,7 @@ def load_user_from_basic_auth(req) -> Optional[User]:
 def unauthorized():
     """401 JSON for the API, a redirect to the login page for pages."""
     if request.path.startswith("/api/"):
-        raise ApiError(401, "unauthorized", "sign in: HTTP Basic credentials are required")
+        raise ApiError(401, "unauthorized", "sign in: an API token (Authorization: Bearer) or HTTP Basic credentials are required")
     return redirect(url_for("pages.login", next=request.full_path if request.query_string else request.path))
 
 
@@ -2107,7 +2113,7 @@ def register_input_rules(app: Flask) -> None:
 
 def register_routes(app: Flask) -> None:
     """URL rules for the login, pages, JSON API, sync API and webhook."""
-    for blueprint in (pages, api, sync_api, webhook, ops):
+    for blueprint in (pages, api, sync_api, webhook, ops, account):
         app.register_blueprint(blueprint)
     # Browsers and bookmarks ask for /favicon.ico whatever the page links: answer it.
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
@@ -2168,6 +2174,24 @@ def users_create(name: str, role: str, password_stdin: bool) -> None:
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"user {user.username!r} ({user.role}) is ready")
+
+
+@users_cli.command("token")
+@click.argument("name")
+@click.option("--label", default="", help="What the token is for (shown on the tokens page).")
+def users_token(name: str, label: str) -> None:
+    """Make an API token for a user and print it (shown this once)."""
+    user = db.session.scalar(select(User).where(User.username == name))
+    if user is None or not user.active:
+        raise click.ClickException(f"no active user {name!r}")
+    try:
+        plain, token = tokens.issue(user, label, current_app.config["API_TOKEN_DAYS"])
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    until = fmt_local(token.expires_at) if token.expires_at else "revoked"
+    click.echo(plain)
+    click.echo(f"token for {user.username!r} ({user.role}), valid until {until}; "
+               "it is shown only now", err=True)
 
 
 demo_cli = AppGroup("demo", help="Demo data for a first run.")

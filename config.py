@@ -145,6 +145,8 @@ class Config:
     RATELIMIT_STORAGE_URI = config("RATELIMIT_STORAGE_URI", default="memory://")
     # Largest webhook body accepted (bytes); larger deliveries get 413 unread.
     WEBHOOK_MAX_BYTES = config("WEBHOOK_MAX_BYTES", default=65536, cast=int)
+    # Days a new API token lives (0: until revoked).
+    API_TOKEN_DAYS = config("API_TOKEN_DAYS", default=365.0, cast=float)
     # Log lines as text ("time level logger [request id]: message") or json (one object a line).
     LOG_FORMAT = (config("LOG_FORMAT", default="text") or "text").strip().lower()
 
@@ -172,6 +174,8 @@ class Config:
         if not isinstance(settings.get("SYNC_DELETE_GUARD_MIN", 0), int) \
                 or settings.get("SYNC_DELETE_GUARD_MIN", 0) < 0:
             problems.append("SYNC_DELETE_GUARD_MIN must be a whole number, 0 or more")
+        if settings.get("API_TOKEN_DAYS", 0) < 0:
+            problems.append("API_TOKEN_DAYS must be 0 (no expiry) or more")
         if settings.get("LOG_FORMAT", "text") not in ("text", "json"):
             problems.append("LOG_FORMAT must be 'text' or 'json'")
         if problems:

@@ -133,6 +133,7 @@ _PATTERNS = [
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"whsec_[A-Za-z0-9+/=]+"),
     re.compile(r"(?i)((?:password|passwd|secret|api_key|apikey|key|token)['\"]?\s*[:=]\s*['\"]?)[^\s'\",&}]+"),
+    re.compile(r"sch_[A-Za-z0-9_-]{8,}"),  # API tokens (tokens.PREFIX)
 ]
 
 
@@ -150,6 +151,7 @@ class SecretFilter(logging.Filter):
         text = _PATTERNS[1].sub(lambda m: m.group(1) + " ***", text)
         text = _PATTERNS[2].sub("whsec_***", text)
         text = _PATTERNS[3].sub(lambda m: m.group(1) + "***", text)
+        text = _PATTERNS[4].sub("sch_***", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
