@@ -44,6 +44,7 @@ import roster
 import history
 import sync_engine
 import sync_scheduler
+import metrics
 import tokens
 from account import account
 from observability import register_request_ids
@@ -1984,6 +1985,7 @@ def create_app(config_name: Optional[str] = None, overrides: Optional[dict] = No
         raise
     register_logging(app)
     register_request_ids(app)
+    metrics.register_request_metrics(app)
     register_input_rules(app)
     register_extensions(app)
     register_history_source(app)

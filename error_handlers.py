@@ -44,7 +44,7 @@ MESSAGES = {
 
 def wants_json() -> bool:
     """JSON for the API (and for clients that ask only for JSON)."""
-    if request.path.startswith("/api/"):
+    if request.path.startswith("/api/") or request.path == "/metrics":
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]

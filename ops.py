@@ -1,19 +1,23 @@
-"""Probes for a load balancer or an orchestrator: `/healthz` and `/readyz`.
+"""What operators and their tools read: `/healthz`, `/readyz` and `/metrics`.
 
-Neither needs sign-in, and neither says more than whether it is well:
+The probes need no sign-in, and say no more than whether all is well:
 `/healthz` answers 200 while the process serves (it touches neither the database
 nor the vendor); `/readyz` answers 200 when the database answers a trivial query,
-else 503.
+else 503.  `/metrics` is the Prometheus text format (metrics.py), for admins.
 """
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify
-from sqlalchemy import text
+from flask import Blueprint, Response, abort, current_app, jsonify
+from flask_login import current_user
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import db
+import alerts
+import metrics
+import sync_engine
+from models import ApiError, SyncRun, db, utcnow
 
 ops = Blueprint("ops", __name__)
 log = logging.getLogger("app.ops")
@@ -37,3 +41,48 @@ def readyz():
     finally:
         db.session.remove()
     return jsonify(status="ok")
+
+
+# -- /metrics: Prometheus text format, for admins (token or Basic) -------------------
+
+def _database_families():
+    """What the database knows, read at scrape time (the same from every worker)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    records = GaugeMetricFamily("scheduler_sync_records", "Synced records by resource and sync status",
+                                labels=["resource", "status"])
+    for resource, counts in sync_engine.status_counts().items():
+        for status, n in counts.items():
+            records.add_metric([resource, status], n)
+    held = GaugeMetricFamily("scheduler_sync_held_deletions", "Deletions held for an admin",
+                             labels=["resource"])
+    for resource, n in sync_engine.held_counts().items():
+        held.add_metric([resource], n)
+    oldest = alerts.oldest_pending_at()
+    age = GaugeMetricFamily("scheduler_sync_oldest_pending_age_seconds",
+                            "Age of the oldest pending local change (0: none)")
+    age.add_metric([], max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0)
+    last_ok = db.session.scalar(select(func.max(SyncRun.finished_at)).where(SyncRun.status == "succeeded"))
+    success = GaugeMetricFamily("scheduler_sync_last_success_timestamp_seconds",
+                                "When the last successful sync run finished (Unix time; 0: never)")
+    success.add_metric([], last_ok.timestamp() if last_ok else 0.0)
+    firing = GaugeMetricFamily("scheduler_alerts_firing", "Alerts firing now (1) or not (0)",
+                               labels=["alert"])
+    now_firing = {a.name for a in alerts.firing()}
+    for name in alerts.ALERT_NAMES:
+        firing.add_metric([name], 1.0 if name in now_firing else 0.0)
+    return [records, held, age, success, firing]
+
+
+@ops.get("/metrics")
+def metrics_text():
+    """Prometheus metrics (admins; anonymous 401, schedulers 403, as for the API)."""
+    if not current_app.config.get("METRICS_ENABLED", True):
+        abort(404)
+    if not current_user.is_authenticated:
+        raise ApiError(401, "unauthorized", "an API token (Authorization: Bearer) or HTTP Basic "
+                                            "credentials are required")
+    if not current_user.is_admin:
+        raise ApiError(403, "forbidden", "this needs the admin role")
+    body = metrics.exposition(_database_families)
+    return Response(body, mimetype=None, headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
