@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
-from tests.conftest import ADMIN, SCHEDULER
 
 ROOT = Path(__file__).resolve().parent.parent
 
