@@ -1,7 +1,7 @@
 """alerts and alert_notifications: operational alerts and their outbox
 
 Revision ID: c5e7a9b1d3f2
-Revises: b2c4d6e8f0a1
+Revises: d7f9b1c3e5a7
 Create Date: 2026-12-07 13:00:00
 
 """
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = 'c5e7a9b1d3f2'
-down_revision = 'b2c4d6e8f0a1'
+down_revision = 'd7f9b1c3e5a7'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """api_tokens: bearer tokens for API clients, stored as SHA-256 hashes
 
-Revision ID: b2c4d6e8f0a1
+Revision ID: d7f9b1c3e5a7
 Revises: a9d3e6f1c2b4
 Create Date: 2026-12-07 12:30:00
 
@@ -8,7 +8,7 @@ Create Date: 2026-12-07 12:30:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = 'b2c4d6e8f0a1'
+revision = 'd7f9b1c3e5a7'
 down_revision = 'a9d3e6f1c2b4'
 branch_labels = None
 depends_on = None
