@@ -25,7 +25,6 @@ import base64
 import csv
 import json
 import os
-import re
 import secrets
 import signal
 import socket
