@@ -81,6 +81,9 @@ def reset_database(url: str) -> None:
     """Drop and recreate the public schema (creating the database if needed)."""
     import sqlalchemy as sa
 
+    from config import normalize_database_url
+
+    url = normalize_database_url(url)
     target = sa.make_url(url)
     admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -179,7 +182,9 @@ def db_checks(url: str) -> dict:
     """Double bookings, with SQL of its own."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
+    from config import normalize_database_url
+
+    engine = sa.create_engine(normalize_database_url(url))
     with engine.connect() as conn:
         day_twice = conn.scalar(sa.text(
             "SELECT count(*) FROM (SELECT employee_id, local_day FROM schedules WHERE deleted_at IS NULL"
@@ -227,6 +232,7 @@ def main(argv=None) -> int:
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/load")
     parser.add_argument("--logs", default=tempfile.mkdtemp(prefix="load-logs-"))
     args = parser.parse_args(argv)
+    Path(args.logs).mkdir(parents=True, exist_ok=True)
     stack = Stack(args)
     try:
         token = stack.start()
