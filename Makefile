@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 # would hide pytest's summary line ("N passed in ..."), e.g. with PYTEST_ARGS=-q.
 QUIET_FLAGS = -q -qq --quiet
 
-.PHONY: run test bench install
+.PHONY: run test bench load install
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,8 @@ test: install
 
 bench: install
 	$(PY) -m tests.bench $(BENCH_ARGS)
+
+# The load test (tests/load.py): gunicorn + PostgreSQL + the vendor sandbox, Locust headless.
+load: install
+	$(PY) -m pip install -q -r requirements-load.txt
+	$(PY) -m tests.load $(LOAD_ARGS)

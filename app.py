@@ -19,6 +19,7 @@ from flask_login import current_user
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
+import account
 import api
 import auth
 import cli
@@ -26,6 +27,8 @@ import config as app_config
 import employees
 import history
 import inputs
+import metrics
+import ops
 import pages
 import security
 import sync_admin
@@ -34,6 +37,7 @@ import sync_scheduler
 from error_handlers import configure_logging, is_api_request, register_error_handlers
 from extensions import csrf, login_manager, migrate
 from models import User, db
+from observability import register_request_ids
 from template_helpers import register_template_helpers
 
 log = logging.getLogger("app")
@@ -54,6 +58,8 @@ def create_app(config_name: Optional[str] = None, overrides: Optional[dict] = No
             raise click.ClickException(f"Not starting: {exc}") from None
         raise
     register_logging(app)
+    register_request_ids(app)
+    metrics.register_request_metrics(app)
     register_input_rules(app)
     register_extensions(app)
     register_history_source(app)
@@ -123,7 +129,8 @@ def auth_then_csrf():
 
 # The history source of each blueprint's writes (history.py): pages, the JSON and sync
 # APIs with the signed-in user as actor, the webhook with none.
-HISTORY_SOURCES = {"auth": "page", "pages": "page", "employees": "page", "sync_admin": "page",
+HISTORY_SOURCES = {"auth": "page", "account": "page", "pages": "page", "employees": "page",
+                   "sync_admin": "page",
                    "api": "api", "sync_api": "api", "webhook": "webhook"}
 
 
@@ -185,9 +192,10 @@ def register_input_rules(app: Flask) -> None:
 
 
 def register_routes(app: Flask) -> None:
-    """URL rules for the login, pages, employees, JSON API, sync API, webhook and sync admin."""
-    for blueprint in (auth.bp, pages.bp, employees.bp, api.bp, sync_api.bp, sync_api.webhook,
-                      sync_admin.bp):
+    """URL rules for the login and account, pages, employees, JSON API, sync API, webhook,
+    sync admin, and the operators' probes and metrics."""
+    for blueprint in (auth.bp, account.bp, pages.bp, employees.bp, api.bp, sync_api.bp,
+                      sync_api.webhook, sync_admin.bp, ops.bp):
         app.register_blueprint(blueprint)
     # Browsers and bookmarks ask for /favicon.ico whatever the page links: answer it.
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))

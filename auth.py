@@ -23,6 +23,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
 import security
+import tokens
 from error_handlers import is_api_request
 from extensions import login_manager
 from models import ROLES, ApiError, DomainError, User, db
@@ -35,12 +36,17 @@ login_manager.user_loader(security.load_session_user)
 
 
 @login_manager.request_loader
-def load_user_from_basic_auth(req) -> Optional[User]:
-    """HTTP Basic (`curl -u name:password`) for API clients (failures are throttled)."""
+def load_user_from_request(req) -> Optional[User]:
+    """An API token (`Authorization: Bearer`: a hash and one query), or HTTP Basic
+    (`curl -u name:password`: the slow way, a password hash per request; failures are
+    throttled).  Either exempts the request from CSRF (`g.basic_auth`)."""
     auth = req.authorization
-    if auth is None or auth.type != "basic" or not auth.username:
+    if auth is not None and auth.type == "bearer":
+        user = tokens.user_for_token(auth.token or "")
+    elif auth is None or auth.type != "basic" or not auth.username:
         return None
-    user = security.authenticate(auth.username, auth.password or "")
+    else:
+        user = security.authenticate(auth.username, auth.password or "")
     if user is not None:
         g.basic_auth = True
     return user
@@ -50,7 +56,8 @@ def load_user_from_basic_auth(req) -> Optional[User]:
 def unauthorized():
     """401 JSON for the API, a redirect to the login page for pages."""
     if is_api_request():
-        raise ApiError(401, "unauthorized", "sign in: HTTP Basic credentials are required")
+        raise ApiError(401, "unauthorized", "sign in: an API token (Authorization: Bearer) or HTTP Basic "
+                                            "credentials are required")
     return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 import demo_data
 import sync_engine
+import tokens
 from auth import create_user
 from models import (
     ROLES,
@@ -17,9 +18,11 @@ from models import (
     Employee,
     Event,
     Schedule,
+    User,
     app_tz,
     db,
     event_type_for,
+    fmt_local,
     live,
     local_to_utc,
     notify_local_change,
@@ -47,6 +50,24 @@ def users_create(name: str, role: str, password_stdin: bool) -> None:
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"user {user.username!r} ({user.role}) is ready")
+
+
+@users_cli.command("token")
+@click.argument("name")
+@click.option("--label", default="", help="What the token is for (shown on the tokens page).")
+def users_token(name: str, label: str) -> None:
+    """Make an API token for a user and print it (shown this once)."""
+    user = db.session.scalar(select(User).where(User.username == name))
+    if user is None or not user.active:
+        raise click.ClickException(f"no active user {name!r}")
+    try:
+        plain, token = tokens.issue(user, label, current_app.config["API_TOKEN_DAYS"])
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    until = fmt_local(token.expires_at) if token.expires_at else "revoked"
+    click.echo(plain)
+    click.echo(f"token for {user.username!r} ({user.role}), valid until {until}; "
+               "it is shown only now", err=True)
 
 
 demo_cli = AppGroup("demo", help="Demo data for a first run.")

@@ -145,9 +145,22 @@ class Config:
     RATELIMIT_STORAGE_URI = config("RATELIMIT_STORAGE_URI", default="memory://")
     # Largest webhook body accepted (bytes); larger deliveries get 413 unread.
     WEBHOOK_MAX_BYTES = config("WEBHOOK_MAX_BYTES", default=65536, cast=int)
+    # Days a new API token lives (0: until revoked).
+    API_TOKEN_DAYS = config("API_TOKEN_DAYS", default=365.0, cast=float)
+    # Serve /metrics (Prometheus text format; admins, by token or Basic).
+    METRICS_ENABLED = _bool("METRICS_ENABLED", True)
+    # Where alerts are POSTed (JSON with a Slack-compatible "text"); unset: admin pages only.
+    ALERT_WEBHOOK_URL = config("ALERT_WEBHOOK_URL", default=None)
+    # Consecutive failed or partial runs that raise an alert.
+    SYNC_ALERT_AFTER_FAILURES = config("SYNC_ALERT_AFTER_FAILURES", default=3, cast=int)
+    # A record pending longer than this many minutes raises an alert.
+    SYNC_ALERT_PENDING_MINUTES = config("SYNC_ALERT_PENDING_MINUTES", default=60.0, cast=float)
+    # Log lines as text ("time level logger [request id]: message") or json (one object a line).
+    LOG_FORMAT = (config("LOG_FORMAT", default="text") or "text").strip().lower()
 
     # Names of settings whose values are secrets: never logged or shown.
-    SECRET_SETTINGS = ("SECRET_KEY", "EXTERNAL_API_KEY", "WEBHOOK_SECRET", "ADMIN_PASSWORD")
+    SECRET_SETTINGS = ("SECRET_KEY", "EXTERNAL_API_KEY", "WEBHOOK_SECRET", "ADMIN_PASSWORD",
+                       "ALERT_WEBHOOK_URL")  # a chat webhook's address is its secret
 
     @classmethod
     def validate(cls, settings: dict) -> None:
@@ -170,6 +183,14 @@ class Config:
         if not isinstance(settings.get("SYNC_DELETE_GUARD_MIN", 0), int) \
                 or settings.get("SYNC_DELETE_GUARD_MIN", 0) < 0:
             problems.append("SYNC_DELETE_GUARD_MIN must be a whole number, 0 or more")
+        if settings.get("SYNC_ALERT_AFTER_FAILURES", 1) < 1:
+            problems.append("SYNC_ALERT_AFTER_FAILURES must be 1 or more")
+        if settings.get("SYNC_ALERT_PENDING_MINUTES", 1) <= 0:
+            problems.append("SYNC_ALERT_PENDING_MINUTES must be positive")
+        if settings.get("API_TOKEN_DAYS", 0) < 0:
+            problems.append("API_TOKEN_DAYS must be 0 (no expiry) or more")
+        if settings.get("LOG_FORMAT", "text") not in ("text", "json"):
+            problems.append("LOG_FORMAT must be 'text' or 'json'")
         if problems:
             raise ConfigError("Configuration error: " + "; ".join(problems) + ".")
 

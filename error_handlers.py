@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 import inputs
 from models import ApiError, db
+from observability import RequestContextFilter, formatter_for
 
 __all__ = ["ApiError", "configure_logging", "error_response", "invalid", "is_api_request",
            "register_error_handlers", "wants_json"]
@@ -43,8 +44,9 @@ MESSAGES = {
 
 
 def is_api_request() -> bool:
-    """Whether this request is for the JSON API (its path is under /api/)."""
-    return request.path.startswith("/api/")
+    """Whether this request is for the JSON API (its path is under /api/) or a machine
+    endpoint answered the same way (/metrics: 401/403 as JSON, never a login page)."""
+    return request.path.startswith("/api/") or request.path == "/metrics"
 
 
 def wants_json() -> bool:
@@ -71,9 +73,9 @@ def error_response(status: int, code: str, message: str, details: Any = None,
     line = "error_id=%s status=%s code=%s method=%s path=%s message=%s"
     args = (error_id, status, code, request.method, request.path, message)
     if status >= 500:
-        log.error(line, *args, exc_info=exc)
+        log.error(line, *args, exc_info=exc, extra={"error_id": error_id})
     else:
-        log.info(line, *args)
+        log.info(line, *args, extra={"error_id": error_id})
     if wants_json():
         body: dict = {"code": code, "message": message, "error_id": error_id}
         if details is not None:
@@ -146,6 +148,7 @@ _PATTERNS = [
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"whsec_[A-Za-z0-9+/=]+"),
     re.compile(r"(?i)((?:password|passwd|secret|api_key|apikey|key|token)['\"]?\s*[:=]\s*['\"]?)[^\s'\",&}]+"),
+    re.compile(r"sch_[A-Za-z0-9_-]{8,}"),  # API tokens (tokens.PREFIX)
 ]
 
 
@@ -163,6 +166,7 @@ class SecretFilter(logging.Filter):
         text = _PATTERNS[1].sub(lambda m: m.group(1) + " ***", text)
         text = _PATTERNS[2].sub("whsec_***", text)
         text = _PATTERNS[3].sub(lambda m: m.group(1) + "***", text)
+        text = _PATTERNS[4].sub("sch_***", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -180,6 +184,7 @@ class SecretFilter(logging.Filter):
 
 
 _installed: dict[int, SecretFilter] = {}
+_formatted: set[int] = set()  # the handlers configure_logging made (their format is ours)
 
 
 def configure_logging(app: Flask) -> None:
@@ -188,9 +193,11 @@ def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
+        _formatted.add(id(handler))
+    for handler in root.handlers:
+        if id(handler) in _formatted:
+            handler.setFormatter(formatter_for(app.config.get("LOG_FORMAT", "text")))
     root.setLevel(min(root.level or logging.WARNING, level) if root.level else level)
     for name in ("app", "api_service", "sync_engine", "werkzeug"):
         logging.getLogger(name).setLevel(logging.DEBUG if name == "api_service" and app.debug else level)
@@ -202,4 +209,5 @@ def configure_logging(app: Flask) -> None:
             old.secrets = sorted(set(old.secrets) | set(new.secrets))
         else:
             handler.addFilter(new)
+            handler.addFilter(RequestContextFilter())
             _installed[id(handler)] = new

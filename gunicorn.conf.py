@@ -16,6 +16,14 @@ from config import check_startup
 # master binds or forks: a worker would otherwise die with a traceback, again and again.
 check_startup()
 
+# Metrics from every worker: prometheus_client's multiprocess mode keeps each worker's
+# counts in files under PROMETHEUS_MULTIPROC_DIR, set here in the master before any
+# worker imports prometheus_client (a fresh folder per start unless one is given).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="scheduler-metrics-")
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() * 2 + 1)))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
@@ -45,3 +53,13 @@ def worker_exit(server, worker):
         sync_scheduler.shutdown_scheduler()
     except Exception:  # noqa: BLE001 - never block a worker's exit
         server.log.exception("scheduler shutdown failed")
+
+
+def child_exit(server, worker):
+    """A worker that is gone: its live gauges are dropped; its counts stay summed."""
+    try:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+    except Exception:  # noqa: BLE001 - never block the master
+        server.log.exception("metrics clean-up for worker %s failed", worker.pid)

@@ -276,6 +276,29 @@ class User(db.Model):
         return check_password_hash(self.password_hash, password)
 
 
+class ApiToken(db.Model):
+    """An API client's bearer token: acts as its user; stored only as a SHA-256 hash.
+
+    Local to this app (never synced).  `tokens.py` makes, checks and revokes them."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to tell tokens apart
+    label: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+    def usable(self, now: datetime) -> bool:
+        """Neither revoked nor expired at `now`."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
 class Employee(SyncMixin, db.Model):
     """A merchandiser who can be given work."""
 
@@ -578,6 +601,33 @@ class RetiredVendorId(db.Model):
     record_id: Mapped[Optional[int]] = mapped_column(Integer)  # the record it was linked to
     version: Mapped[Optional[int]] = mapped_column(Integer)  # the tombstone's, when known
     retired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+class Alert(db.Model):
+    """One operational alert's state (alerts.py): firing since when, or resolved."""
+
+    __tablename__ = "alerts"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    firing: Mapped[bool] = mapped_column(Boolean, default=False)
+    since: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    text: Mapped[Optional[str]] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertNotification(db.Model):
+    """An alert's start or end waiting to be POSTed to ALERT_WEBHOOK_URL (an outbox)."""
+
+    __tablename__ = "alert_notifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    text: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+
+
 class RecordHistory(db.Model):
     """One change to an employee, event or schedule: who (source, actor), when, through
     what (ref: an import, run or webhook message id) and the fields' old and new values

@@ -28,10 +28,11 @@ def test_the_readme_import_command_imports_the_example_file(app, client):
 
     args = readme_command("/api/import/events")
     assert args[0] == "curl"
-    user, password = args[args.index("-u") + 1].split(":", 1)
+    assert args[args.index("-H") + 1] == "$AUTH"  # the token the README makes first
+    token_line = readme_command("users token")
     from devserver import DEMO_ADMIN
 
-    assert (user, password) == DEMO_ADMIN  # the demo admin `make run` creates
+    assert token_line[token_line.index("token") + 1].rstrip(")") == DEMO_ADMIN[0]
     user, password = ADMIN  # the same admin, as the test app knows it
     field = args[args.index("-F") + 1]
     name, path = field.split("=@", 1)

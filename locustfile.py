@@ -1,0 +1,139 @@
+"""Load: schedulers doing their daily round, and an API client polling the sync.
+
+Run by `python -m tests.load` (gunicorn, PostgreSQL, the vendor sandbox, then this
+file headless and the checks afterwards), or by hand against a served app:
+
+    LOAD_USER=scheduler LOAD_PASSWORD=... LOAD_TOKEN=sch_... \\
+        .venv/bin/locust -f locustfile.py --headless -u 50 -r 10 -t 60s --host http://127.0.0.1:8000
+
+A scheduler signs in through the form, then: opens the dashboard, opens the roster
+week, opens a free cell, schedules an event from its schedule page, drags a shift
+to another free cell, unschedules one.  A refusal the app is right to give (the day
+was taken by another scheduler a moment ago: 409, 422) counts as a success: 50
+people work on the same week.  Anything else (a 5xx, a 4xx the round cannot
+cause) is a failure.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+from datetime import date, timedelta
+
+from locust import HttpUser, between, task
+
+CSRF = re.compile(r'name="csrf[-_]token"[^>]*(?:value|content)="([^"]+)"')
+EVENT_LINK = re.compile(r'href="/schedule/(\d+)')
+OPTION = re.compile(r'<option value="(\d+)"')
+DATE_INPUT = re.compile(r'id="date" name="date" type="date"[^>]*?value="([0-9-]+)"')
+SHIFT = re.compile(r'data-schedule-id="(\d+)" data-time="([0-9:]+)"')
+FREE_CELL = re.compile(r'class="roster-cell[^"]*\bfree\b[^"]*" data-date="([0-9-]+)" data-employee-id="(\d+)"')
+EXPECTED_REFUSALS = (409, 422)
+
+
+def monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+class Scheduler(HttpUser):
+    """A person at the scheduling desk."""
+
+    wait_time = between(0.5, 2.0)
+
+    def on_start(self) -> None:
+        page = self.client.get("/login", name="/login")
+        token = CSRF.search(page.text).group(1)
+        answer = self.client.post("/login", name="/login [POST]", data={
+            "username": os.environ.get("LOAD_USER", "scheduler"),
+            "password": os.environ.get("LOAD_PASSWORD", "scheduler-load-123"), "csrf_token": token})
+        if answer.status_code >= 400 or "/login" in answer.url:
+            raise RuntimeError(f"sign-in failed: {answer.status_code}")
+        self.week = monday(date.today()) + timedelta(weeks=random.randint(0, 2))
+        self.csrf = token
+
+    def _week(self) -> str:
+        return self.week.isoformat()
+
+    def _roster(self):
+        page = self.client.get(f"/calendar?week={self._week()}", name="/calendar")
+        match = CSRF.search(page.text)
+        if match:
+            self.csrf = match.group(1)
+        return page.text
+
+    @task(3)
+    def dashboard(self) -> None:
+        self.client.get("/", name="/")
+
+    @task(4)
+    def roster_week(self) -> None:
+        self._roster()
+
+    @task(2)
+    def free_cell(self) -> None:
+        cells = FREE_CELL.findall(self._roster())
+        if cells:
+            day, employee = random.choice(cells)
+            with self.client.get(f"/calendar/free?employee_id={employee}&date={day}",
+                                 name="/calendar/free", catch_response=True) as answer:
+                if answer.status_code == 200 or answer.status_code in EXPECTED_REFUSALS:
+                    answer.success()
+
+    @task(3)
+    def schedule(self) -> None:
+        events = EVENT_LINK.findall(self.client.get("/", name="/").text)
+        if not events:
+            return
+        event_id = random.choice(events)
+        page = self.client.get(f"/schedule/{event_id}", name="/schedule/<id>")
+        employees, day = OPTION.findall(page.text), DATE_INPUT.search(page.text)
+        token = CSRF.search(page.text)
+        if not employees or day is None or token is None:
+            return
+        form = {"date": day.group(1), "time": "09:00", "employee_id": random.choice(employees),
+                "csrf_token": token.group(1)}
+        with self.client.post(f"/schedule/{event_id}", data=form, name="/schedule/<id> [POST]",
+                              catch_response=True, allow_redirects=False) as answer:
+            if answer.status_code in (302, 303) or answer.status_code in EXPECTED_REFUSALS:
+                answer.success()
+
+    @task(2)
+    def drag(self) -> None:
+        text = self._roster()
+        shifts, cells = SHIFT.findall(text), FREE_CELL.findall(text)
+        if not shifts or not cells:
+            return
+        (schedule_id, at), (day, employee) = random.choice(shifts), random.choice(cells)
+        with self.client.post(f"/calendar/{schedule_id}/reschedule", name="/calendar/<id>/reschedule",
+                              data={"date": day, "time": at, "employee_id": employee,
+                                    "csrf_token": self.csrf},
+                              headers={"Accept": "application/json", "X-CSRFToken": self.csrf},
+                              catch_response=True) as answer:
+            if answer.status_code == 200 or answer.status_code in EXPECTED_REFUSALS + (404,):
+                answer.success()  # 404: another scheduler unscheduled it a moment ago
+
+    @task(1)
+    def unschedule(self) -> None:
+        shifts = SHIFT.findall(self._roster())
+        if not shifts:
+            return
+        schedule_id, _at = random.choice(shifts)
+        with self.client.post(f"/calendar/{schedule_id}/unschedule", name="/calendar/<id>/unschedule",
+                              data={"csrf_token": self.csrf}, allow_redirects=False,
+                              catch_response=True) as answer:
+            if answer.status_code in (302, 303, 404):
+                answer.success()
+
+
+class ApiClient(HttpUser):
+    """A script with an API token polling the sync's status."""
+
+    wait_time = between(0.5, 1.5)
+    fixed_count = 1  # one script beside the schedulers (-u 51: 50 people and it)
+
+    def on_start(self) -> None:
+        self.client.headers["Authorization"] = f"Bearer {os.environ['LOAD_TOKEN']}"
+
+    @task
+    def status(self) -> None:
+        self.client.get("/api/sync/status", name="/api/sync/status (token)")
