@@ -56,8 +56,8 @@ def load_user_from_request(req) -> Optional[User]:
 def unauthorized():
     """401 JSON for the API, a redirect to the login page for pages."""
     if is_api_request():
-        raise ApiError(401, "unauthorized", "sign in: an API token (Authorization: Bearer) or HTTP Basic "
-                                            "credentials are required")
+        raise ApiError(401, "unauthorized", "sign in first: send an API token, or a user name and password "
+                                            "(HTTP Basic)")
     return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
 
 

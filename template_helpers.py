@@ -6,6 +6,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
+import alerts
 import history
 from models import (
     DomainError,
@@ -98,6 +99,7 @@ def register_template_helpers(app: Flask) -> None:
     app.add_template_global(history_words)
     app.add_template_global(history_value)
     app.add_template_filter(lambda dt: iso(dt) or "", "isoutc")
+    app.add_template_global(alerts.firing, "firing_alerts")
 
     @app.context_processor
     def inject_globals():

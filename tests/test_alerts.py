@@ -200,3 +200,22 @@ def test_two_evaluators_at_once_record_one_start(app, conf):
     assert errors == []
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(AlertNotification)) == 1
+
+
+def test_admins_see_a_banner_on_every_page_while_an_alert_fires(app, conf, client, auth):
+    with app.app_context():
+        add_runs("failed", "failed", "failed")
+        alerts.evaluate(conf)
+    auth.login()
+    for path in ("/", "/sync/admin", "/employees", "/account/tokens"):
+        html = client.get(path).get_data(as_text=True)
+        assert 'class="alert-banner"' in html and "failed 3 runs in a row" in html, path
+    auth.logout()
+    auth.login_scheduler()
+    assert 'class="alert-banner"' not in client.get("/").get_data(as_text=True)
+    with app.app_context():
+        add_runs("succeeded")
+        alerts.evaluate(conf)
+    auth.logout()
+    auth.login()
+    assert 'class="alert-banner"' not in client.get("/sync/admin").get_data(as_text=True)

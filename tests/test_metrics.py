@@ -83,11 +83,9 @@ def test_the_database_figures_are_read_at_scrape_time(app, client, admin_headers
     assert sample(text, "scheduler_alerts_firing", alert="sync_failing") == 0
 
 
-def test_metrics_can_be_turned_off(database_url, admin_headers):
-    from tests.conftest import make_app
-
-    app = make_app(database_url, METRICS_ENABLED=False)
-    assert app.test_client().get("/metrics", headers=admin_headers).status_code == 404
+def test_metrics_can_be_turned_off(app, client, admin_headers):
+    app.config["METRICS_ENABLED"] = False
+    assert client.get("/metrics", headers=admin_headers).status_code == 404
 
 
 WORKER = """
