@@ -1,6 +1,10 @@
-"""The `flask` commands (cli.py): users create, demo seed.  `sync run` is in
-test_sync_engine.py, `schedules recompute-days` in test_local_days.py."""
+"""The `flask` commands (cli.py): users create, demo seed, sync run (against the vendor
+sandbox).  `schedules recompute-days` is in test_local_days.py."""
+import pytest
+
 from models import User, db
+from tests.factories import make_employee
+from tests.test_sync_engine import local
 
 
 def test_cli_users_create_with_password_stdin(app, runner):
@@ -37,3 +41,18 @@ def test_cli_demo_seed_fills_an_empty_database_once(app, runner):
         assert count == 12
     again = runner.invoke(args=["demo", "seed"])
     assert "not added" in again.output
+
+
+@pytest.mark.vendor_sync
+def test_cli_sync_run(app, runner, sandbox):
+    local(app, make_employee, "Cli Carla")
+    result = runner.invoke(args=["sync", "run", "--resources", "employees", "--direction", "push"])
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.output and "pushed 1" in result.output
+    assert runner.invoke(args=["sync", "run", "--resources", "nope"]).exit_code != 0
+    app.config["SYNC_ENABLED"] = False
+    assert runner.invoke(args=["sync", "run"]).exit_code == 1
+    app.config["SYNC_ENABLED"] = True
+    app.config["EXTERNAL_API_KEY"] = "sk-wrong-1"
+    failed = runner.invoke(args=["sync", "run"])
+    assert failed.exit_code == 1 and "401" in failed.output

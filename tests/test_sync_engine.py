@@ -1,6 +1,6 @@
-"""The sync engine end to end: the app against the vendor sandbox over real HTTP (push, pull,
-failures, conflicts, lease, `flask sync run`, push soon).  The webhook receiver and
-/api/sync/* are in test_sync_api.py; one concern each in test_sync_engine_*.py."""
+"""The sync engine end to end: the app against the vendor sandbox over real HTTP (push,
+pull, failures, conflicts, lease, push soon).  The webhook receiver and /api/sync/* are in
+test_sync_api.py, `flask sync run` in test_cli.py; one concern each in test_sync_engine_*.py."""
 from __future__ import annotations
 
 import json
@@ -515,7 +515,7 @@ def test_schedule_create_against_a_vendor_schedule_links_and_resolves(app, sandb
 
 
 # ---------------------------------------------------------------------------
-# Lease, CLI, push soon
+# Lease, push soon
 # ---------------------------------------------------------------------------
 
 
@@ -542,20 +542,6 @@ def test_an_expired_lease_of_a_crashed_holder_is_taken_over(app):
     with pytest.raises(sync_engine.SyncInProgress) as info:
         run(app)
     assert info.value.run_id == 42
-
-
-def test_cli_sync_run(app, runner, sandbox):
-    local(app, make_employee, "Cli Carla")
-    result = runner.invoke(args=["sync", "run", "--resources", "employees", "--direction", "push"])
-    assert result.exit_code == 0, result.output
-    assert "succeeded" in result.output and "pushed 1" in result.output
-    assert runner.invoke(args=["sync", "run", "--resources", "nope"]).exit_code != 0
-    app.config["SYNC_ENABLED"] = False
-    assert runner.invoke(args=["sync", "run"]).exit_code == 1
-    app.config["SYNC_ENABLED"] = True
-    app.config["EXTERNAL_API_KEY"] = "sk-wrong-1"
-    failed = runner.invoke(args=["sync", "run"])
-    assert failed.exit_code == 1 and "401" in failed.output
 
 
 @pytest.mark.parametrize("sync_settings", [{"SYNC_PUSH_ON_CHANGE": True,
