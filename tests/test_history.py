@@ -401,7 +401,7 @@ def test_pull_records_the_vendors_changes_with_the_run_id_and_a_push_records_not
 @pytest.mark.vendor_sync
 def test_a_webhook_records_its_message_id(app, client, webhook_secret):
     from tests.helpers import START, fmt
-    from tests.test_sync_engine import signed
+    from tests.helpers import signed
 
     message = {"type": "employee.created", "timestamp": fmt(START),
                "data": {"id": "emp_hook", "name": "Hook Person", "email": None, "active": True,

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import ADMIN, SCHEDULER, AuthActions, csrf_from
 from tests.factories import make_employee, make_event, make_schedule, utc
-from tests.test_csv import export_rows, mark_all_synced, pending, upload
-from tests.test_sync_engine import signed
+from tests.test_csv_formats import export_rows, mark_all_synced, pending, upload
+from tests.helpers import signed
 
 # Each app starts the limiter's in-memory storage afresh: no failures counted yet.
 THROTTLE = {"SIGNIN_LIMIT_PER_NAME": "3 per minute", "SIGNIN_LIMIT_PER_ADDRESS": "6 per minute"}

@@ -1,4 +1,5 @@
-"""The layout: imports point one way (nothing below app.py imports it)."""
+"""The layout: imports point one way (nothing below app.py imports it); the tests mirror the
+modules (tests/README.md)."""
 from __future__ import annotations
 
 import subprocess
@@ -165,3 +166,85 @@ def test_the_bottom_modules_import_nothing_above_them():
     for name in ("models", "config", "api_service", "csv_formats", "error_handlers", "inputs",
                  "security", "roster", "history", "paging", "bodies", "shared", "template_helpers"):
         assert _imports(ROOT / f"{name}.py") & (set(AUDIENCES) | {"app"}) == set(), name
+
+
+# -- the tests mirror the code (issue 19; the map is tests/README.md) -----------------------
+
+TESTS = ROOT / "tests"
+
+# The suites that cut across modules: one file each at the top of tests/, and the browser
+# tests in tests/browser/.
+CROSS_CUTTING = {
+    "test_bad_input.py": "no input a client can send makes the app answer 5xx (API, pages, CSV)",
+    "test_contract.py": "api_service.VendorClient against the vendor sandbox over real HTTP",
+    "test_fuzz.py": "Schemathesis against docs/openapi.yaml",
+    "test_races.py": "concurrent requests for one thing: one winner, 409 for the others",
+    "test_multiprocess.py": "two gunicorns syncing one database (the lease across processes)",
+    "test_performance.py": "SQL statements per page and per pulled page, commits per batch",
+    "test_timezones.py": "UTC stored, APP_TIMEZONE shown and typed, on pages and in the API",
+    "test_newcomer_docs.py": "the README's commands and the docs work as written",
+    "test_newcomer_pages.py": "what a newcomer meets: our error pages, the favicon, plain words",
+    "test_structure.py": "the layout: imports, sizes, settings, this map",
+}
+
+# Modules without a test file of their own: where they are tested, and why there.
+TESTED_ELSEWHERE = {
+    "extensions": (("test_app.py",), "the extensions' objects, no rules of their own"),
+    "models": (("test_local_days.py", "test_history.py", "test_planner.py"),
+               "every file uses the models; their rules are tested by concern"),
+    "availability": (("test_planner.py",), "the availability rules the planner reads"),
+    "fields": (("test_bad_input.py", "test_api.py"), "the column rules, seen through the API"),
+    "inputs": (("test_bad_input.py",), "the limits on what a client sends, table-driven there"),
+    "bodies": (("test_api.py", "test_bad_input.py"), "the JSON body reader, through the API"),
+    "paging": (("test_api.py", "test_sync_admin.py"), "the one page reader, through its users"),
+    "shared": (("test_pages.py", "test_roster.py"), "form helpers the audience modules share"),
+    "template_helpers": (("test_history.py", "test_timezones.py"), "Jinja filters, on pages"),
+    "vendor_pacing": (("test_api_service.py", "test_api_service_concurrency.py"),
+                      "the vendor client's rate limit, pool pause and clock"),
+    "demo_data": (("test_cli.py", "test_newcomer_docs.py"), "the demo seed's data"),
+    "gunicorn.conf": (("test_multiprocess.py", "test_config.py"), "gunicorn's settings file"),
+}
+
+
+def _top_modules() -> set[str]:
+    return {path.stem for path in ROOT.glob("*.py")} | {"sync_engine"}
+
+
+def _named_after(stem: str, names: set[str]) -> bool:
+    """test_<name>.py or test_<name>_<concern>.py for one of `names`."""
+    return any(stem == name or stem.startswith(name + "_") for name in names)
+
+
+def test_every_module_has_its_test_file():
+    """A newcomer finds a module's tests by its name: tests/test_<module>.py (or
+    test_<module>_<concern>.py), else the module is listed above with where and why."""
+    stems = {path.stem[len("test_"):] for path in TESTS.glob("test_*.py")}
+    missing = sorted(m for m in _top_modules() - set(TESTED_ELSEWHERE)
+                     if not any(_named_after(stem, {m}) for stem in stems))
+    assert missing == []
+    assert set(TESTED_ELSEWHERE) <= _top_modules()  # no stale exception
+    for module, (files, _why) in TESTED_ELSEWHERE.items():
+        assert [f for f in files if not (TESTS / f).exists()] == [], module
+        assert not (TESTS / f"test_{module}.py").exists(), f"{module} has its file now"
+
+
+def test_every_test_file_is_named_after_a_module_or_is_a_suite():
+    """At the top of tests/: a module's file (app module or a tests/ helper such as
+    vendor_sandbox.py) or one of CROSS_CUTTING; below it, only tests/browser/."""
+    helpers = {path.stem for path in TESTS.glob("*.py") if not path.stem.startswith("test_")}
+    strays = sorted(path.name for path in TESTS.glob("test_*.py")
+                    if path.name not in CROSS_CUTTING
+                    and not _named_after(path.stem[len("test_"):], _top_modules() | helpers))
+    assert strays == []
+    assert all((TESTS / name).exists() for name in CROSS_CUTTING)
+    folders = sorted({path.parent.relative_to(TESTS).as_posix()
+                      for path in TESTS.rglob("test_*.py")} - {"."})
+    assert folders == ["browser"]
+    assert all((TESTS / folder / "__init__.py").exists() for folder in folders)
+
+
+def test_the_tests_readme_maps_every_test_file():
+    readme = (TESTS / "README.md").read_text(encoding="utf-8")
+    unmapped = sorted(path.relative_to(TESTS).as_posix() for path in TESTS.rglob("test_*.py")
+                      if path.relative_to(TESTS).as_posix() not in readme)
+    assert unmapped == []

@@ -11,7 +11,7 @@ import pytest
 
 from tests.factories import make_employee, make_event, make_schedule, utc
 from tests.helpers import db_call
-from tests.test_browser import browser, login, page, sync_settings, tab_to  # noqa: F401
+from tests.browser.test_sync_ui import browser, login, page, sync_settings, tab_to  # noqa: F401
 
 pytestmark = pytest.mark.vendor_sync
 

@@ -1,9 +1,10 @@
-"""The one error path (JSON for /api/, pages otherwise), logging without secrets, and CLI commands."""
+"""The one error path (error_handlers.py): JSON for /api/, pages otherwise; logging without
+secrets.  The CLI commands are in test_cli.py."""
 import logging
 
 import pytest
 
-from models import Employee, User, db
+from models import Employee, db
 from error_handlers import SecretFilter
 
 
@@ -94,39 +95,3 @@ def test_configured_secrets_never_reach_the_log_output(database_url, capfd):
     err = capfd.readouterr().err
     assert "vendor-key-0123456789" not in err
     assert application is not None
-
-
-def test_cli_users_create_with_password_stdin(app, runner):
-    result = runner.invoke(args=["users", "create", "carol", "--role", "admin", "--password-stdin"],
-                           input="carol-pass-123\n")
-    assert result.exit_code == 0, result.output
-    assert "carol" in result.output
-    with app.app_context():
-        user = db.session.scalar(db.select(User).where(User.username == "carol"))
-        assert user.role == "admin" and user.check_password("carol-pass-123")
-
-
-def test_cli_users_create_prompts_for_the_password(app, runner):
-    result = runner.invoke(args=["users", "create", "dave"], input="dave-pass-123\ndave-pass-123\n")
-    assert result.exit_code == 0, result.output
-    with app.app_context():
-        user = db.session.scalar(db.select(User).where(User.username == "dave"))
-        assert user.role == "scheduler" and user.check_password("dave-pass-123")
-
-
-def test_cli_users_create_refuses_a_short_password(app, runner):
-    result = runner.invoke(args=["users", "create", "erin", "--password-stdin"], input="short\n")
-    assert result.exit_code != 0
-    assert "at least 8 characters" in result.output
-
-
-def test_cli_demo_seed_fills_an_empty_database_once(app, runner):
-    from models import Event
-
-    first = runner.invoke(args=["demo", "seed"])
-    assert first.exit_code == 0, first.output
-    with app.app_context():
-        count = db.session.scalar(db.select(db.func.count()).select_from(Event))
-        assert count == 12
-    again = runner.invoke(args=["demo", "seed"])
-    assert "not added" in again.output

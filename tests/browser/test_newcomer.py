@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import SCHEDULER
-from tests.test_browser import browser, login, page, screenshot, sync_settings  # noqa: F401
+from tests.browser.test_sync_ui import browser, login, page, screenshot, sync_settings  # noqa: F401
 
 pytestmark = pytest.mark.vendor_sync
 
