@@ -203,6 +203,7 @@ TESTED_ELSEWHERE = {
                       "the vendor client's rate limit, pool pause and clock"),
     "demo_data": (("test_cli.py", "test_newcomer_docs.py"), "the demo seed's data"),
     "gunicorn.conf": (("test_multiprocess.py", "test_config.py"), "gunicorn's settings file"),
+    "locustfile": (("load.py",), "the load test's script: `make load` runs it (tests/load.py)"),
 }
 
 
