@@ -35,3 +35,10 @@ def test_probes_reveal_nothing_and_carry_a_request_id(client):
         response = client.get(path)
         assert set(response.get_json()) == {"status"}
         assert response.headers["X-Request-ID"]
+
+
+def test_the_probes_answer_405_to_other_methods(client):
+    for path in ("/healthz", "/readyz", "/metrics"):
+        response = client.put(path)
+        assert response.status_code == 405, path
+        assert "GET" in response.headers["Allow"]
