@@ -19,7 +19,7 @@ from typing import Optional
 
 from sqlalchemy import and_, exists, func, or_, select
 
-from models import Employee, Event, Schedule, db, local_day_bounds, to_local
+from models import Employee, Event, Schedule, db, fmt_local, local_day_bounds, to_local
 
 DEFAULT_TIME = time(9, 0)
 DAYS = 7
@@ -65,7 +65,12 @@ class RosterRow:
 # What a roster cell shows of a schedule and its event.
 SHIFT_COLUMNS = (Schedule.id, Schedule.event_id, Schedule.employee_id, Schedule.start_datetime, Schedule.local_day,
                  Schedule.sync_status, Schedule.sync_error, Event.project_name, Event.store_number,
-                 Event.store_name, Event.estimated_minutes)
+                 Event.store_name, Event.estimated_minutes, Event.event_type)
+
+# A card's event type: its colour class and the short label that says it without colour.
+TYPE_LABELS = {"Core": "CORE", "Juicer": "JUIC", "Supervisor": "SUPV", "Digital": "DIGI",
+               "Freeosk": "FRSK", "Other": "OTHR"}
+DEFAULT_MINUTES = 60  # a card's length when its event has no estimate
 
 
 def _week_work(monday: date, store: Optional[int] = None):
@@ -111,6 +116,58 @@ def week_rows(monday: date, name: str, store: Optional[int], page: int,
         for schedule in schedules:
             rows[schedule.employee_id].days[(schedule.local_day - monday).days].append(schedule)
     return list(rows.values()), total
+
+
+def end_time(shift) -> str:
+    """A card's end, "HH:MM" local: its start plus the event's estimate (else an hour)."""
+    return fmt_local(shift.start_datetime + timedelta(minutes=shift.estimated_minutes or DEFAULT_MINUTES), "%H:%M")
+
+
+@dataclass
+class DayTotal:
+    """A column's footer on the page shown: schedules, their estimated hours, who works."""
+
+    count: int = 0
+    minutes: int = 0
+    people: int = 0
+
+    @property
+    def hours(self) -> str:
+        return f"{self.minutes / 60:.1f}".removesuffix(".0")
+
+
+def day_totals(rows: list[RosterRow]) -> list[DayTotal]:
+    """Per day of the page's rows (no query: the rows hold the week)."""
+    totals = [DayTotal() for _ in range(DAYS)]
+    for row in rows:
+        for total, day in zip(totals, row.days):
+            if day:
+                total.people += 1
+                total.count += len(day)
+                total.minutes += sum(s.estimated_minutes or 0 for s in day)
+    return totals
+
+
+def repeated_names(rows: list[RosterRow]) -> set[str]:
+    """Names that more than one row of the page carries (those rows also show the code)."""
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for row in rows:
+        (twice if row.employee.name in seen else seen).add(row.employee.name)
+    return twice
+
+
+def open_counts(monday: date, store: Optional[int] = None) -> list[int]:
+    """For each day of the week, how many live unscheduled events could be done that day
+    (their window covers some of it): one query, a filtered COUNT per day."""
+    counts = [func.count(Event.id).filter(and_(*free_event_conditions(day)[2:4]))
+              for day in week_days(monday)]
+    first, last = local_day_bounds(monday)[0], local_day_bounds(monday + timedelta(days=6))[1]
+    where = [Event.deleted_at.is_(None), ~Event.is_scheduled, Event.start_datetime < last,
+             Event.due_datetime >= first]
+    if store is not None:
+        where.append(Event.store_number == store)
+    return list(db.session.execute(select(*counts).where(*where)).one())
 
 
 # -- a free cell: the events that can go there ---------------------------------------
