@@ -204,3 +204,118 @@ def test_on_a_phone_the_grid_scrolls_in_its_box_and_nothing_clips(browser, live,
         shot(tab, "roster-phone-scrolled", full_page=False)
     finally:
         context.close()
+
+
+def test_a_cards_menu_opens_by_click_and_by_keyboard(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    card = shift(page, week["snack"])
+    menu = card.locator(".shift-menu")
+    assert not menu.is_visible()
+    box = card.bounding_box()
+    assert box["height"] < 48  # two lines, not a column of links
+    card.locator("summary").click()
+    assert menu.is_visible()
+    assert menu.get_by_role("link", name=re.compile("^Reschedule")).is_visible()
+    assert menu.get_by_role("button", name=re.compile("^Unschedule")).is_visible()
+    assert menu.get_by_role("link", name=re.compile("^History")).is_visible()
+    assert "Store 1204 Springfield" in menu.inner_text()
+    shot(page, "roster-card-menu", full_page=False)
+    page.keyboard.press("Escape")
+    assert not menu.is_visible()
+    card.locator("summary").focus()
+    page.keyboard.press("Enter")
+    assert menu.is_visible()
+
+
+def test_plus_only_where_work_exists_and_the_day_totals(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    # open work: Juicer Demo (Wed–Sat) and Monday Only; none on Sunday
+    assert page.locator('th[data-day="2026-12-13"]').get_attribute("data-open") == "0"
+    assert "0 to schedule" in page.locator('th[data-day="2026-12-13"]').inner_text()
+    assert page.locator('th[data-day="2026-12-09"]').get_attribute("data-open") == "1"
+    assert cell(page, week["ben"], "2026-12-13").locator("a").count() == 0
+    assert cell(page, week["ben"], "2026-12-13").inner_text().strip() == ""
+    plus = cell(page, week["ben"], "2026-12-09").locator("a.add-here")
+    assert plus.evaluate("el => getComputedStyle(el).opacity") == "0"  # shown on hover and focus
+    cell(page, week["ben"], "2026-12-09").hover()
+    page.wait_for_function("el => getComputedStyle(el).opacity === '1'", arg=plus.element_handle())
+    foot = page.locator("tfoot td[data-count]")
+    assert foot.nth(1).inner_text() == "1 · 1.5 h · 1 person"  # Tuesday: Ana's 90 minutes
+    assert foot.nth(4).get_attribute("data-people") == "1"  # Friday: Dee (inactive, still working)
+
+
+def test_a_refused_drop_says_why_next_to_the_cell(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    target = cell(page, week["cy"], "2026-12-10")
+    shift(page, week["snack"]).drag_to(target)
+    toast = page.locator("[data-roster-status]")
+    toast.filter(has_text="Not moved").wait_for()
+    assert toast.get_attribute("role") == "status" and toast.get_attribute("aria-live") == "polite"
+    near, at = target.bounding_box(), toast.bounding_box()
+    assert abs(at["y"] - (near["y"] + near["height"])) < 12 and abs(at["x"] - near["x"]) < 12
+    assert cell(page, week["ana"], "2026-12-08").locator(".shift").count() == 1  # back where it was
+    shot(page, "roster-drop-refused-toast", full_page=False)
+
+
+def test_unschedule_offers_an_undo(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    card = shift(page, week["snack"])
+    card.locator("summary").click()
+    card.get_by_role("button", name=re.compile("^Unschedule")).click()
+    toast = page.locator("[data-roster-status]")
+    toast.filter(has_text="Unscheduled “CORE - Snack Reset”").wait_for()
+    assert cell(page, week["ana"], "2026-12-08").locator(".shift").count() == 0
+    undo = toast.get_by_role("button", name="Undo")
+    assert undo.evaluate("el => el === document.activeElement")
+    shot(page, "roster-undo", full_page=False)
+    with pytest.raises(Exception):
+        stored(app, week["snack"])  # gone meanwhile
+    undo.click()
+    page.locator(".flashes").filter(has_text="Scheduled “CORE - Snack Reset” for Ana Lopez").wait_for()
+    assert re.match(r"14:30", cell(page, week["ana"], "2026-12-08").inner_text())
+    snack_event = db_call(app, lambda: __import__("models").db.session.get(
+        __import__("models").Schedule, week["snack"]).event_id)
+    assert stored(app, event=snack_event) == (week["ana"], utc(2026, 12, 8, 14, 30))
+
+
+def test_moving_a_card_with_the_keyboard(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    card = shift(page, week["snack"])
+    card.locator("summary").focus()
+    page.keyboard.press("m")
+    status = page.locator("[data-roster-status]")
+    status.filter(has_text="Arrow keys choose").wait_for()
+    page.keyboard.press("ArrowRight")  # Ana, Wednesday
+    assert "2026-12-09" in status.inner_text()
+    page.keyboard.press("Escape")  # cancel: nothing moves, focus back on the card
+    status.filter(has_text="Move cancelled").wait_for()
+    assert card.locator("summary").evaluate("el => el === document.activeElement")
+    page.keyboard.press("m")
+    page.keyboard.press("ArrowDown")  # Ben, Tuesday
+    page.keyboard.press("ArrowRight")  # Ben, Wednesday
+    assert "Ben Okafor, 2026-12-09" in status.inner_text()
+    assert cell(page, week["ben"], "2026-12-09").evaluate("el => el.classList.contains('move-target')")
+    page.keyboard.press("Enter")
+    cell(page, week["ben"], "2026-12-09").locator(f'.shift[data-schedule-id="{week["snack"]}"]').wait_for()
+    assert stored(app, week["snack"]) == (week["ben"], utc(2026, 12, 9, 14, 30))
+
+
+def test_sync_marks_follow_the_server_without_a_reload(app, page, week):  # noqa: F811
+    login(page)
+    page.goto(f"/calendar?week={WEEK}")
+    mark = shift(page, week["cooler"]).locator("[data-sync-icon]")
+    assert "pending" in mark.get_attribute("class")
+
+    def synced():
+        from models import Schedule, db
+        db.session.get(Schedule, week["cooler"]).sync_status = "synced"
+        db.session.commit()
+
+    db_call(app, synced)
+    page.wait_for_function("el => el.classList.contains('s-synced')", arg=mark.element_handle(), timeout=15000)
+    assert mark.inner_text().endswith("synced")
