@@ -68,8 +68,7 @@ SHIFT_COLUMNS = (Schedule.id, Schedule.event_id, Schedule.employee_id, Schedule.
                  Event.store_name, Event.estimated_minutes, Event.event_type)
 
 # A card's event type: its colour class and the short label that says it without colour.
-TYPE_LABELS = {"Core": "CORE", "Juicer": "JUIC", "Supervisor": "SUPV", "Digital": "DIGI",
-               "Freeosk": "FRSK", "Other": "OTHR"}
+TYPE_LABELS = {"Core": "C", "Juicer": "J", "Supervisor": "S", "Digital": "D", "Freeosk": "F", "Other": "O"}
 DEFAULT_MINUTES = 60  # a card's length when its event has no estimate
 
 

@@ -79,7 +79,7 @@ def test_the_roster_shows_the_weeks_schedules_in_the_right_cells(app, page, week
     page.goto(f"/calendar?week={WEEK}")
     assert page.get_by_role("heading", level=1).inner_text() == "Week of Mon 07 Dec 2026"
     tuesday = cell(page, week["ana"], "2026-12-08")
-    assert re.match(r"14:30\s*–16:00\s+CORE\b[\s\S]*?CORE - Snack Reset\s+1204", tuesday.inner_text().strip())
+    assert re.match(r"14:30\s*–16:00\s+C\b[\s\S]*?CORE - Snack Reset\s+1204", tuesday.inner_text().strip())
     assert "Springfield" in tuesday.locator("summary").get_attribute("title")
     assert "CORE - Cooler Audit" in cell(page, week["cy"], "2026-12-10").inner_text()
     dee_row = page.locator(f'tr[data-employee-id="{week["dee"]}"]')
@@ -109,7 +109,7 @@ def test_scheduling_from_a_free_cell(app, page, week):  # noqa: F811
     page.get_by_role("button", name="Schedule", exact=True).click()
     page.wait_for_url(re.compile(r"/calendar\?week=2026-12-09"))
     assert "Scheduled “CORE - Juicer Demo” for Ben Okafor" in page.locator(".flashes").inner_text()
-    assert re.match(r"15:45\s*–\d\d:\d\d\s+CORE\b[\s\S]*?CORE - Juicer Demo", cell(page, week["ben"], "2026-12-09").inner_text())
+    assert re.match(r"15:45\s*–\d\d:\d\d\s+C\b[\s\S]*?CORE - Juicer Demo", cell(page, week["ben"], "2026-12-09").inner_text())
     assert stored(app, event=week["juicer"]) == (week["ben"], utc(2026, 12, 9, 15, 45))
 
 
@@ -133,7 +133,7 @@ def test_dragging_a_schedule_to_another_employee_and_day(app, page, week):  # no
     # onto Ben's Thursday: moves, keeping 14:30
     shift(page, week["snack"]).drag_to(cell(page, week["ben"], "2026-12-10"))
     cell(page, week["ben"], "2026-12-10").locator(f'.shift[data-schedule-id="{week["snack"]}"]').wait_for()
-    assert re.match(r"14:30\s*–16:00\s+CORE\b[\s\S]*?CORE - Snack Reset", cell(page, week["ben"], "2026-12-10").inner_text())
+    assert re.match(r"14:30\s*–16:00\s+C\b[\s\S]*?CORE - Snack Reset", cell(page, week["ben"], "2026-12-10").inner_text())
     assert cell(page, week["ana"], "2026-12-08").locator(".shift").count() == 0
     assert "Rescheduled “CORE - Snack Reset”: Ben Okafor" in page.locator(".flashes").inner_text()
     assert stored(app, week["snack"]) == (week["ben"], utc(2026, 12, 10, 14, 30))
@@ -157,7 +157,7 @@ def test_the_keyboard_path_is_the_reschedule_link(app, page, week):  # noqa: F81
     page.locator("#time").focus()
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/calendar\?week=2026-12-12"))
-    assert re.match(r"09:00\s*–11:00\s+CORE\b[\s\S]*?CORE - Cooler Audit", cell(page, week["ben"], "2026-12-12").inner_text())
+    assert re.match(r"09:00\s*–11:00\s+C\b[\s\S]*?CORE - Cooler Audit", cell(page, week["ben"], "2026-12-12").inner_text())
     assert stored(app, week["cooler"]) == (week["ben"], utc(2026, 12, 12, 9, 0))
 
 

@@ -39,7 +39,7 @@ def row_of(page: str, employee_id) -> str:
     return match.group(1)
 
 
-CARD_MARKS = re.compile(r'<span class="(?:shift-end|type-chip|sync-icon)[^"]*"[^>]*>(?:<span[^>]*>[^<]*</span>|[^<])*</span>')
+CARD_MARKS = re.compile(r'<(?:span|abbr) class="(?:shift-end|type-chip|sync-icon)[^"]*"[^>]*>(?:<span[^>]*>[^<]*</span>|[^<])*</(?:span|abbr)>')
 
 
 def cell(page: str, employee_id, day: str) -> str:

@@ -23,6 +23,7 @@
   var moving = null;   // the card being moved from the keyboard
   var target = null;   // the cell it would go to
   var sayTimer = null;
+  var saidAt = 0;
   var help = document.querySelector("[data-drag-help]");
   if (help) { help.hidden = false; }
   grid.querySelectorAll("[data-move]").forEach(function (b) { b.hidden = false; });
@@ -30,6 +31,7 @@
   // -- messages next to the cell ---------------------------------------------------
   function say(text, kind, near, action) {
     window.clearTimeout(sayTimer);
+    saidAt = Date.now();
     status.textContent = text;
     status.className = "roster-status" + (kind ? " roster-status-" + kind : "");
     if (action) {
@@ -41,11 +43,11 @@
       status.appendChild(button);
       if (action.focus) { button.focus(); }
     }
-    if (near && wrap) {
+    if (near) {  // fixed, by the cell: never clipped by the grid's scrolling box
       var box = near.getBoundingClientRect();
-      var outer = wrap.getBoundingClientRect();
-      status.style.left = Math.max(0, box.left - outer.left + wrap.scrollLeft) + "px";
-      status.style.top = (box.bottom - outer.top + wrap.scrollTop + 2) + "px";
+      var width = Math.min(status.offsetWidth || 300, window.innerWidth - 8);
+      status.style.left = Math.max(4, Math.min(box.left, window.innerWidth - width - 4)) + "px";
+      status.style.top = Math.min(box.bottom + 2, window.innerHeight - (status.offsetHeight || 60) - 4) + "px";
     }
     if (action && action.seconds) {
       sayTimer = window.setTimeout(function () { say(""); }, action.seconds * 1000);
@@ -207,6 +209,10 @@
       endMove();
     }
   });
+
+  if (wrap) {  // the message belongs to a cell: scrolling the grid away from it clears it
+    wrap.addEventListener("scroll", function () { if (!moving && Date.now() - saidAt > 1000 && !status.querySelector("button")) { say(""); } });
+  }
 
   grid.addEventListener("click", function (e) {
     var button = e.target.closest ? e.target.closest("[data-move]") : null;
