@@ -313,7 +313,8 @@ def calendar():
                            filters=filters, filter_args=args, day_labels=day_labels,
                            links=roster_links(), totals=roster.day_totals(rows),
                            twins=roster.repeated_names(rows), end_of=roster.end_time,
-                           type_labels=roster.TYPE_LABELS, **nav)
+                           type_labels=roster.TYPE_LABELS, type_classes=roster.TYPE_CLASSES,
+                           sync_marks=roster.SYNC_MARKS, **nav)
 
 
 def roster_links() -> dict:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from typing import Optional
 
+from markupsafe import Markup
 from sqlalchemy import and_, exists, func, or_, select
 
 from models import Employee, Event, Schedule, db, fmt_local, local_day_bounds, to_local
@@ -69,7 +70,16 @@ SHIFT_COLUMNS = (Schedule.id, Schedule.event_id, Schedule.employee_id, Schedule.
 
 # A card's event type: its colour class and the short label that says it without colour.
 TYPE_LABELS = {"Core": "C", "Juicer": "J", "Supervisor": "S", "Digital": "D", "Freeosk": "F", "Other": "O"}
+TYPE_CLASSES = {name: f"t-{name.lower()}" for name in TYPE_LABELS}
 DEFAULT_MINUTES = 60  # a card's length when its event has no estimate
+
+# A card's sync mark, made once (a macro call per card costs more than the rest of the card):
+# a small sign, its words for screen readers, the state in a tooltip.
+_SIGNS = {"synced": "✓", "pending": "…", "failed": "!", "conflict": "⇄"}
+SYNC_MARKS = {state: Markup(
+    f'<span class="sync-icon s-{state}" title="{state}" data-sync-icon><span aria-hidden="true">{sign}</span>'
+    f'<span class="visually-hidden">, {"synced" if state == "synced" else "sync " + state}</span></span>')
+    for state, sign in _SIGNS.items()}
 
 
 def _week_work(monday: date, store: Optional[int] = None):
