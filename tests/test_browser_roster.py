@@ -319,3 +319,38 @@ def test_sync_marks_follow_the_server_without_a_reload(app, page, week):  # noqa
     db_call(app, synced)
     page.wait_for_function("el => el.classList.contains('s-synced')", arg=mark.element_handle(), timeout=15000)
     assert mark.inner_text().endswith("synced")
+
+
+FOCUS_CLEAR = """() => {
+  const el = document.activeElement, wrap = document.querySelector('.roster-wrap');
+  const column = document.querySelector('tbody th.roster-employee').getBoundingClientRect();
+  const head = document.querySelector('thead th').getBoundingClientRect();
+  const foot = document.querySelector('tfoot th').getBoundingClientRect();
+  const box = el.getBoundingClientRect();
+  const inGrid = wrap.contains(el) && el !== wrap && !el.closest('th');
+  return {inGrid, box: [box.left, box.top, box.bottom], column: column.right, head: head.bottom, foot: foot.top, text: (el.textContent || '').trim().slice(0, 30),
+          clear: !inGrid || (box.left >= column.right - 1 && box.top >= head.bottom - 1 && box.bottom <= foot.top + 1)};
+}"""
+
+
+def test_on_a_phone_focus_is_never_hidden_behind_the_sticky_column(browser, live, app, week):  # noqa: F811
+    context = browser.new_context(base_url=live, viewport={"width": 390, "height": 844})
+    tab = context.new_page()
+    try:
+        login(tab)
+        tab.goto(f"/calendar?week={WEEK}")
+        assert tab.locator(".roster-wrap").bounding_box()["y"] < 844  # the grid starts on the first screen
+        tab.locator("body").focus()
+        assert tab_to(tab, r"^Skip to the grid$", limit=3)  # the second Tab stop
+        tab.keyboard.press("Enter")
+        seen = 0
+        for _ in range(40):
+            tab.keyboard.press("Tab")
+            found = tab.evaluate(FOCUS_CLEAR)
+            if found["inGrid"]:
+                seen += 1
+                assert found["clear"], found
+        assert seen >= 6  # cards and "+" links across the week, each scrolled clear of the sticky parts
+        shot(tab, "roster-phone-focus", full_page=False)
+    finally:
+        context.close()

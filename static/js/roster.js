@@ -210,6 +210,28 @@
     }
   });
 
+  // Focus never hides behind the sticky employee column, header row or totals row
+  // (WCAG 2.4.11): the CSS scroll-padding does most of it; this makes sure.
+  if (wrap) {
+    wrap.addEventListener("focusin", function (e) {
+      var el = e.target;
+      if (el === wrap || (el.closest && el.closest("th"))) { return; }
+      var box = el.getBoundingClientRect();
+      var column = grid.querySelector("tbody th.roster-employee");
+      var head = grid.tHead;
+      var foot = grid.tFoot;
+      var gap = 6;
+      if (column && box.left < column.getBoundingClientRect().right + gap) {
+        wrap.scrollLeft -= column.getBoundingClientRect().right + gap - box.left;
+      }
+      if (head && box.top < head.getBoundingClientRect().bottom + gap) {
+        wrap.scrollTop -= head.getBoundingClientRect().bottom + gap - box.top;
+      } else if (foot && box.bottom > foot.getBoundingClientRect().top - gap) {
+        wrap.scrollTop += box.bottom - foot.getBoundingClientRect().top + gap;
+      }
+    });
+  }
+
   if (wrap) {  // the message belongs to a cell: scrolling the grid away from it clears it
     wrap.addEventListener("scroll", function () { if (!moving && Date.now() - saidAt > 1000 && !status.querySelector("button")) { say(""); } });
   }
