@@ -445,3 +445,20 @@ def test_repeated_names_show_the_employee_code(app, client, signed_in):
     page = html(client.get(f"/calendar?week={WEEK}"))
     assert page.count('<span class="who-code">E1</span>') == 1 and '<span class="who-code">E2</span>' in page
     assert '<span class="who-code">E3</span>' not in page  # a name seen once needs no code
+
+
+def test_the_schedule_page_reached_from_the_roster_highlights_calendar(app, client, signed_in):
+    with app.app_context():
+        event_id = week_event("CORE - From the roster").id
+    current = re.compile(r'<a href="([^"]+)" aria-current="page">')
+    assert current.findall(html(client.get(f"/schedule/{event_id}?back=calendar"))) == ["/calendar"]
+    assert current.findall(html(client.get(f"/schedule/{event_id}"))) == ["/"]
+
+
+def test_the_time_field_is_24_hour_text(app, client, signed_in):
+    with app.app_context():
+        event_id = week_event("CORE - Time").id
+    page = html(client.get(f"/schedule/{event_id}?time=14:30"))
+    field = re.search(r'<input id="time"[^>]*>', page, re.S).group(0)
+    assert 'type="text"' in field and 'value="14:30"' in field and "pattern=" in field
+    assert "24-hour HH:MM" in page
