@@ -221,11 +221,19 @@ def test_a_cards_menu_opens_by_click_and_by_keyboard(app, page, week):  # noqa: 
     assert menu.get_by_role("link", name=re.compile("^History")).is_visible()
     assert "Store 1204 Springfield" in menu.inner_text()
     shot(page, "roster-card-menu", full_page=False)
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = [v["id"] for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not found, found  # the open menu too
     page.keyboard.press("Escape")
     assert not menu.is_visible()
     card.locator("summary").focus()
     page.keyboard.press("Enter")
     assert menu.is_visible()
+    # the focus ring: a dark 3px outline (#0b1f3a, 16:1 on white) around a white ring
+    ring = card.locator("summary").evaluate(
+        "el => { const s = getComputedStyle(el); return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow]; }")
+    assert ring[:3] == ["solid", "3px", "rgb(11, 31, 58)"] and "rgb(255, 255, 255)" in ring[3]
 
 
 def test_plus_only_where_work_exists_and_the_day_totals(app, page, week):  # noqa: F811
