@@ -26,7 +26,20 @@
   var saidAt = 0;
   var help = document.querySelector("[data-drag-help]");
   if (help) { help.hidden = false; }
-  grid.querySelectorAll("[data-move]").forEach(function (b) { b.hidden = false; });
+  // each card's menu gets "Move with keys…" (it needs this script, so the server leaves it out)
+  grid.querySelectorAll(".shift-menu").forEach(function (menu) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "link";
+    button.setAttribute("data-move", "");
+    button.textContent = "Move with keys…";
+    var hidden = document.createElement("span");
+    hidden.className = "visually-hidden";
+    hidden.textContent = " " + menu.parentNode.getAttribute("data-name");
+    button.appendChild(hidden);
+    var first = menu.querySelector("a");
+    menu.insertBefore(button, first ? first.nextSibling : null);
+  });
 
   // -- messages next to the cell ---------------------------------------------------
   function say(text, kind, near, action) {
