@@ -312,9 +312,8 @@ def calendar():
     return render_template("calendar.html", rows=rows, listing=PageOf(rows, page, per_page, total),
                            filters=filters, filter_args=args, day_labels=day_labels,
                            links=roster_links(), totals=roster.day_totals(rows),
-                           twins=roster.repeated_names(rows), end_of=roster.end_time,
-                           type_labels=roster.TYPE_LABELS, type_classes=roster.TYPE_CLASSES,
-                           sync_marks=roster.SYNC_MARKS, **nav)
+                           twins=roster.repeated_names(rows),
+                           type_labels=roster.TYPE_LABELS, card=roster.card_html, **nav)
 
 
 def roster_links() -> dict:
