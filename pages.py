@@ -222,6 +222,8 @@ def schedule_event(event_id: int):
     if lost is not None:
         return render_schedule_form(event, request.form.to_dict(), lost.errors, lost.status)
     flash(f"Scheduled “{event.project_name}” for {employee.name} on {fmt_local(start)}.", "success")
+    if wants_json():  # the roster's Undo of an unschedule reloads the page itself
+        return jsonify({"event_id": event.id, "employee_id": employee.id})
     if back_to(request.form) == "calendar":
         return redirect(url_for("pages.calendar", week=to_local(start).date().isoformat()))
     return redirect(url_for("pages.index"))
@@ -304,9 +306,14 @@ def calendar():
     nav = week_nav(monday, "grid", args)
     day_labels = [{"iso": d.isoformat(), "long": d.strftime("%A %d %B"), "today": d == nav["today"]}
                   for d in nav["days"]]
+    opened = roster.open_counts(monday, filters["store"])
+    for label, count in zip(day_labels, opened):
+        label["open"] = count
     return render_template("calendar.html", rows=rows, listing=PageOf(rows, page, per_page, total),
                            filters=filters, filter_args=args, day_labels=day_labels,
-                           links=roster_links(), **nav)
+                           links=roster_links(), totals=roster.day_totals(rows),
+                           twins=roster.repeated_names(rows),
+                           type_labels=roster.TYPE_LABELS, card=roster.card_html, **nav)
 
 
 def roster_links() -> dict:
@@ -382,8 +389,25 @@ def unschedule(schedule_id: int):
     schedule.soft_delete()
     db.session.commit()
     notify_local_change()
+    if wants_json():  # the roster (static/js/roster.js) offers an Undo: what re-creates it
+        local = to_local(schedule.start_datetime)
+        return jsonify({"id": schedule.id, "event_id": schedule.event_id, "employee_id": schedule.employee_id,
+                        "date": local.date().isoformat(), "time": local.strftime("%H:%M"),
+                        "name": schedule.event.project_name,
+                        "schedule_url": url_for("pages.schedule_event", event_id=schedule.event_id)})
     flash(f"Unscheduled “{schedule.event.project_name}”; it is back on the dashboard.", "success")
     return redirect(url_for("pages.calendar", week=week))
+
+
+@bp.route("/calendar/states")
+@login_required
+def calendar_states():
+    """{schedule id: sync state} for ?ids=1,2,3 (at most 400): the roster's badges follow
+    the sync without a reload (static/js/roster.js polls while some are pending)."""
+    ids = [int(i) for i in (request.args.get("ids") or "").split(",")[:400] if i.strip().isdigit()]
+    rows = db.session.execute(select(Schedule.id, Schedule.sync_status, Schedule.deleted_at)
+                              .where(Schedule.id.in_(ids))) if ids else []
+    return jsonify({str(i): ("deleted" if gone else state) for i, state, gone in rows})
 
 
 @bp.route("/calendar/<int:schedule_id>/reschedule", methods=["GET", "POST"])

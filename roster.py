@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from typing import Optional
 
+from markupsafe import Markup, escape
 from sqlalchemy import and_, exists, func, or_, select
 
-from models import Employee, Event, Schedule, db, local_day_bounds, to_local
+from models import Employee, Event, Schedule, db, fmt_local, iso, local_day_bounds, to_local
 
 DEFAULT_TIME = time(9, 0)
 DAYS = 7
@@ -65,7 +66,20 @@ class RosterRow:
 # What a roster cell shows of a schedule and its event.
 SHIFT_COLUMNS = (Schedule.id, Schedule.event_id, Schedule.employee_id, Schedule.start_datetime, Schedule.local_day,
                  Schedule.sync_status, Schedule.sync_error, Event.project_name, Event.store_number,
-                 Event.store_name, Event.estimated_minutes)
+                 Event.store_name, Event.estimated_minutes, Event.event_type)
+
+# A card's event type: its colour class and the short label that says it without colour.
+TYPE_LABELS = {"Core": "C", "Juicer": "J", "Supervisor": "S", "Digital": "D", "Freeosk": "F", "Other": "O"}
+TYPE_CLASSES = {name: f"t-{name.lower()}" for name in TYPE_LABELS}
+DEFAULT_MINUTES = 60  # a card's length when its event has no estimate
+
+# A card's sync mark, made once (a macro call per card costs more than the rest of the card):
+# a small sign, its words for screen readers, the state in a tooltip.
+_SIGNS = {"synced": "✓", "pending": "…", "failed": "!", "conflict": "⇄"}
+SYNC_MARKS = {state: Markup(
+    f'<span class="sync-icon s-{state}" title="{state}" data-sync-icon><span aria-hidden="true">{sign}</span>'
+    f'<span class="visually-hidden">, {"synced" if state == "synced" else "sync " + state}</span></span>')
+    for state, sign in _SIGNS.items()}
 
 
 def _week_work(monday: date, store: Optional[int] = None):
@@ -111,6 +125,97 @@ def week_rows(monday: date, name: str, store: Optional[int], page: int,
         for schedule in schedules:
             rows[schedule.employee_id].days[(schedule.local_day - monday).days].append(schedule)
     return list(rows.values()), total
+
+
+def end_time(shift) -> str:
+    """A card's end, "HH:MM" local: its start plus the event's estimate (else an hour)."""
+    return fmt_local(shift.start_datetime + timedelta(minutes=shift.estimated_minutes or DEFAULT_MINUTES), "%H:%M")
+
+
+def sync_mark(state: str) -> Markup:
+    """A card's sync mark (SYNC_MARKS, or one made for a state it does not know)."""
+    return SYNC_MARKS.get(state) or Markup(
+        '<span class="sync-icon s-{0}" title="{0}" data-sync-icon><span aria-hidden="true">?</span>'
+        '<span class="visually-hidden">, sync {0}</span></span>').format(state)
+
+
+def card_html(s, links: dict, token: str, event_page: str) -> Markup:
+    """One roster card (templates/calendar.html puts it in its cell): a <details> whose
+    summary is the card's two lines and whose body is its menu.  Made here with one
+    format string, not in Jinja: a page holds hundreds of cards, and the template's
+    per-value escaping and lookups cost several times more."""
+    at = fmt_local(s.start_datetime, "%H:%M")
+    kind = s.event_type or "Other"
+    tclass = TYPE_CLASSES.get(kind, "t-other")
+    name = escape(s.project_name)
+    store = "—" if s.store_number is None else str(s.store_number)
+    store_name = escape(s.store_name or "")
+    state = escape(s.sync_status)
+    sync = ""
+    if s.sync_status != "synced":
+        sync = f"<br>Sync: {state}" + (f" ({escape(s.sync_error)})" if s.sync_error else "")
+    reschedule = links["reschedule"](s.id)
+    ends = end_time(s)
+    return Markup(
+        f'<details class="shift {tclass}" draggable="true" data-schedule-id="{s.id}" data-event-id="{s.event_id}" '
+        f'data-time="{at}" data-name="{name}" data-state="{state}" data-reschedule-url="{reschedule}">'
+        f'<summary class="shift-line" title="{name}"><span class="shift-top"><span class="shift-when">'
+        f'<time class="shift-time" datetime="{iso(s.start_datetime)}">{at}</time><span class="shift-end">–{ends}</span></span> '
+        f'<abbr class="type-chip {tclass}" title="{escape(kind)}">{escape(TYPE_LABELS.get(kind, kind))}</abbr>'
+        f'{sync_mark(s.sync_status)}</span>\n'
+        f'<span class="shift-bottom"><span class="shift-event">{name}</span> <span class="shift-store">{store}</span></span></summary>'
+        f'<div class="shift-menu"><p class="shift-detail">{name}<br>{at}–{ends} · {escape(kind)}<br>Store {store} {store_name}{sync}</p>\n'
+        f'<a href="{reschedule}">Reschedule<span class="visually-hidden"> {name}</span></a>\n'
+        f'<form method="post" action="{links["unschedule"](s.id)}" data-unschedule><input type="hidden" name="csrf_token" value="{token}">'
+        f'<button type="submit" class="link danger">Unschedule<span class="visually-hidden"> {name}</span></button></form>\n'
+        f'<a href="{event_page}{s.event_id}#history">History<span class="visually-hidden"> of {name}</span></a></div></details>')
+
+
+@dataclass
+class DayTotal:
+    """A column's footer on the page shown: schedules, their estimated hours, who works."""
+
+    count: int = 0
+    minutes: int = 0
+    people: int = 0
+
+    @property
+    def hours(self) -> str:
+        return f"{self.minutes / 60:.1f}".removesuffix(".0")
+
+
+def day_totals(rows: list[RosterRow]) -> list[DayTotal]:
+    """Per day of the page's rows (no query: the rows hold the week)."""
+    totals = [DayTotal() for _ in range(DAYS)]
+    for row in rows:
+        for total, day in zip(totals, row.days):
+            if day:
+                total.people += 1
+                total.count += len(day)
+                total.minutes += sum(s.estimated_minutes or 0 for s in day)
+    return totals
+
+
+def repeated_names(rows: list[RosterRow]) -> set[str]:
+    """Names that more than one row of the page carries (those rows also show the code)."""
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for row in rows:
+        (twice if row.employee.name in seen else seen).add(row.employee.name)
+    return twice
+
+
+def open_counts(monday: date, store: Optional[int] = None) -> list[int]:
+    """For each day of the week, how many live unscheduled events could be done that day
+    (their window covers some of it): one query, a filtered COUNT per day."""
+    counts = [func.count(Event.id).filter(and_(*free_event_conditions(day)[2:4]))
+              for day in week_days(monday)]
+    first, last = local_day_bounds(monday)[0], local_day_bounds(monday + timedelta(days=6))[1]
+    where = [Event.deleted_at.is_(None), ~Event.is_scheduled, Event.start_datetime < last,
+             Event.due_datetime >= first]
+    if store is not None:
+        where.append(Event.store_number == store)
+    return list(db.session.execute(select(*counts).where(*where)).one())
 
 
 # -- a free cell: the events that can go there ---------------------------------------

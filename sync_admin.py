@@ -177,35 +177,42 @@ def conflict_rows(resource: str, record, names: dict) -> list[dict]:
 
 def sync_chart(hours: int = 24, limit: int = 500) -> dict:
     """Coordinates for the server-drawn SVG chart: records moved (pushed + pulled) and
-    failures of each finished run of the last `hours`, placed by start time (at most
-    the newest `limit` runs, so a busy day stays one bounded query)."""
+    failures of each finished run of the last `hours` (at most the newest `limit` runs, so a
+    busy day stays one bounded query).  The time axis spans the runs it shows (first to
+    last start, at least an hour), so a fresh install's few runs spread over the width; a
+    failure is marked at the run where it happened (runs without one get no mark)."""
     now = utcnow()
-    since = now - timedelta(hours=hours)
     runs = list(db.session.scalars(select(SyncRun).where(SyncRun.status != "running",
-                                                         SyncRun.started_at >= since)
+                                                         SyncRun.started_at >= now - timedelta(hours=hours))
                                    .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
                                    .limit(limit)))[::-1]
-    width, height, left, right, bottom, top = 640, 200, 40, 10, 24, 12
+    width, height, left, right, bottom, top = 640, 200, 40, 14, 24, 12
     values = {"moved": [(run.pushed or 0) + (run.pulled or 0) for run in runs],
               "failed": [run.failed or 0 for run in runs]}
     peak = max([1] + values["moved"] + values["failed"])
     plot_w, plot_h = width - left - right, height - bottom - top
-    span = (now - since).total_seconds()
+    first = runs[0].started_at if runs else now - timedelta(hours=1)
+    last = runs[-1].started_at if runs else now
+    pad = max(timedelta(hours=1) - (last - first), timedelta(0)) / 2
+    since, until = first - pad, last + pad
+    span = max((until - since).total_seconds(), 1.0)
 
     def x_at(moment) -> float:
         return round(left + plot_w * (moment - since).total_seconds() / span, 1)
 
     series = []
     for name, numbers in values.items():
-        points = [(x_at(run.started_at), round(top + plot_h - plot_h * value / peak, 1))
-                  for run, value in zip(runs, numbers)]
-        series.append({"name": name, "points": points, "values": numbers,
-                       "path": " ".join(f"{x},{y}" for x, y in points)})
-    marks = [since + timedelta(hours=h) for h in range(0, hours + 1, 6)]
+        shown = [(run, value) for run, value in zip(runs, numbers) if name == "moved" or value > 0]
+        points = [(x_at(run.started_at), round(top + plot_h - plot_h * value / peak, 1), run, value)
+                  for run, value in shown]
+        series.append({"name": name, "points": points, "values": numbers, "line": name == "moved",
+                       "path": " ".join(f"{x},{y}" for x, y, _, _ in points)})
+    marks = [since + (until - since) * i / 4 for i in range(5)]
+    day_fmt = "%d %b %H:%M" if (until - since) > timedelta(hours=20) else "%H:%M"
     return {"runs": runs, "series": series, "width": width, "height": height, "left": left,
             "right": width - right, "top": top, "bottom": height - bottom, "peak": peak,
             "hours": hours, "ticks": sorted({0, peak // 2, peak}),
-            "times": [(x_at(m), to_local(m).strftime("%H:%M")) for m in marks],
+            "times": [(x_at(m), to_local(m).strftime(day_fmt)) for m in marks],
             "markers": len(runs) <= 60}
 
 

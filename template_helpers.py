@@ -29,6 +29,22 @@ HISTORY_VERBS = {
 }
 
 
+# History's field names as the pages say them (the CSV's headers where one exists).
+FIELD_LABELS = {
+    "code": "Employee code", "name": "Name", "email": "Email", "active": "Active",
+    "project_ref_num": "Project reference number", "project_name": "Project name",
+    "event_type": "Event type", "store_number": "Store number", "store_name": "Store name",
+    "location_mvid": "Location MVID", "start_datetime": "Start", "due_datetime": "Due",
+    "estimated_minutes": "Estimated minutes", "event_id": "Event", "employee_id": "Employee",
+    "workdays": "Workdays", "max_days_per_week": "Most days a week",
+}
+
+
+def field_label(name: str) -> str:
+    """A tracked field's label: "Location MVID", "Store number" (else its name in words)."""
+    return FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
 def history_words(entry: RecordHistory) -> str:
     """What happened and through which path, as a person says it: "moved by the vendor
     (webhook)", "imported from WorkBankVisits.csv by ana", "kept local by admin in a
@@ -98,6 +114,7 @@ def register_template_helpers(app: Flask) -> None:
     app.add_template_filter(lambda dt, fmt="%Y-%m-%d %H:%M": fmt_local(dt, fmt), "localtime")
     app.add_template_global(history_words)
     app.add_template_global(history_value)
+    app.add_template_global(field_label)
     app.add_template_filter(lambda dt: iso(dt) or "", "isoutc")
     app.add_template_global(alerts.firing, "firing_alerts")
 

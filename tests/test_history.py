@@ -516,3 +516,22 @@ def test_the_history_sources_are_the_documented_ones():
     enum = re.search(r"source:\s+type: string\s+enum: \[([^\]]+)\]", spec)
     assert tuple(s.strip() for s in enum.group(1).split(",")) == history.SOURCES
     assert "source `push`" in (root / "README.md").read_text(encoding="utf-8")
+
+
+def test_history_uses_field_labels_and_one_line_for_a_created_record(app, client, auth):
+    from tests.factories import make_event
+
+    with app.app_context():
+        from models import db
+        event = make_event(project_name="CORE - Labels", store_number=1204, location_mvid="MV-01204")
+        event.store_number = 77
+        db.session.commit()
+        event_id = event.id
+    auth.login()
+    page = client.get(f"/schedule/{event_id}").get_data(as_text=True)
+    section = page.split('id="history"', 1)[1]
+    assert '<span class="history-field">Store number</span>: 1204 → 77' in section
+    assert "location mvid" not in section and "store number</span>" not in section
+    created = section.split('class="history-created"', 1)[1].split("</p>", 1)[0]
+    assert '<span class="history-field">Location MVID</span> MV-01204' in created
+    assert "—" not in created and "→" not in created

@@ -158,9 +158,13 @@ def test_runs_chart_shows_moved_and_failed_per_run_of_the_last_day(app, client, 
     assert "2 runs in the last 24 hours" in desc
     assert "records moved (pushed + pulled) 18 in all, at most 11 in one run" in desc
     assert "failures 2 in all, at most 2 in one run" in desc
-    assert chart.count("<polyline") == 2
-    assert "records moved (pushed + pulled) (circle)" in visible_text(chart)
-    assert "failures (triangle)" in visible_text(chart)
+    assert chart.count("<polyline") == 1  # moved: a line; failures: marks where they happened
+    assert chart.count("<polygon") == 2  # the one failing run's mark, and the legend's
+    assert "records moved (pushed + pulled) (line, circle)" in visible_text(chart)
+    assert "failures (triangles)" in visible_text(chart)
+    # the axis spans the runs shown: the first run at the left edge, the last at the right
+    xs = [float(x) for x in re.findall(r'<circle cx="([\d.]+)"', chart)]
+    assert xs == [40.0, 626.0]
 
 
 def test_runs_chart_says_when_no_run_finished_today(app, client, auth):

@@ -248,7 +248,7 @@ def world(app):
 def test_schedule_page_limits_the_date_to_the_window(client, signed_in, world):
     page = html(client.get(f"/schedule/{world['event']}"))
     assert re.search(r'<input id="date" name="date" type="date" required min="2026-12-01" max="2026-12-07"', page)
-    assert "CORE - Snack Reset" in page and 'type="time"' in page
+    assert "CORE - Snack Reset" in page and '<input id="time" name="time" type="text"' in page  # 24-hour text, not the locale's picker
     assert '<label for="employee_id">' in page and '<label for="date">' in page and '<label for="time">' in page
     assert "js/schedule.js" in page
 

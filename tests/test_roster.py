@@ -39,12 +39,16 @@ def row_of(page: str, employee_id) -> str:
     return match.group(1)
 
 
+CARD_MARKS = re.compile(r'<(?:span|abbr) class="(?:shift-end|type-chip|sync-icon)[^"]*"[^>]*>(?:<span[^>]*>[^<]*</span>|[^<])*</(?:span|abbr)>')
+
+
 def cell(page: str, employee_id, day: str) -> str:
-    """The text of one roster cell (employee × local day), tags removed."""
+    """The text of one roster cell (employee × local day), tags removed; a card's end
+    time, type label and sync mark left out (its start, event, store, then its menu)."""
     match = re.search(rf'<td class="roster-cell[^"]*" data-date="{day}" data-employee-id="{employee_id}"'
                       rf'[^>]*>(.*?)</td>', row_of(page, employee_id), re.DOTALL)
     assert match, f"no cell for employee {employee_id} on {day}"
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", match.group(1))).split())
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", CARD_MARKS.sub(" ", match.group(1)))).split())
 
 
 def week_event(name: str, **fields):
@@ -65,7 +69,8 @@ def test_the_grid_puts_each_schedule_in_its_employees_row_and_local_day(app, cli
         ana, ben = ids(ana, ben)
     page = html(client.get("/calendar?week=2026-12-10"))
     assert "Week of Mon 07 Dec 2026" in page
-    assert cell(page, ana, "2026-12-08").startswith("14:30 CORE - Snack Reset 1204 Springfield")
+    assert cell(page, ana, "2026-12-08").startswith("14:30 CORE - Snack Reset 1204")
+    assert "14:30–16:00 · Core Store 1204 Springfield" in cell(page, ana, "2026-12-08")  # its menu
     assert "Reschedule" in cell(page, ana, "2026-12-08") and "Unschedule" in cell(page, ana, "2026-12-08")
     assert "CORE - Juicer" in cell(page, ana, "2026-12-10")
     assert "23:30 CORE - Cooler" in cell(page, ben, "2026-12-13")
@@ -73,7 +78,7 @@ def test_the_grid_puts_each_schedule_in_its_employees_row_and_local_day(app, cli
     assert re.search(r'data-count="2" data-hours="2.5">2', row_of(page, ana))  # 90 + 60 minutes
     assert 'data-count="1" data-hours="2">' in row_of(page, ben)
     assert page.index("Ana Lopez") < page.index("Ben Okafor")
-    assert "badge-pending" in cell_html(page, ana, "2026-12-08")  # its sync badge
+    assert "sync-icon s-pending" in cell_html(page, ana, "2026-12-08") and ", sync pending" in cell_html(page, ana, "2026-12-08")  # its sync mark, in words too
 
 
 def test_each_schedule_links_to_its_history(app, client, signed_in):
@@ -139,6 +144,7 @@ def test_free_cells_link_to_the_free_cell_page(app, client, signed_in):
     with app.app_context():
         ana = make_employee("Ana")
         make_schedule(week_event("CORE - Busy"), ana, utc(2026, 12, 8, 9))
+        week_event("CORE - Open all week")  # unscheduled: every day has work to give
         ana = ana.id
     page = html(client.get(f"/calendar?week={WEEK}"))
     row = row_of(page, ana)
@@ -152,6 +158,7 @@ def test_name_and_store_filters(app, client, signed_in):
         ana, anabel, ben = make_employee("Ana Lopez"), make_employee("Anabel Ruiz"), make_employee("Ben 100%")
         make_schedule(week_event("CORE - At 1204", store_number=1204), anabel, utc(2026, 12, 8, 9))
         make_schedule(week_event("CORE - At 77", store_number=77), ben, utc(2026, 12, 8, 9))
+        week_event("CORE - Open at 1204", store_number=1204)
         ana, anabel, ben = ids(ana, anabel, ben)
     by_name = html(client.get(f"/calendar?week={WEEK}&name=ANA"))
     assert "Ana Lopez" in by_name and "Anabel Ruiz" in by_name and "Ben 100%" not in by_name
@@ -397,3 +404,61 @@ def test_the_roster_runs_the_same_statements_for_5_and_50_employees(app, client,
     signed_in.login_scheduler()
     large = measured(60)
     assert large == small
+
+
+def test_plus_only_on_days_with_open_work_and_the_header_counts_it(app, client, signed_in):
+    with app.app_context():
+        ana, ben = make_employee("Ana"), make_employee("Ben")
+        week_event("CORE - Mon to Wed", due=utc(2026, 12, 9, 18))
+        week_event("CORE - Wednesday", start=utc(2026, 12, 9, 8), due=utc(2026, 12, 9, 12))
+        make_schedule(week_event("CORE - Taken"), ben, utc(2026, 12, 8, 9))  # scheduled: not open
+        ana = ana.id
+    page = html(client.get(f"/calendar?week={WEEK}"))
+    opened = re.findall(r'data-day="(\d{4}-\d\d-\d\d)" data-open="(\d+)"', page)
+    assert [int(n) for _, n in opened] == [1, 1, 2, 0, 0, 0, 0]
+    assert "2 to schedule" in page and "0 to schedule" in page
+    row = row_of(page, ana)
+    days = re.findall(r'href="/calendar/free\?employee_id=\d+&amp;date=([\d-]+)"', row)
+    assert days == ["2026-12-07", "2026-12-08", "2026-12-09"]
+    assert cell(page, ana, "2026-12-12") == ""  # no words in a cell where nothing can go
+    empty_week = html(client.get("/calendar?week=2026-12-14"))
+    assert "/calendar/free?" not in empty_week and "Schedule here" not in empty_week
+
+
+def test_the_footer_totals_each_day(app, client, signed_in):
+    with app.app_context():
+        ana, ben, cy = make_employee("Ana"), make_employee("Ben"), make_employee("Cy")
+        make_schedule(week_event("CORE - A", estimated_minutes=90), ana, utc(2026, 12, 8, 9))
+        make_schedule(week_event("CORE - B", estimated_minutes=60), ben, utc(2026, 12, 8, 13))
+        make_schedule(week_event("CORE - C", estimated_minutes=30), cy, utc(2026, 12, 10, 9))
+    page = html(client.get(f"/calendar?week={WEEK}"))
+    foot = page.split("<tfoot>", 1)[1].split("</tfoot>", 1)[0]
+    totals = re.findall(r'data-count="(\d+)" data-hours="([\d.]+)" data-people="(\d+)"', foot)
+    assert totals == [("0", "0", "0"), ("2", "2.5", "2"), ("0", "0", "0"), ("1", "0.5", "1"),
+                      ("0", "0", "0"), ("0", "0", "0"), ("0", "0", "0")]
+    assert "2 <span class=\"muted\">· 2.5 h · 2 people</span>" in foot
+
+
+def test_repeated_names_show_the_employee_code(app, client, signed_in):
+    with app.app_context():
+        make_employee("Sam Lee", code="E1"), make_employee("Sam Lee", code="E2"), make_employee("Uma", code="E3")
+    page = html(client.get(f"/calendar?week={WEEK}"))
+    assert page.count('<span class="who-code">E1</span>') == 1 and '<span class="who-code">E2</span>' in page
+    assert '<span class="who-code">E3</span>' not in page  # a name seen once needs no code
+
+
+def test_the_schedule_page_reached_from_the_roster_highlights_calendar(app, client, signed_in):
+    with app.app_context():
+        event_id = week_event("CORE - From the roster").id
+    current = re.compile(r'<a href="([^"]+)" aria-current="page">')
+    assert current.findall(html(client.get(f"/schedule/{event_id}?back=calendar"))) == ["/calendar"]
+    assert current.findall(html(client.get(f"/schedule/{event_id}"))) == ["/"]
+
+
+def test_the_time_field_is_24_hour_text(app, client, signed_in):
+    with app.app_context():
+        event_id = week_event("CORE - Time").id
+    page = html(client.get(f"/schedule/{event_id}?time=14:30"))
+    field = re.search(r'<input id="time"[^>]*>', page, re.S).group(0)
+    assert 'type="text"' in field and 'value="14:30"' in field and "pattern=" in field
+    assert "24-hour HH:MM" in page
