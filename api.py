@@ -14,6 +14,7 @@ from flask import Blueprint, jsonify, request, url_for
 from flask_login import login_required
 from sqlalchemy import select
 
+import availability
 import csv_formats
 import fields
 import inputs
@@ -28,8 +29,6 @@ from models import (
     Event,
     RecordHistory,
     Schedule,
-    available_employees,
-    check_schedule,
     db,
     deactivate,
     event_type_for,
@@ -343,7 +342,7 @@ def _schedule_fields(data: dict, schedule: Optional[Schedule] = None) -> dict:
         raise invalid(missing)
     start = values.get("start_datetime", schedule.start_datetime if schedule else None)
     try:
-        check_schedule(event, employee, start, schedule)
+        availability.check_schedule(event, employee, start, schedule)
     except DomainError as exc:
         raise exc.to_api_error() from None
     return values
@@ -391,8 +390,9 @@ def _bound_arg(value: str, name: str, end: bool) -> datetime:
 @bp.get("/available_employees/<day>")
 @login_required
 def available_employees_on(day: str):
-    """Active employees with no schedule that local day: [{id, name}]."""
-    return jsonify([{"id": e.id, "name": e.name} for e in available_employees(_day_arg(day, "date"))])
+    """Active employees free that local day (no schedule, available): [{id, name}]."""
+    free = availability.free_employees(_day_arg(day, "date"))
+    return jsonify([{"id": e.id, "name": e.name} for e in free])
 
 
 @bp.post("/import/events", endpoint="import_events")
