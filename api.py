@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 import availability
 import csv_formats
+import feeds
 import fields
 import inputs
 import security
@@ -29,6 +30,7 @@ from models import (
     Event,
     RecordHistory,
     Schedule,
+    TimeOff,
     db,
     deactivate,
     event_type_for,
@@ -39,9 +41,12 @@ from models import (
     notify_local_change,
     parse_api_datetime,
     value_taken,
+    workdays_mask,
 )
 from paging import PageOf, listing_json, page_args, page_json, paginate
 
+# An employee's fields that are this app's own (availability): never pushed to the vendor.
+LOCAL_EMPLOYEE_FIELDS = ("workdays", "max_days_per_week")
 EVENT_REQUIRED = ("project_ref_num", "project_name", "start_datetime", "due_datetime")
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -75,16 +80,18 @@ def _patch(model, record_id: int, checked):
     return _save(record, recheck=lambda: checked(data, record))
 
 
-def _save(record, created: Optional[str] = None, recheck=None):
+def _save(record, created: Optional[str] = None, recheck=None, push: bool = True):
     """Mark a change, commit, ask for a push, answer the record (201 + Location when created).
 
     A unique index that refuses the commit means a race lost to a request committed
     meanwhile: `recheck()` runs the request's Python checks again, which now see the
-    winner and raise the very 409 they give when there is no race.
+    winner and raise the very 409 they give when there is no race.  `push=False`: only
+    local fields changed (availability), so the record is not marked for the vendor.
     """
     from sqlalchemy.exc import IntegrityError
 
-    record.mark_changed()
+    if push:
+        record.mark_changed()
     db.session.add(record)
     try:
         db.session.commit()
@@ -184,7 +191,8 @@ def update_employee(employee_id: int):
             raise exc.to_api_error() from None
     for name, value in values.items():
         setattr(employee, name, value)
-    return _save(employee, recheck=lambda: _employee_fields(data, employee))
+    synced = any(name not in LOCAL_EMPLOYEE_FIELDS for name in values)  # else nothing to push
+    return _save(employee, recheck=lambda: _employee_fields(data, employee), push=synced)
 
 
 @bp.delete("/employees/<int:employee_id>")
@@ -203,12 +211,77 @@ def _employee_fields(data: dict, employee: Optional[Employee] = None) -> dict:
     body.take("name", parse, required=True)
     for name in ("code", "email", "active"):
         body.take(name, parse)
+    body.take("workdays", workdays_mask)
+    body.take("max_days_per_week", availability.max_days_value)
     values = body.done()
     code = values.get("code")
     if code is not None and value_taken(Employee.code, code, employee):
         raise ApiError(409, "duplicate", f"another employee has the code {code}",
                        [{"field": "code", "message": "already used by another employee"}])
     return values
+
+
+# -- an employee's time off (availability.py; local, never pushed) ---------------
+
+@bp.get("/employees/<int:employee_id>/time_off")
+@login_required
+def list_time_off(employee_id: int):
+    """An employee's time off, earliest first, a page at a time."""
+    employee = _get_or_404(Employee, employee_id)
+    return page_json(TimeOff, (TimeOff.start_date, TimeOff.id), TimeOff.employee_id == employee.id)
+
+
+@bp.post("/employees/<int:employee_id>/time_off")
+@login_required
+def add_time_off(employee_id: int):
+    """Add whole local days off (start_date..end_date inclusive): 201 (422 naming fields)."""
+    employee = _get_or_404(Employee, employee_id)
+    try:
+        values = availability.parse_time_off(json_object())
+    except DomainError as exc:
+        raise invalid([{"field": exc.field or "body", "message": exc.message}]) from None
+    off = TimeOff(employee_id=employee.id, **values)
+    db.session.add(off)
+    db.session.commit()
+    response = jsonify(off.to_dict())
+    response.status_code = 201
+    return response
+
+
+@bp.delete("/employees/<int:employee_id>/time_off/<int:time_off_id>")
+@login_required
+def delete_time_off(employee_id: int, time_off_id: int):
+    """Remove one range of time off: 204 (404 when it is not this employee's)."""
+    off = db.session.get(TimeOff, time_off_id)
+    if off is None or off.employee_id != _get_or_404(Employee, employee_id).id:
+        raise ApiError(404, "not_found", f"no time off with id {time_off_id} for employee {employee_id}")
+    db.session.delete(off)
+    db.session.commit()
+    return "", 204
+
+
+# -- an employee's calendar feed (feeds.py; the address is shown once) -----------
+
+@bp.post("/employees/<int:employee_id>/feed")
+@login_required
+def make_employee_feed(employee_id: int):
+    """Make (or replace) the employee's private feed address: 201 {"url", "token"}, shown once."""
+    employee = _get_or_404(Employee, employee_id)
+    token = feeds.make_feed(employee)
+    db.session.commit()
+    url = url_for("calendar_feeds.employee_feed", token=token, _external=True)
+    return jsonify({"employee_id": employee.id, "url": url, "token": token}), 201
+
+
+@bp.delete("/employees/<int:employee_id>/feed")
+@login_required
+def revoke_employee_feed(employee_id: int):
+    """Revoke the employee's feed address: 204 (404 when there is none)."""
+    employee = _get_or_404(Employee, employee_id)
+    if not feeds.revoke_feed(employee):
+        raise ApiError(404, "not_found", f"employee {employee_id} has no feed")
+    db.session.commit()
+    return "", 204
 
 
 # -- events ------------------------------------------------------------------

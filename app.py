@@ -22,6 +22,7 @@ from sqlalchemy import select
 import account
 import api
 import auth
+import calendar_feeds
 import cli
 import config as app_config
 import employees
@@ -195,7 +196,7 @@ def register_routes(app: Flask) -> None:
     """URL rules for the login and account, pages, employees, JSON API, sync API, webhook,
     sync admin, and the operators' probes and metrics."""
     for blueprint in (auth.bp, account.bp, pages.bp, employees.bp, api.bp, sync_api.bp,
-                      sync_api.webhook, sync_admin.bp, ops.bp):
+                      sync_api.webhook, sync_admin.bp, ops.bp, calendar_feeds.bp):
         app.register_blueprint(blueprint)
     # Browsers and bookmarks ask for /favicon.ico whatever the page links: answer it.
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))

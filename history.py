@@ -35,9 +35,10 @@ from sqlalchemy.orm import Session
 from models import Employee, Event, RecordHistory, Schedule, copy_rows, db, iso, utcnow
 
 ACTIONS = ("created", "changed", "deleted", "restored")
-SOURCES = ("page", "api", "csv", "pull", "push", "webhook", "conflict", "restore", "cli")
+SOURCES = ("page", "api", "csv", "pull", "push", "webhook", "conflict", "restore", "cli",
+           "planner")
 TRACKED = {
-    "employees": ("code", "name", "email", "active"),
+    "employees": ("code", "name", "email", "active", "workdays", "max_days_per_week"),
     "events": ("project_ref_num", "project_name", "event_type", "store_number", "store_name",
                "location_mvid", "start_datetime", "due_datetime", "estimated_minutes"),
     "schedules": ("event_id", "employee_id", "start_datetime"),

@@ -40,6 +40,8 @@ def history_words(entry: RecordHistory) -> str:
         return f"{verb} by {who} (API)"
     if source == "cli":
         return f"{verb} from the command line"
+    if source == "planner":
+        return f"{verb} by {who} (planner)"
     if source == "csv":
         return f"{verb}: imported from {history.import_file(entry.ref) or 'a file'} by {who}"
     if source == "webhook":
