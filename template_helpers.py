@@ -94,11 +94,20 @@ def history_value(name: str, value: Any, shown: dict) -> str:
     return str(value)
 
 
+def availability_words(employee) -> str:
+    """An employee's workdays and weekly limit, short: "Mon, Tue, Wed · max 2" ("Every day")."""
+    names = employee.workday_names
+    days = "Every day" if len(names) == 7 else (", ".join(n.capitalize() for n in names) or "No days")
+    limit = employee.max_days_per_week
+    return f"{days} · max {limit}" if limit is not None else days
+
+
 def register_template_helpers(app: Flask) -> None:
     """Filters that show stored UTC times in APP_TIMEZONE; history entries in words."""
     app.add_template_filter(lambda dt, fmt="%Y-%m-%d %H:%M": fmt_local(dt, fmt), "localtime")
     app.add_template_global(history_words)
     app.add_template_global(history_value)
+    app.add_template_global(availability_words)
     app.add_template_filter(lambda dt: iso(dt) or "", "isoutc")
 
     @app.context_processor
