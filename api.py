@@ -18,7 +18,9 @@ import availability
 import csv_formats
 import feeds
 import fields
+import history
 import inputs
+import planner
 import security
 from bodies import Body, boolean, field, json_object
 from error_handlers import invalid
@@ -83,10 +85,24 @@ def _patch(model, record_id: int, checked):
 def _save(record, created: Optional[str] = None, recheck=None, push: bool = True):
     """Mark a change, commit, ask for a push, answer the record (201 + Location when created).
 
+    `push=False`: only local fields changed (availability), so the record is not marked
+    for the vendor.
+    """
+    _commit(record, recheck, push)
+    notify_local_change()
+    response = jsonify(record.to_dict())
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = url_for(f"api.get_{created}", **{f"{created}_id": record.id})
+    return response
+
+
+def _commit(record, recheck=None, push: bool = True) -> None:
+    """Mark a change (unless `push` is False) and commit it.
+
     A unique index that refuses the commit means a race lost to a request committed
     meanwhile: `recheck()` runs the request's Python checks again, which now see the
-    winner and raise the very 409 they give when there is no race.  `push=False`: only
-    local fields changed (availability), so the record is not marked for the vendor.
+    winner and raise the very 409 they give when there is no race.
     """
     from sqlalchemy.exc import IntegrityError
 
@@ -100,12 +116,6 @@ def _save(record, created: Optional[str] = None, recheck=None, push: bool = True
         if recheck is not None:
             recheck()
         raise ApiError(409, "conflict", "another change got there first; reload and try again") from None
-    notify_local_change()
-    response = jsonify(record.to_dict())
-    if created:
-        response.status_code = 201
-        response.headers["Location"] = url_for(f"api.get_{created}", **{f"{created}_id": record.id})
-    return response
 
 
 def _delete(record):
@@ -372,10 +382,21 @@ def list_schedules():
 @bp.post("/schedules")
 @login_required
 def create_schedule():
-    """Give an event to an employee at a time: 201, 422 (window, inactive), 409 (taken)."""
-    data = json_object()
-    values = _schedule_fields(data)
-    return _save(Schedule(**values), created="schedule", recheck=lambda: _schedule_fields(data))
+    """Give an event to an employee at a time: 201, 422 (window, inactive), 409 (taken,
+    employee_unavailable, over_weekly_limit)."""
+    schedule = new_schedule(json_object())
+    notify_local_change()
+    response = jsonify(schedule.to_dict())
+    response.headers["Location"] = url_for("api.get_schedule", schedule_id=schedule.id)
+    return response, 201
+
+
+def new_schedule(data: dict) -> Schedule:
+    """Create and commit a schedule from a JSON body, or raise ApiError (422/409): the one
+    way POST /api/schedules and the planner's apply create one."""
+    schedule = Schedule(**_schedule_fields(data))
+    _commit(schedule, recheck=lambda: _schedule_fields(data))
+    return schedule
 
 
 @bp.get("/schedules/<int:schedule_id>")
@@ -419,6 +440,60 @@ def _schedule_fields(data: dict, schedule: Optional[Schedule] = None) -> dict:
     except DomainError as exc:
         raise exc.to_api_error() from None
     return values
+
+
+# -- the planner (planner.py) ----------------------------------------------------
+
+MAX_APPLY = 5000  # assignments per POST /api/plan/apply
+
+
+@bp.post("/plan")
+@login_required
+def make_plan():
+    """Propose schedules for the unscheduled events of up to 31 days; writes nothing."""
+    try:
+        arguments = planner.parse_plan_request(json_object())
+    except DomainError as exc:
+        raise invalid([{"field": exc.field or "body", "message": exc.message}]) from None
+    return jsonify(planner.plan(**arguments))
+
+
+@bp.post("/plan/apply")
+@login_required
+def apply_plan():
+    """Create each assignment as POST /api/schedules would (history source planner):
+    {"created": [ids], "refused": [{"event_id", "employee_id", "error"}]}."""
+    items = json_object().get("assignments")
+    if not isinstance(items, list) or len(items) > MAX_APPLY:
+        raise invalid([{"field": "assignments", "message": "assignments must be a list of at "
+                        f"most {MAX_APPLY} objects {{event_id, employee_id, start_datetime}}"}])
+    created, refused = [], []
+    with history.source("planner"):
+        for item in items:
+            try:
+                created.append(_apply_one(item))
+            except ApiError as exc:
+                db.session.rollback()  # let go of the employee's lock at once
+                refused.append(_refusal(item, exc))
+    if created:
+        notify_local_change()
+    return jsonify({"created": created, "refused": refused})
+
+
+def _apply_one(item) -> int:
+    """One assignment of an apply, created as POST /api/schedules creates one: its id."""
+    if not isinstance(item, dict):
+        raise ApiError(422, "validation_failed", "each assignment must be a JSON object")
+    return new_schedule(item).id
+
+
+def _refusal(item, exc: ApiError) -> dict:
+    """A refused assignment of an apply, with the error POST /api/schedules would answer."""
+    error = {"code": exc.code, "message": exc.message}
+    if exc.details:
+        error["details"] = exc.details
+    item = item if isinstance(item, dict) else {}
+    return {"event_id": item.get("event_id"), "employee_id": item.get("employee_id"), "error": error}
 
 
 # -- history of a record (history.py writes it) --------------------------------
