@@ -376,7 +376,16 @@ def list_schedules():
         bound = _bound_arg(high, "to", end=True)
         conditions.append(Schedule.start_datetime < bound if len(high) == 10
                           else Schedule.start_datetime <= bound)
-    return _page_of(Schedule, (Schedule.start_datetime, Schedule.id), *conditions)
+    page, per_page = page_args()
+    listing = paginate(Schedule, [Schedule.deleted_at.is_(None), *conditions],
+                       [Schedule.start_datetime, Schedule.id], page, per_page)
+    warnings = availability.schedule_warnings(listing.items)
+    return listing_json(listing, lambda s: schedule_json(s, warnings))
+
+
+def schedule_json(schedule: Schedule, warnings: dict) -> dict:
+    """A schedule's JSON with its availability `warnings` (words; empty when none)."""
+    return {**schedule.to_dict(), "warnings": warnings.get(schedule.id, [])}
 
 
 @bp.post("/schedules")
@@ -402,8 +411,9 @@ def new_schedule(data: dict) -> Schedule:
 @bp.get("/schedules/<int:schedule_id>")
 @login_required
 def get_schedule(schedule_id: int):
-    """One schedule."""
-    return _get(_get_or_404(Schedule, schedule_id))
+    """One schedule, with its availability warnings."""
+    schedule = _get_or_404(Schedule, schedule_id)
+    return jsonify(schedule_json(schedule, availability.schedule_warnings([schedule])))
 
 
 @bp.patch("/schedules/<int:schedule_id>")

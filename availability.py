@@ -251,3 +251,21 @@ def lock_limited(employees: list[Employee]) -> None:
     """lock_employee for each employee with a weekly limit, in id order (no deadlock)."""
     for employee_id in sorted({e.id for e in employees if e.max_days_per_week is not None}):
         lock_employee(employee_id)
+
+
+def schedule_warnings(schedules: list[Schedule]) -> dict[int, list[str]]:
+    """{schedule id: [why it breaks availability, in words]} for a page of schedules (the
+    vendor's are applied as it says; a local one may break a rule set later): one query."""
+    live_ones = [s for s in schedules if s.deleted_at is None and s.local_day is not None]
+    if not live_ones:
+        return {}
+    days = [s.local_day for s in live_ones]
+    offs, held = load_availability(sorted({s.employee_id for s in live_ones}), min(days), max(days))
+    found = {}
+    for schedule in live_ones:
+        taken = set(held.get((schedule.employee_id, week_start(schedule.local_day)), {}))
+        problem = problem_from(schedule.employee, schedule.local_day,
+                               offs.get(schedule.employee_id, ()), taken)
+        if problem is not None:
+            found[schedule.id] = [problem.message]
+    return found

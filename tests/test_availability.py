@@ -175,3 +175,27 @@ def test_unavailable_reasons_for_a_page_of_employees_in_one_query(app):
         assert (ben.id, date(2026, 12, 1)) not in reasons  # the day already held is his
         assert reasons[(ben.id, WED)].startswith("Ben already works 1 day")
         assert (ana.id, date(2026, 12, 1)) not in reasons
+
+
+# -- schedules that break availability (the vendor's are applied as it says) -------------
+
+def test_a_schedule_that_breaks_availability_carries_warnings_in_its_json(client, admin_headers, app):
+    from models import TimeOff, db
+    from tests.helpers import statements
+
+    with app.app_context():
+        ana = make_employee("Ana", workdays=0b0011111)
+        ben = make_employee("Ben")
+        weekend = make_schedule(make_event(), ana, utc(2026, 12, 5, 9))  # as a pull would write it
+        fine = make_schedule(make_event(), ben, utc(2026, 12, 2, 9))
+        db.session.add(TimeOff(employee_id=ben.id, start_date=date(2026, 12, 7), end_date=date(2026, 12, 7)))
+        off = make_schedule(make_event(), ben, utc(2026, 12, 7, 9))
+        weekend, fine, off = weekend.id, fine.id, off.id
+    one = client.get(f"/api/schedules/{weekend}", headers=admin_headers).get_json()
+    assert one["warnings"] == ["Ana does not work on Saturdays"]
+    with statements(app) as seen:
+        listing = client.get("/api/schedules", headers=admin_headers).get_json()
+    warnings = {s["id"]: s["warnings"] for s in listing["data"]}
+    assert warnings == {weekend: ["Ana does not work on Saturdays"], fine: [],
+                        off: ["Ben is off from 07 Dec to 07 Dec"]}
+    assert len([s for s in seen if "time_off" in s.lower()]) == 1  # one look-up per page
