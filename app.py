@@ -117,9 +117,9 @@ def auth_then_csrf():
         return None
     if request.blueprint == "webhook":
         return None
+    if request.routing_exception is not None:
+        return None  # the 404/405 answers (pages too: /healthz, a feed); no view runs
     if is_api_request():
-        if request.routing_exception is not None:
-            return None  # the 404/405 answers; no view runs
         if not current_user.is_authenticated:
             return login_manager.unauthorized()
         if g.get("basic_auth"):
