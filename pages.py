@@ -306,7 +306,8 @@ def calendar():
                   for d in nav["days"]]
     return render_template("calendar.html", rows=rows, listing=PageOf(rows, page, per_page, total),
                            filters=filters, filter_args=args, day_labels=day_labels,
-                           links=roster_links(), **nav)
+                           links=roster_links(), unavailable=roster.unavailable_cells(monday, rows),
+                           **nav)
 
 
 def roster_links() -> dict:

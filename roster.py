@@ -19,6 +19,7 @@ from typing import Optional
 
 from sqlalchemy import and_, exists, func, or_, select
 
+import availability
 from models import Employee, Event, Schedule, db, local_day_bounds, to_local
 
 DEFAULT_TIME = time(9, 0)
@@ -111,6 +112,13 @@ def week_rows(monday: date, name: str, store: Optional[int], page: int,
         for schedule in schedules:
             rows[schedule.employee_id].days[(schedule.local_day - monday).days].append(schedule)
     return list(rows.values()), total
+
+
+def unavailable_cells(monday: date, rows: list[RosterRow]) -> dict[tuple[int, date], str]:
+    """{(employee id, day): why, in words} for a page of roster rows: the free cells to
+    grey out (not a workday, time off, the week at its limit) and, where a cell holds
+    work (the vendor's, or a rule set later), what that work breaks.  One query."""
+    return availability.unavailable_reasons([row.employee for row in rows], week_days(monday))
 
 
 # -- a free cell: the events that can go there ---------------------------------------

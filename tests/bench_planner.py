@@ -108,7 +108,9 @@ def _bench_app():
     from models import User, db
     from tests.conftest import make_app
 
-    url = os.environ.get("TEST_DATABASE_URL") or \
+    from config import normalize_database_url
+
+    url = normalize_database_url(os.environ.get("TEST_DATABASE_URL") or "") or \
         f"sqlite:///{tempfile.mkdtemp(prefix='bench-planner-')}/bench.sqlite"
     if url.startswith("postgresql"):
         from sqlalchemy import create_engine

@@ -199,3 +199,20 @@ def test_a_schedule_that_breaks_availability_carries_warnings_in_its_json(client
     assert warnings == {weekend: ["Ana does not work on Saturdays"], fine: [],
                         off: ["Ben is off from 07 Dec to 07 Dec"]}
     assert len([s for s in seen if "time_off" in s.lower()]) == 1  # one look-up per page
+
+
+def test_the_roster_page_gets_its_unavailable_cells(app, client, signed_in):
+    from flask import template_rendered
+
+    with app.app_context():
+        ana = make_employee("Ana", workdays=0b0011111).id
+    seen = []
+
+    def record(sender, template, context, **extra):
+        seen.append(context)
+
+    with template_rendered.connected_to(record, app):
+        assert client.get("/calendar?week=2026-12-07").status_code == 200
+    cells = seen[-1]["unavailable"]
+    assert cells[(ana, date(2026, 12, 12))] == "Ana does not work on Saturdays"
+    assert (ana, date(2026, 12, 11)) not in cells
