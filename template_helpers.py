@@ -82,6 +82,8 @@ def history_value(name: str, value: Any, shown: dict) -> str:
     """One old or new value of an entry as the page shows it."""
     if value is None:
         return "—"
+    if isinstance(value, list):  # an employee's workdays
+        return ", ".join(str(v).capitalize() for v in value) or "none"
     if (name, value) in shown:
         return shown[(name, value)]
     if isinstance(value, bool):
