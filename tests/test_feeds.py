@@ -93,3 +93,23 @@ def test_a_feed_with_no_schedules_is_an_empty_calendar(client, admin_headers, ap
         ben = make_employee("Ben").id
     url = client.post(f"/api/employees/{ben}/feed", headers=admin_headers).get_json()["url"]
     assert vevents(app.test_client(), url.split("localhost", 1)[-1]) == {}
+
+
+def test_the_feeds_migration_goes_down_and_up(app):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect
+
+    import models
+    from models import db
+
+    directory = str(models.__file__).rsplit("/", 1)[0] + "/migrations"
+    with app.app_context():
+        db.session.remove()
+        try:
+            downgrade(directory=directory, revision="c5e7a9b1d3f2")
+            db.engine.dispose()
+            assert "employee_feeds" not in inspect(db.engine).get_table_names()
+        finally:
+            upgrade(directory=directory)
+        db.engine.dispose()
+        assert "employee_feeds" in inspect(db.engine).get_table_names()
