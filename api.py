@@ -14,9 +14,13 @@ from flask import Blueprint, jsonify, request, url_for
 from flask_login import login_required
 from sqlalchemy import select
 
+import availability
 import csv_formats
+import feeds
 import fields
+import history
 import inputs
+import planner
 import security
 from bodies import Body, boolean, field, json_object
 from error_handlers import invalid
@@ -28,8 +32,7 @@ from models import (
     Event,
     RecordHistory,
     Schedule,
-    available_employees,
-    check_schedule,
+    TimeOff,
     db,
     deactivate,
     event_type_for,
@@ -40,9 +43,12 @@ from models import (
     notify_local_change,
     parse_api_datetime,
     value_taken,
+    workdays_mask,
 )
 from paging import PageOf, listing_json, page_args, page_json, paginate
 
+# An employee's fields that are this app's own (availability): never pushed to the vendor.
+LOCAL_EMPLOYEE_FIELDS = ("workdays", "max_days_per_week")
 EVENT_REQUIRED = ("project_ref_num", "project_name", "start_datetime", "due_datetime")
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -76,8 +82,23 @@ def _patch(model, record_id: int, checked):
     return _save(record, recheck=lambda: checked(data, record))
 
 
-def _save(record, created: Optional[str] = None, recheck=None):
+def _save(record, created: Optional[str] = None, recheck=None, push: bool = True):
     """Mark a change, commit, ask for a push, answer the record (201 + Location when created).
+
+    `push=False`: only local fields changed (availability), so the record is not marked
+    for the vendor.
+    """
+    _commit(record, recheck, push)
+    notify_local_change()
+    response = jsonify(record.to_dict())
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = url_for(f"api.get_{created}", **{f"{created}_id": record.id})
+    return response
+
+
+def _commit(record, recheck=None, push: bool = True) -> None:
+    """Mark a change (unless `push` is False) and commit it.
 
     A unique index that refuses the commit means a race lost to a request committed
     meanwhile: `recheck()` runs the request's Python checks again, which now see the
@@ -85,7 +106,8 @@ def _save(record, created: Optional[str] = None, recheck=None):
     """
     from sqlalchemy.exc import IntegrityError
 
-    record.mark_changed()
+    if push:
+        record.mark_changed()
     db.session.add(record)
     try:
         db.session.commit()
@@ -94,12 +116,6 @@ def _save(record, created: Optional[str] = None, recheck=None):
         if recheck is not None:
             recheck()
         raise ApiError(409, "conflict", "another change got there first; reload and try again") from None
-    notify_local_change()
-    response = jsonify(record.to_dict())
-    if created:
-        response.status_code = 201
-        response.headers["Location"] = url_for(f"api.get_{created}", **{f"{created}_id": record.id})
-    return response
 
 
 def _delete(record):
@@ -185,7 +201,8 @@ def update_employee(employee_id: int):
             raise exc.to_api_error() from None
     for name, value in values.items():
         setattr(employee, name, value)
-    return _save(employee, recheck=lambda: _employee_fields(data, employee))
+    synced = any(name not in LOCAL_EMPLOYEE_FIELDS for name in values)  # else nothing to push
+    return _save(employee, recheck=lambda: _employee_fields(data, employee), push=synced)
 
 
 @bp.delete("/employees/<int:employee_id>")
@@ -204,12 +221,77 @@ def _employee_fields(data: dict, employee: Optional[Employee] = None) -> dict:
     body.take("name", parse, required=True)
     for name in ("code", "email", "active"):
         body.take(name, parse)
+    body.take("workdays", workdays_mask)
+    body.take("max_days_per_week", availability.max_days_value)
     values = body.done()
     code = values.get("code")
     if code is not None and value_taken(Employee.code, code, employee):
         raise ApiError(409, "duplicate", f"another employee has the code {code}",
                        [{"field": "code", "message": "already used by another employee"}])
     return values
+
+
+# -- an employee's time off (availability.py; local, never pushed) ---------------
+
+@bp.get("/employees/<int:employee_id>/time_off")
+@login_required
+def list_time_off(employee_id: int):
+    """An employee's time off, earliest first, a page at a time."""
+    employee = _get_or_404(Employee, employee_id)
+    return page_json(TimeOff, (TimeOff.start_date, TimeOff.id), TimeOff.employee_id == employee.id)
+
+
+@bp.post("/employees/<int:employee_id>/time_off")
+@login_required
+def add_time_off(employee_id: int):
+    """Add whole local days off (start_date..end_date inclusive): 201 (422 naming fields)."""
+    employee = _get_or_404(Employee, employee_id)
+    try:
+        values = availability.parse_time_off(json_object())
+    except DomainError as exc:
+        raise invalid([{"field": exc.field or "body", "message": exc.message}]) from None
+    off = TimeOff(employee_id=employee.id, **values)
+    db.session.add(off)
+    db.session.commit()
+    response = jsonify(off.to_dict())
+    response.status_code = 201
+    return response
+
+
+@bp.delete("/employees/<int:employee_id>/time_off/<int:time_off_id>")
+@login_required
+def delete_time_off(employee_id: int, time_off_id: int):
+    """Remove one range of time off: 204 (404 when it is not this employee's)."""
+    off = db.session.get(TimeOff, time_off_id)
+    if off is None or off.employee_id != _get_or_404(Employee, employee_id).id:
+        raise ApiError(404, "not_found", f"no time off with id {time_off_id} for employee {employee_id}")
+    db.session.delete(off)
+    db.session.commit()
+    return "", 204
+
+
+# -- an employee's calendar feed (feeds.py; the address is shown once) -----------
+
+@bp.post("/employees/<int:employee_id>/feed")
+@login_required
+def make_employee_feed(employee_id: int):
+    """Make (or replace) the employee's private feed address: 201 {"url", "token"}, shown once."""
+    employee = _get_or_404(Employee, employee_id)
+    token = feeds.make_feed(employee)
+    db.session.commit()
+    url = url_for("calendar_feeds.employee_feed", token=token, _external=True)
+    return jsonify({"employee_id": employee.id, "url": url, "token": token}), 201
+
+
+@bp.delete("/employees/<int:employee_id>/feed")
+@login_required
+def revoke_employee_feed(employee_id: int):
+    """Revoke the employee's feed address: 204 (404 when there is none)."""
+    employee = _get_or_404(Employee, employee_id)
+    if not feeds.revoke_feed(employee):
+        raise ApiError(404, "not_found", f"employee {employee_id} has no feed")
+    db.session.commit()
+    return "", 204
 
 
 # -- events ------------------------------------------------------------------
@@ -294,23 +376,44 @@ def list_schedules():
         bound = _bound_arg(high, "to", end=True)
         conditions.append(Schedule.start_datetime < bound if len(high) == 10
                           else Schedule.start_datetime <= bound)
-    return _page_of(Schedule, (Schedule.start_datetime, Schedule.id), *conditions)
+    page, per_page = page_args()
+    listing = paginate(Schedule, [Schedule.deleted_at.is_(None), *conditions],
+                       [Schedule.start_datetime, Schedule.id], page, per_page)
+    warnings = availability.schedule_warnings(listing.items)
+    return listing_json(listing, lambda s: schedule_json(s, warnings))
+
+
+def schedule_json(schedule: Schedule, warnings: dict) -> dict:
+    """A schedule's JSON with its availability `warnings` (words; empty when none)."""
+    return {**schedule.to_dict(), "warnings": warnings.get(schedule.id, [])}
 
 
 @bp.post("/schedules")
 @login_required
 def create_schedule():
-    """Give an event to an employee at a time: 201, 422 (window, inactive), 409 (taken)."""
-    data = json_object()
-    values = _schedule_fields(data)
-    return _save(Schedule(**values), created="schedule", recheck=lambda: _schedule_fields(data))
+    """Give an event to an employee at a time: 201, 422 (window, inactive), 409 (taken,
+    employee_unavailable, over_weekly_limit)."""
+    schedule = new_schedule(json_object())
+    notify_local_change()
+    response = jsonify(schedule.to_dict())
+    response.headers["Location"] = url_for("api.get_schedule", schedule_id=schedule.id)
+    return response, 201
+
+
+def new_schedule(data: dict) -> Schedule:
+    """Create and commit a schedule from a JSON body, or raise ApiError (422/409): the one
+    way POST /api/schedules and the planner's apply create one."""
+    schedule = Schedule(**_schedule_fields(data))
+    _commit(schedule, recheck=lambda: _schedule_fields(data))
+    return schedule
 
 
 @bp.get("/schedules/<int:schedule_id>")
 @login_required
 def get_schedule(schedule_id: int):
-    """One schedule."""
-    return _get(_get_or_404(Schedule, schedule_id))
+    """One schedule, with its availability warnings."""
+    schedule = _get_or_404(Schedule, schedule_id)
+    return jsonify(schedule_json(schedule, availability.schedule_warnings([schedule])))
 
 
 @bp.patch("/schedules/<int:schedule_id>")
@@ -343,10 +446,64 @@ def _schedule_fields(data: dict, schedule: Optional[Schedule] = None) -> dict:
         raise invalid(missing)
     start = values.get("start_datetime", schedule.start_datetime if schedule else None)
     try:
-        check_schedule(event, employee, start, schedule)
+        availability.check_schedule(event, employee, start, schedule)
     except DomainError as exc:
         raise exc.to_api_error() from None
     return values
+
+
+# -- the planner (planner.py) ----------------------------------------------------
+
+MAX_APPLY = 5000  # assignments per POST /api/plan/apply
+
+
+@bp.post("/plan")
+@login_required
+def make_plan():
+    """Propose schedules for the unscheduled events of up to 31 days; writes nothing."""
+    try:
+        arguments = planner.parse_plan_request(json_object())
+    except DomainError as exc:
+        raise invalid([{"field": exc.field or "body", "message": exc.message}]) from None
+    return jsonify(planner.plan(**arguments))
+
+
+@bp.post("/plan/apply")
+@login_required
+def apply_plan():
+    """Create each assignment as POST /api/schedules would (history source planner):
+    {"created": [ids], "refused": [{"event_id", "employee_id", "error"}]}."""
+    items = json_object().get("assignments")
+    if not isinstance(items, list) or len(items) > MAX_APPLY:
+        raise invalid([{"field": "assignments", "message": "assignments must be a list of at "
+                        f"most {MAX_APPLY} objects {{event_id, employee_id, start_datetime}}"}])
+    created, refused = [], []
+    with history.source("planner"):
+        for item in items:
+            try:
+                created.append(_apply_one(item))
+            except ApiError as exc:
+                db.session.rollback()  # let go of the employee's lock at once
+                refused.append(_refusal(item, exc))
+    if created:
+        notify_local_change()
+    return jsonify({"created": created, "refused": refused})
+
+
+def _apply_one(item) -> int:
+    """One assignment of an apply, created as POST /api/schedules creates one: its id."""
+    if not isinstance(item, dict):
+        raise ApiError(422, "validation_failed", "each assignment must be a JSON object")
+    return new_schedule(item).id
+
+
+def _refusal(item, exc: ApiError) -> dict:
+    """A refused assignment of an apply, with the error POST /api/schedules would answer."""
+    error = {"code": exc.code, "message": exc.message}
+    if exc.details:
+        error["details"] = exc.details
+    item = item if isinstance(item, dict) else {}
+    return {"event_id": item.get("event_id"), "employee_id": item.get("employee_id"), "error": error}
 
 
 # -- history of a record (history.py writes it) --------------------------------
@@ -391,8 +548,9 @@ def _bound_arg(value: str, name: str, end: bool) -> datetime:
 @bp.get("/available_employees/<day>")
 @login_required
 def available_employees_on(day: str):
-    """Active employees with no schedule that local day: [{id, name}]."""
-    return jsonify([{"id": e.id, "name": e.name} for e in available_employees(_day_arg(day, "date"))])
+    """Active employees free that local day (no schedule, available): [{id, name}]."""
+    free = availability.free_employees(_day_arg(day, "date"))
+    return jsonify([{"id": e.id, "name": e.name} for e in free])
 
 
 @bp.post("/import/events", endpoint="import_events")

@@ -22,6 +22,7 @@ from sqlalchemy import select
 import account
 import api
 import auth
+import calendar_feeds
 import cli
 import config as app_config
 import employees
@@ -105,20 +106,21 @@ def register_extensions(app: Flask) -> None:
 
 
 def auth_then_csrf():
-    """API writes: 401 unless signed in, then CSRF unless signed in by HTTP Basic.
+    """API writes: 401 unless signed in, then CSRF unless signed in by a token or Basic.
 
-    CSRF is skipped only for a request that authenticated with Basic
-    (curl sends no cookie a forger could ride on); a session cookie with
-    any other Authorization header still needs the token.  The vendor's
-    webhook is authenticated by its signature.  Pages keep CSRF first.
+    CSRF is skipped only for a request that authenticated with an API token or
+    HTTP Basic (a script sends no cookie a forger could ride on); a session cookie
+    with any other Authorization header still needs the CSRF token.  The vendor's
+    webhook is authenticated by its signature.  A path or method that matches no
+    route answers 404/405 before any check (no view runs).
     """
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return None
-    if request.blueprint == "webhook" or request.path in ops.PATHS:
-        return None  # the webhook is signed; the probes and /metrics only read (else 405)
+    if request.blueprint == "webhook":
+        return None
+    if request.routing_exception is not None:
+        return None  # the 404/405 answers (pages too: /healthz, a feed); no view runs
     if is_api_request():
-        if request.routing_exception is not None:
-            return None  # the 404/405 answers; no view runs
         if not current_user.is_authenticated:
             return login_manager.unauthorized()
         if g.get("basic_auth"):
@@ -195,7 +197,7 @@ def register_routes(app: Flask) -> None:
     """URL rules for the login and account, pages, employees, JSON API, sync API, webhook,
     sync admin, and the operators' probes and metrics."""
     for blueprint in (auth.bp, account.bp, pages.bp, employees.bp, api.bp, sync_api.bp,
-                      sync_api.webhook, sync_admin.bp, ops.bp):
+                      sync_api.webhook, sync_admin.bp, ops.bp, calendar_feeds.bp):
         app.register_blueprint(blueprint)
     # Browsers and bookmarks ask for /favicon.ico whatever the page links: answer it.
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))

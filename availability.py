@@ -12,16 +12,27 @@ and a pull or webhook never changes it.  The rules (the messages name the reason
 `free_employees` and `week_counts` answer for many at once in one query each.  The
 JSON readers (`max_days_value`, `parse_time_off`, `parse_json_day`) raise 422
 naming the field.
+
+Every local schedule path (page, API, CSV, roster drag, planner) calls `check_schedule`
+here: the models' rules (window, active, one a day, event free) and then availability,
+after `lock_employee` has serialized writers for that employee.  The database keeps the
+weekly limit that way: two requests racing to give one employee a day of a week at its
+limit queue on the employee's row lock (PostgreSQL) or the write lock (SQLite), and the
+second one counts the first one's committed schedule.
 """
 from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any, Optional
 
-from sqlalchemy import func, select, union
+from datetime import datetime
+
+from sqlalchemy import Integer, String, func, literal, select, text, union
 
 import inputs
-from models import (DomainError, Employee, Schedule, TimeOff, busy_employee_ids, db, live)
+import models
+from models import (DomainError, Employee, Event, Schedule, TimeOff, busy_employee_ids, db, live,
+                    to_local)
 
 _WEEKDAY_PLURALS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays",
                     "Saturdays", "Sundays")
@@ -90,22 +101,38 @@ def availability_problem(employee: Employee, day: date,
     `exclude_schedule_id` is the schedule being moved (it does not count).
     """
     if not employee.works_on(day):
-        return DomainError(f"{employee.name} does not work on {_WEEKDAY_PLURALS[day.weekday()]}",
-                           field="employee_id", status=409, code="employee_unavailable")
+        return _not_workday(employee, day)
     off = db.session.scalar(select(TimeOff).where(
         TimeOff.employee_id == employee.id, TimeOff.start_date <= day, TimeOff.end_date >= day)
         .order_by(TimeOff.start_date, TimeOff.id).limit(1))
     if off is not None:
-        note = f" ({off.note})" if off.note else ""
-        return DomainError(f"{employee.name} is off from {fmt_day(off.start_date)} to "
-                           f"{fmt_day(off.end_date)}{note}",
-                           field="employee_id", status=409, code="employee_unavailable")
+        return _day_off(employee, off)
     limit = employee.max_days_per_week
     if limit is not None and _week_count(employee.id, day, exclude_schedule_id) >= limit:
-        return DomainError(f"{employee.name} already works {limit} day{'s' if limit != 1 else ''}"
-                           f" in the week of {fmt_day(week_start(day))} (limit {limit})",
-                           field="employee_id", status=409, code="over_weekly_limit")
+        return _over_limit(employee, day)
     return None
+
+
+def _not_workday(employee: Employee, day: date) -> DomainError:
+    """409 employee_unavailable: `day` is not one of the employee's workdays."""
+    return DomainError(f"{employee.name} does not work on {_WEEKDAY_PLURALS[day.weekday()]}",
+                       field="employee_id", status=409, code="employee_unavailable")
+
+
+def _day_off(employee: Employee, off: TimeOff) -> DomainError:
+    """409 employee_unavailable: the employee is off (the range and its note)."""
+    note = f" ({off.note})" if off.note else ""
+    return DomainError(f"{employee.name} is off from {fmt_day(off.start_date)} to "
+                       f"{fmt_day(off.end_date)}{note}",
+                       field="employee_id", status=409, code="employee_unavailable")
+
+
+def _over_limit(employee: Employee, day: date) -> DomainError:
+    """409 over_weekly_limit: the week of `day` is already at max_days_per_week."""
+    limit = employee.max_days_per_week
+    return DomainError(f"{employee.name} already works {limit} day{'s' if limit != 1 else ''}"
+                       f" in the week of {fmt_day(week_start(day))} (limit {limit})",
+                       field="employee_id", status=409, code="over_weekly_limit")
 
 
 def unavailable_employee_ids(day: date, exclude_schedule_id: Optional[int] = None):
@@ -144,3 +171,101 @@ def week_counts(employee_ids, monday: date) -> dict[int, int]:
                Schedule.local_day.between(monday, monday + timedelta(days=6)))
         .group_by(Schedule.employee_id))
     return {employee_id: count for employee_id, count in rows}
+
+
+def lock_employee(employee_id: int) -> None:
+    """Serialize writers for one employee until the transaction ends: a no-op UPDATE takes
+    the row's lock on PostgreSQL and the database's write lock on SQLite (the driver begins
+    the transaction at this first write), so what is read next is what others committed."""
+    db.session.execute(text("UPDATE employees SET workdays = workdays WHERE id = :id"),
+                       {"id": employee_id})
+
+
+def check_schedule(event: Optional[Event], employee: Optional[Employee], start: datetime,
+                   schedule: Optional[Schedule] = None) -> None:
+    """Raise DomainError unless `employee` may do `event` at `start`: the models' rules
+    (models.check_schedule), then availability (409 employee_unavailable /
+    over_weekly_limit) under the employee's lock (kept until the caller commits)."""
+    models.check_schedule(event, employee, start, schedule)
+    lock_employee(employee.id)
+    problem = availability_problem(employee, to_local(start).date(),
+                                   schedule.id if schedule is not None else None)
+    if problem is not None:
+        raise problem
+
+
+def unavailable_reasons(employees: list[Employee], days: list[date]) -> dict[tuple, str]:
+    """{(employee id, day): why, in words} for the employee-days availability keeps free
+    (not a workday, a day off, the week at its limit), for a page of employees over some
+    days (the roster's greyed cells); one query (time off and held days together)."""
+    if not employees or not days:
+        return {}
+    offs, held = load_availability([e.id for e in employees], min(days), max(days))
+    out = {}
+    for employee in employees:
+        for day in days:
+            taken = set(held.get((employee.id, week_start(day)), {}))
+            problem = problem_from(employee, day, offs.get(employee.id, ()), taken)
+            if problem is not None:
+                out[(employee.id, day)] = problem.message
+    return out
+
+
+def load_availability(employee_ids: list[int], first: date, last: date) -> tuple[dict, dict]:
+    """What availability needs for these employees over the weeks of first..last, in one
+    query: ({employee id: [TimeOff]}, {(employee id, monday): {held day: event id}})."""
+    low, high = week_start(first), week_start(last) + timedelta(days=6)
+    offs = select(literal("off"), TimeOff.employee_id, TimeOff.start_date, TimeOff.end_date,
+                  TimeOff.note, literal(None, Integer)).where(
+        TimeOff.employee_id.in_(employee_ids), TimeOff.start_date <= high, TimeOff.end_date >= low)
+    held = select(literal("held"), Schedule.employee_id, Schedule.local_day, Schedule.local_day,
+                  literal(None, String), Schedule.event_id).where(
+        Schedule.deleted_at.is_(None), Schedule.employee_id.in_(employee_ids),
+        Schedule.local_day.between(low, high))
+    offs_by: dict = {}
+    held_by: dict = {}
+    for kind, employee_id, start, end, note, event_id in db.session.execute(offs.union_all(held)):
+        if kind == "off":
+            offs_by.setdefault(employee_id, []).append(
+                TimeOff(start_date=start, end_date=end, note=note))
+        else:
+            held_by.setdefault((employee_id, week_start(start)), {})[start] = event_id
+    return offs_by, held_by
+
+
+def problem_from(employee: Employee, day: date, offs, held_days: set) -> Optional[DomainError]:
+    """availability_problem's answer from rows already loaded (load_availability):
+    `held_days` are the employee's scheduled days in `day`'s week."""
+    if not employee.works_on(day):
+        return _not_workday(employee, day)
+    off = next((o for o in sorted(offs, key=lambda o: o.start_date) if o.covers(day)), None)
+    if off is not None:
+        return _day_off(employee, off)
+    limit = employee.max_days_per_week
+    if limit is not None and len(held_days - {day}) >= limit:
+        return _over_limit(employee, day)
+    return None
+
+
+def lock_limited(employees: list[Employee]) -> None:
+    """lock_employee for each employee with a weekly limit, in id order (no deadlock)."""
+    for employee_id in sorted({e.id for e in employees if e.max_days_per_week is not None}):
+        lock_employee(employee_id)
+
+
+def schedule_warnings(schedules: list[Schedule]) -> dict[int, list[str]]:
+    """{schedule id: [why it breaks availability, in words]} for a page of schedules (the
+    vendor's are applied as it says; a local one may break a rule set later): one query."""
+    live_ones = [s for s in schedules if s.deleted_at is None and s.local_day is not None]
+    if not live_ones:
+        return {}
+    days = [s.local_day for s in live_ones]
+    offs, held = load_availability(sorted({s.employee_id for s in live_ones}), min(days), max(days))
+    found = {}
+    for schedule in live_ones:
+        taken = set(held.get((schedule.employee_id, week_start(schedule.local_day)), {}))
+        problem = problem_from(schedule.employee, schedule.local_day,
+                               offs.get(schedule.employee_id, ()), taken)
+        if problem is not None:
+            found[schedule.id] = [problem.message]
+    return found

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Iterator, Optional
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+import availability
 import fields
 import history
 import inputs
@@ -508,6 +509,7 @@ def _plan(rows: list[WorkBankRow], present: set[str]) -> _Plan:
         _check_employee(plan, row)
         _check_existing_schedule(plan, row)
     _check_busy(plan)
+    _check_availability(plan)
     return plan
 
 
@@ -577,6 +579,31 @@ def _check_busy(plan: _Plan) -> None:
                 day_taken_words(f"employee {row.employee_code}", key[1], f"project {other}")))
             continue
         taken[key] = row.project_ref_num
+
+
+def _check_availability(plan: _Plan) -> None:
+    """Workdays, time off and weekly limits (availability.py) for the rows that schedule
+    an existing employee, counting the file's own rows; the employees with a limit are
+    locked first, so a race with another path still has one winner."""
+    rows = [row for row in plan.moves if row.employee_code in plan.employees]
+    if not rows:
+        return
+    employees = {row.employee_code: plan.employees[row.employee_code] for row in rows}
+    availability.lock_limited(list(employees.values()))
+    days = [row.schedule_at.wall.date() for row in rows]
+    offs, held = availability.load_availability([e.id for e in employees.values()],
+                                                min(days), max(days))
+    moving = {plan.events[row.project_ref_num].id for row in plan.moves
+              if row.project_ref_num in plan.events}
+    for row, day in zip(rows, days):
+        employee = employees[row.employee_code]
+        week = held.setdefault((employee.id, availability.week_start(day)), {})
+        taken = {d for d, event_id in week.items() if event_id not in moving or event_id == -1}
+        problem = availability.problem_from(employee, day, offs.get(employee.id, ()), taken)
+        if problem is not None:
+            plan.errors.append(_problem(row.line, "Schedule Date/Time", problem.message))
+        else:
+            week.setdefault(day, -1)  # the file's own row counts for the next ones
 
 
 def _apply(plan: _Plan) -> dict:

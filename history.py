@@ -32,16 +32,20 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Session
 
-from models import Employee, Event, RecordHistory, Schedule, copy_rows, db, iso, utcnow
+from models import (Employee, Event, RecordHistory, Schedule, copy_rows, db, iso, utcnow,
+                    workday_names)
 
 ACTIONS = ("created", "changed", "deleted", "restored")
-SOURCES = ("page", "api", "csv", "pull", "push", "webhook", "conflict", "restore", "cli")
+SOURCES = ("page", "api", "csv", "pull", "push", "webhook", "conflict", "restore", "cli",
+           "planner")
 TRACKED = {
-    "employees": ("code", "name", "email", "active"),
+    "employees": ("code", "name", "email", "active", "workdays", "max_days_per_week"),
     "events": ("project_ref_num", "project_name", "event_type", "store_number", "store_name",
                "location_mvid", "start_datetime", "due_datetime", "estimated_minutes"),
     "schedules": ("event_id", "employee_id", "start_datetime"),
 }
+# Tracked when they change, not listed on creation (the availability defaults: noise there).
+CHANGE_ONLY = frozenset(("workdays", "max_days_per_week"))
 RESOURCE_OF = {Employee: "employees", Event: "events", Schedule: "schedules"}
 INFO_KEY = "history_source"
 _KEEP = object()
@@ -217,7 +221,9 @@ def _changes(state, resource: str) -> dict:
             continue
         old = hist.deleted[0] if hist.deleted else None
         new = hist.added[0] if hist.added else None
-        if old != new:
+        if old != new and name == "workdays":  # as the API shows them: ["mon", ...]
+            out[name] = [None if old is None else workday_names(old), workday_names(new)]
+        elif old != new:
             out[name] = [jsonable(old), jsonable(new)]
     return out
 
@@ -230,7 +236,7 @@ def _entry_of(obj, resource: str, is_new: bool, at: datetime) -> Optional[dict]:
     if is_new:
         if obj.deleted_at is not None:  # born hidden (a sync conflict's row): not a record yet
             return None
-        values = {name: getattr(obj, name) for name in TRACKED[resource]}
+        values = {name: getattr(obj, name) for name in TRACKED[resource] if name not in CHANGE_ONLY}
         return entry(resource, obj.id, "created", created_changes(resource, values), src, at)
     changes = _changes(state, resource)
     deleted = state.attrs["deleted_at"].history

@@ -20,7 +20,6 @@ from auth import admin_required
 from models import SyncRun, db, utcnow
 
 bp = Blueprint("ops", __name__)
-PATHS = ("/healthz", "/readyz", "/metrics")  # read-only: no form to protect from CSRF
 log = logging.getLogger("app.ops")
 
 

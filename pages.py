@@ -22,6 +22,7 @@ from flask import (
 from flask_login import login_required
 from sqlalchemy import func, select
 
+import availability
 import csv_formats
 import fields
 import inputs
@@ -37,8 +38,6 @@ from models import (
     day_taken,
     day_taken_words,
     Schedule,
-    available_employees,
-    check_schedule,
     db,
     fmt_local,
     get_live,
@@ -153,10 +152,11 @@ def schedule_from_form(event: Event, form, schedule: Optional[Schedule] = None):
     except LocalTimeError as exc:
         raise FormErrors({"time": f"{exc}; pick another time."}) from None
     try:
-        check_schedule(event, employee, start, schedule=schedule)
+        availability.check_schedule(event, employee, start, schedule=schedule)
     except DomainError as exc:
         field = {"start_datetime": "time", "employee_id": "employee_id"}.get(exc.field, "form")
-        raise FormErrors({field: exc.message[:1].upper() + exc.message[1:] + "."}, exc.status) from None
+        raise FormErrors({field: exc.message[:1].upper() + exc.message[1:] + "."}, exc.status,
+                         exc.code) from None
     return start, employee
 
 
@@ -174,7 +174,7 @@ def render_schedule_form(event: Event, values: dict, errors: dict, status: int =
     day = parse_local_date(values.get("date"))
     employees = []
     if day is not None and first <= day <= last:
-        employees = available_employees(day, schedule.id if schedule else None)
+        employees = availability.free_employees(day, schedule.id if schedule else None)
     elif values.get("date") and "date" not in errors:
         errors = {**errors, "date": f"Pick a day between {first:%Y-%m-%d} and {last:%Y-%m-%d}."}
     return render_template("schedule.html", event=event, schedule=schedule, values=values,
@@ -313,6 +313,7 @@ def calendar():
                            filters=filters, filter_args=args, day_labels=day_labels,
                            links=roster_links(), totals=roster.day_totals(rows),
                            twins=roster.repeated_names(rows),
+                           unavailable=roster.unavailable_cells(monday, rows),
                            type_labels=roster.TYPE_LABELS, card=roster.card_html, **nav)
 
 
@@ -368,6 +369,8 @@ def calendar_free():
         blocked = f"{employee.name} is inactive; activate them on the Employees page to schedule them."
     elif day_taken(employee.id, day) is not None:
         blocked = day_taken_words(employee.name, day) + "."
+    elif (problem := availability.availability_problem(employee, day)) is not None:
+        blocked = problem.message + "."
     listing = PageOf([], 1, 1, 0)
     if blocked is None:
         listing = paginate(Event, roster.free_event_conditions(day, filters["store"], filters["type"]),
@@ -446,7 +449,7 @@ def refused_reschedule(schedule: Schedule, exc: FormErrors):
     if wants_json():
         message = " ".join(exc.errors.values())
         details = [{"field": name, "message": text} for name, text in exc.errors.items()]
-        code = "conflict" if exc.status == 409 else "validation_failed"
+        code = exc.code or ("conflict" if exc.status == 409 else "validation_failed")
         raise ApiError(exc.status, code, message, details)  # error_handlers answers, with an error id
     return render_schedule_form(schedule.event, request.form.to_dict(), exc.errors, exc.status,
                                 schedule)

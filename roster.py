@@ -20,6 +20,7 @@ from typing import Optional
 from markupsafe import Markup, escape
 from sqlalchemy import and_, exists, func, or_, select
 
+import availability
 from models import Employee, Event, Schedule, db, fmt_local, iso, local_day_bounds, to_local
 
 DEFAULT_TIME = time(9, 0)
@@ -216,6 +217,13 @@ def open_counts(monday: date, store: Optional[int] = None) -> list[int]:
     if store is not None:
         where.append(Event.store_number == store)
     return list(db.session.execute(select(*counts).where(*where)).one())
+
+
+def unavailable_cells(monday: date, rows: list[RosterRow]) -> dict[tuple[int, date], str]:
+    """{(employee id, day): why, in words} for a page of roster rows: the free cells to
+    grey out (not a workday, time off, the week at its limit) and, where a cell holds
+    work (the vendor's, or a rule set later), what that work breaks.  One query."""
+    return availability.unavailable_reasons([row.employee for row in rows], week_days(monday))
 
 
 # -- a free cell: the events that can go there ---------------------------------------

@@ -29,10 +29,11 @@ from template_helpers import history_values
 class FormErrors(Exception):
     """Per-field messages for a page form, and the status the page answers with."""
 
-    def __init__(self, errors: dict, status: int = 422):
+    def __init__(self, errors: dict, status: int = 422, code: Optional[str] = None):
         super().__init__("; ".join(errors.values()))
         self.errors = errors
         self.status = status
+        self.code = code  # the rule's error code (e.g. employee_unavailable), when one said no
         self.future: list = []  # schedules a deactivation would leave (employee pages)
 
 

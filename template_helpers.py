@@ -57,6 +57,8 @@ def history_words(entry: RecordHistory) -> str:
         return f"{verb} by {who} (API)"
     if source == "cli":
         return f"{verb} from the command line"
+    if source == "planner":
+        return f"{verb} by {who} (planner)"
     if source == "csv":
         return f"{verb}: imported from {history.import_file(entry.ref) or 'a file'} by {who}"
     if source == "webhook":
@@ -97,6 +99,8 @@ def history_value(name: str, value: Any, shown: dict) -> str:
     """One old or new value of an entry as the page shows it."""
     if value is None:
         return "—"
+    if isinstance(value, list):  # an employee's workdays
+        return ", ".join(str(v).capitalize() for v in value) or "none"
     if (name, value) in shown:
         return shown[(name, value)]
     if isinstance(value, bool):
@@ -109,12 +113,21 @@ def history_value(name: str, value: Any, shown: dict) -> str:
     return str(value)
 
 
+def availability_words(employee) -> str:
+    """An employee's workdays and weekly limit, short: "Mon, Tue, Wed · max 2" ("Every day")."""
+    names = employee.workday_names
+    days = "Every day" if len(names) == 7 else (", ".join(n.capitalize() for n in names) or "No days")
+    limit = employee.max_days_per_week
+    return f"{days} · max {limit}" if limit is not None else days
+
+
 def register_template_helpers(app: Flask) -> None:
     """Filters that show stored UTC times in APP_TIMEZONE; history entries in words."""
     app.add_template_filter(lambda dt, fmt="%Y-%m-%d %H:%M": fmt_local(dt, fmt), "localtime")
     app.add_template_global(history_words)
     app.add_template_global(history_value)
     app.add_template_global(field_label)
+    app.add_template_global(availability_words)
     app.add_template_filter(lambda dt: iso(dt) or "", "isoutc")
     app.add_template_global(alerts.firing, "firing_alerts")
 

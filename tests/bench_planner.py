@@ -3,7 +3,13 @@
 2,000 events and 300 employees over one week, with mixed workdays, time off, weekly
 limits and known stores: the solver's seconds and the whole solve's (build, solve, read
 back, reasons).  `--db` also runs `planner.plan` on a fresh SQLite file (APP_TIMEZONE
-America/Chicago) holding the same shape of data, for the loader's share.
+America/Chicago) holding the same shape of data, for the loader's share.  `--apply`
+then POSTs 1,000 of that plan's assignments to /api/plan/apply (each created as
+POST /api/schedules creates one: checks, the employee's lock, a commit, history);
+`--feed` times /feeds/<token>.ics of an employee with 500 schedules (one a day: the
+feed shows the 211 of them from 30 days back to 180 ahead) and counts its queries.
+Set TEST_DATABASE_URL to a PostgreSQL database (emptied!) to run `--apply` and
+`--feed` there instead of a fresh SQLite file.
 """
 from __future__ import annotations
 
@@ -92,7 +98,97 @@ def bench_db() -> dict:
     return figures
 
 
+def _bench_app():
+    """A testing app on a fresh SQLite file (or TEST_DATABASE_URL, emptied), with an admin."""
+    import os
+
+    from sqlalchemy import text
+    from werkzeug.security import generate_password_hash
+
+    from models import User, db
+    from tests.conftest import make_app
+
+    from config import normalize_database_url
+
+    url = normalize_database_url(os.environ.get("TEST_DATABASE_URL") or "") or \
+        f"sqlite:///{tempfile.mkdtemp(prefix='bench-planner-')}/bench.sqlite"
+    if url.startswith("postgresql"):
+        from sqlalchemy import create_engine
+
+        with create_engine(url).begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    app = make_app(url)
+    with app.app_context():
+        user = User(username="bench", role="admin")
+        user.password_hash = generate_password_hash("bench-pass-123", method="pbkdf2:sha256:1")
+        db.session.add(user)
+        db.session.commit()
+    return app
+
+
+BENCH_AUTH = {"Authorization": "Basic YmVuY2g6YmVuY2gtcGFzcy0xMjM="}  # bench:bench-pass-123
+
+
+def bench_apply(count: int = 1000) -> dict:
+    """POST /api/plan/apply of `count` assignments of the benchmark's plan; print figures."""
+    import planner
+
+    app = _bench_app()
+    with app.app_context():
+        _seed_database(bench_problem())
+        assignments = planner.plan(MON, MON + timedelta(days=6))["assignments"][:count]
+    client = app.test_client()
+    started = clock.perf_counter()
+    answer = client.post("/api/plan/apply", headers=BENCH_AUTH, json={"assignments": assignments})
+    seconds = clock.perf_counter() - started
+    body = answer.get_json()
+    figures = {"database": app.config["SQLALCHEMY_DATABASE_URI"].split(":", 1)[0],
+               "assignments": len(assignments), "created": len(body["created"]),
+               "refused": len(body["refused"]), "seconds": round(seconds, 3),
+               "ms_per_assignment": round(1000 * seconds / max(1, len(assignments)), 2)}
+    print("apply:", figures)
+    return figures
+
+
+def bench_feed(count: int = 500) -> dict:
+    """/feeds/<token>.ics of an employee with `count` schedules (one a day); print figures."""
+    from feeds import make_feed
+    from models import Employee, Event, Schedule, db, utcnow
+    from tests.helpers import statements
+
+    app = _bench_app()
+    with app.app_context():
+        db.session.add(Employee(id=1, name="Feed bench", active=True))
+        first = utcnow().replace(hour=14, minute=0, second=0, microsecond=0) - timedelta(days=30)
+        starts = [first + timedelta(days=i) for i in range(count)]
+        db.session.execute(db.insert(Event), [
+            {"id": i + 1, "project_ref_num": 800000 + i, "project_name": f"CORE feed {i}",
+             "event_type": "Core", "store_number": i % 50, "store_name": "Bench",
+             "start_datetime": start - timedelta(hours=4), "due_datetime": start + timedelta(hours=4),
+             "estimated_minutes": 90} for i, start in enumerate(starts)])
+        db.session.add_all(Schedule(event_id=i + 1, employee_id=1, start_datetime=start)
+                           for i, start in enumerate(starts))
+        token = make_feed(db.session.get(Employee, 1))
+        db.session.commit()
+    client = app.test_client()
+    client.get(f"/feeds/{token}.ics")  # warm
+    runs, started = 20, clock.perf_counter()
+    with statements(app) as seen:
+        for _ in range(runs):
+            body = client.get(f"/feeds/{token}.ics").data
+    figures = {"schedules": count, "vevents": body.count(b"BEGIN:VEVENT"),
+               "ms_per_feed": round(1000 * (clock.perf_counter() - started) / runs, 1),
+               "queries_per_feed": len(seen) / runs, "bytes": len(body)}
+    print("feed:", figures)
+    return figures
+
+
 if __name__ == "__main__":
     bench_core()
     if "--db" in sys.argv:
         bench_db()
+    if "--apply" in sys.argv:
+        bench_apply()
+    if "--feed" in sys.argv:
+        bench_feed()

@@ -192,7 +192,6 @@ TESTED_ELSEWHERE = {
     "extensions": (("test_app.py",), "the extensions' objects, no rules of their own"),
     "models": (("test_local_days.py", "test_history.py", "test_planner.py"),
                "every file uses the models; their rules are tested by concern"),
-    "availability": (("test_planner.py",), "the availability rules the planner reads"),
     "fields": (("test_bad_input.py", "test_api.py"), "the column rules, seen through the API"),
     "inputs": (("test_bad_input.py",), "the limits on what a client sends, table-driven there"),
     "bodies": (("test_api.py", "test_bad_input.py"), "the JSON body reader, through the API"),
@@ -203,6 +202,7 @@ TESTED_ELSEWHERE = {
                       "the vendor client's rate limit, pool pause and clock"),
     "demo_data": (("test_cli.py", "test_newcomer_docs.py"), "the demo seed's data"),
     "gunicorn.conf": (("test_multiprocess.py", "test_config.py"), "gunicorn's settings file"),
+    "calendar_feeds": (("test_feeds.py",), "the feed's one public route, with feeds.py's rules"),
     "locustfile": (("load.py",), "the load test's script: `make load` runs it (tests/load.py)"),
 }
 

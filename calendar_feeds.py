@@ -1,0 +1,23 @@
+"""Calendar apps' room: an employee's private feed, `/feeds/<token>.ics` (feeds.py).
+
+No sign-in: the token in the address is the key; an unknown or revoked one is 404.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort
+
+import feeds
+
+bp = Blueprint("calendar_feeds", __name__)
+
+
+@bp.get("/feeds/<token>.ics")
+def employee_feed(token: str):
+    """The employee's schedules as iCalendar (RFC 5545), for any calendar app."""
+    if len(token) > 100:
+        abort(404)
+    body = feeds.feed_ics(token)
+    if body is None:
+        abort(404)
+    return Response(body, content_type="text/calendar; charset=utf-8",
+                    headers={"Cache-Control": "private, max-age=300"})
