@@ -25,6 +25,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -542,6 +543,17 @@ class SyncLease(db.Model):
     # gone takes the lease at once instead of waiting for it to expire.
     holder_host: Mapped[Optional[str]] = mapped_column(String(255))
     holder_pid: Mapped[Optional[int]] = mapped_column(Integer)
+
+
+class VendorClockRow(db.Model):
+    """The vendor's latest measured clock offset (vendor minus ours), shared by every process."""
+
+    __tablename__ = "vendor_clock"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    offset_s: Mapped[float] = mapped_column(Float)
+    lower_s: Mapped[Optional[float]] = mapped_column(Float)
+    upper_s: Mapped[Optional[float]] = mapped_column(Float)
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class WebhookMessage(db.Model):
