@@ -37,6 +37,7 @@ from sqlalchemy import (
     exists,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -785,11 +786,16 @@ def copy_rows(table, rows: list[dict], connection=None) -> bool:
     procs = [table.c[name].type._cached_bind_processor(dialect) for name in names]
     quote = dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
-    with connection.connection.driver_connection.cursor() as cursor:
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row([proc(row[n]) if proc else row[n]
-                                for n, proc in zip(names, procs)])
+    try:
+        with connection.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row([proc(row[n]) if proc else row[n]
+                                    for n, proc in zip(names, procs)])
+    except Exception as exc:
+        if str(getattr(exc, "sqlstate", "") or "").startswith("23"):  # as an INSERT would say it
+            raise IntegrityError(sql, None, exc) from exc
+        raise
     return True
 
 

@@ -80,3 +80,56 @@ def test_a_soon_run_skipped_by_the_scheduler_still_pushes(scheduled, sandbox, ad
     assert answer.status_code == 201
     wait_for(lambda: "After A Lost Job" in _vendor_names(sandbox), timeout=30, interval=0.1)
     assert db_call(scheduled, lambda: True)
+
+
+# -- a vendor object arriving twice at once (two workers) ----------------------------------
+
+RACERS = 4
+
+
+def _racing_deliveries(app, secret: str, message: dict) -> list[int]:
+    """Deliver `message` RACERS times at once (each its own webhook-id and client): the
+    status codes."""
+    import json as _json
+
+    from tests.helpers import signed
+
+    barrier, codes = threading.Barrier(RACERS), []
+
+    def deliver(n: int) -> None:
+        client = app.test_client()
+        raw, headers = signed(secret, _json.dumps(message, default=str), msg_id=f"msg_race_{n}")
+        barrier.wait(timeout=10)
+        codes.append(client.post("/api/webhook/schedule_update", data=raw,
+                                 headers=headers).status_code)
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return codes
+
+
+def test_a_vendor_schedule_delivered_by_racing_workers_links_once(app, sandbox, webhook_secret,
+                                                                  monkeypatch):
+    """Workers in separate processes share no lock: each looks the object up, finds nothing
+    and inserts it; the unique external_id refuses all but one, and those answer 2xx too."""
+    import contextlib
+
+    from sync_engine import webhooks
+    from tests.helpers import one, run, vendor_employee, vendor_event
+
+    monkeypatch.setattr(webhooks, "apply_lock", contextlib.nullcontext())  # as across processes
+    event, employee = vendor_event(sandbox, 4242), vendor_employee(sandbox, "Rae Race")
+    run(app)
+    schedule = sandbox.vendor_create("schedules", {"event_id": event["id"],
+                                                   "employee_id": employee["id"],
+                                                   "start_datetime": event["start_datetime"]})
+    message = {"type": "schedule.created", "timestamp": schedule["updated_at"],
+               "data": sandbox.object("schedules", schedule["id"])}
+    codes = _racing_deliveries(app, webhook_secret, message)
+    assert all(200 <= code < 300 for code in codes), codes
+    linked = [r for r in rows(app, "schedules", include_deleted=True)
+              if r["external_id"] == schedule["id"]]
+    assert len(linked) == 1 and one(app, "schedules", external_id=schedule["id"])
