@@ -51,6 +51,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
+import metrics
 from vendor_pacing import (  # noqa: F401 - re-exported: part of the client's interface
     PoolPause,
     TokenBucket,
@@ -411,6 +412,8 @@ class RetryPolicy(Retry):
                   _pool=None, _stacktrace=None) -> "RetryPolicy":
         """Count a failed attempt; hold the pool for its Retry-After at once (every
         thread's next attempt waits); refuse to wait for one beyond backoff_max."""
+        if self.observer is not None:
+            self.observer.attempt_ended(method, getattr(response, "status", None))
         wait = self.retry_after_seconds(response)
         if wait is not None and self.observer is not None:
             self.observer.hold_pool(wait)
@@ -492,10 +495,15 @@ class VendorAdapter(HTTPAdapter):
         """Throttle and count the first attempt, then send with the fitting retry policy;
         a final 429/503 with Retry-After (not retried) holds the pool too."""
         self.observer.before_attempt()
-        if is_retry_safe(request):
-            response = super().send(request, *args, **kwargs)
-        else:
-            response = self.once.send(request, *args, **kwargs)
+        try:
+            if is_retry_safe(request):
+                response = super().send(request, *args, **kwargs)
+            else:
+                response = self.once.send(request, *args, **kwargs)
+        except BaseException:
+            self.observer.attempt_ended(request.method, None)  # no answer (or retries spent)
+            raise
+        self.observer.attempt_ended(request.method, response.status_code)
         if response.status_code in RETRY_AFTER_STATUSES:
             self.observer.on_final_answer(response)
         return response
@@ -612,9 +620,19 @@ class VendorClient:
                 limiter.acquire()
             if pause.admit(waited_until):
                 self._local.sent_at = time.time()  # for the clock offset's bounds
+                self._local.attempt_at = time.monotonic()  # for the attempt's metrics
                 return
             if limiter is not None:
                 limiter.refund()  # a hold came while this thread waited for its token
+
+    def attempt_ended(self, method: str | None, status: int | None) -> None:
+        """One attempt answered (``status``) or not (None): observed once in the metrics,
+        timed from the moment it was let through to the vendor."""
+        started = getattr(self._local, "attempt_at", None)
+        if started is None:
+            return
+        self._local.attempt_at = None
+        metrics.observe_vendor(method or "", status, time.monotonic() - started)
 
     def hold_pool(self, seconds: float) -> None:
         """Called the moment a 429/503 with Retry-After is read: every worker waits it out."""

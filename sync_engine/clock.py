@@ -1,10 +1,10 @@
 """The vendor's clock offset, the same in every process: measured by the client, shared in the DB.
 
 The vendor stamps `updated_at` with its clock. Wherever the engine compares or stores one of
-those stamps it corrects it by `vendor_offset()` (vendor minus our clock, seconds): the
-process's own measurement (`vendor_pacing.shared_clock`, fed by every answer's `Date`) when it
-has one, else the latest one any process saved in the `vendor_clock` table (read at most every
-`CACHE_SECONDS`). `save_offset` writes the measurement after a run, or sooner when it moved by
+those stamps it corrects it by `vendor_offset()` (vendor minus our clock, seconds; the value
+nearest zero its proven bounds allow, see `correction`): the process's own measurement
+(`vendor_pacing.shared_clock`, fed by every answer's `Date`) when it has one, else the latest
+one any process saved in the `vendor_clock` table (read at most every `CACHE_SECONDS`). `save_offset` writes the measurement after a run, or sooner when it moved by
 more than `CHANGE_SECONDS` since the last save.
 """
 from __future__ import annotations
@@ -35,10 +35,20 @@ def _base_url(app) -> str:
     return str(app.config.get("EXTERNAL_API_BASE_URL") or "").rstrip("/").lower()
 
 
+def correction(bounds: Optional[tuple]) -> Optional[float]:
+    """The offset to correct by, from its proven bounds: the value nearest zero that they
+    allow (0 when the clocks may agree: whole-second `Date` headers bound the offset to
+    about a second, and a stamp must not move for nothing); None when unmeasured."""
+    if bounds is None:
+        return None
+    lower, upper = bounds
+    return lower if lower > 0 else upper if upper < 0 else 0.0
+
+
 def measured_offset(app) -> Optional[float]:
     """This process's own measurement of the vendor's offset, None if it has none."""
     key = _base_url(app)
-    return shared_clock(key).offset() if key else None
+    return correction(shared_clock(key).bounds()) if key else None
 
 
 def stored_offset(app) -> Optional[float]:
@@ -74,7 +84,7 @@ def save_offset(app, force: bool = False) -> Optional[float]:
     when it moved by more than CHANGE_SECONDS). Returns the offset written, None if none."""
     key = _base_url(app)
     clock = shared_clock(key) if key else None
-    offset = clock.offset() if clock else None
+    offset = correction(clock.bounds()) if clock else None
     if offset is None:
         return None
     last = _saved.get(key)
