@@ -631,8 +631,10 @@ class Bench:
         resident size it started from (the file's bytes are made beforehand).
         """
         size = self.n(50 * 2**20)
-        row = ("CORE - Reset,{ref},mv1,not-a-number,Store 1,12/01/2026 12:00:00 AM,"
-               "12/07/2026 11:59:00 PM,60,,,\r\n")
+        # every row has several bad fields: a reference that is not a number, a bad store
+        # number, two bad dates and a bad duration (the shapes that once kept every row)
+        row = ("CORE - Reset,R{ref},mv1,not-a-number,Store 1,13/41/2026 12:00:00 AM,"
+               "someday,sixty,,,\r\n")
         header = ("Project Name,Project Reference Number,Location MVID,Store Number,Store Name,"
                   "Start Date/Time,Due Date/Time,Estimated Time,Employee ID,Rep Name,Schedule Date/Time\r\n")
         lines, total, ref = [header], len(header), 900000
@@ -666,7 +668,7 @@ class Bench:
         seconds = time.perf_counter() - started
         growth = (status_kib("VmHWM") - before) / 1024
         error = response.get_json()["error"]
-        assert response.status_code == 422 and error["total"] == rows, (response.status_code, error.get("total"))
+        assert response.status_code == 422 and error["total"] == 5 * rows, (response.status_code, error.get("total"))
         self.add(f"CSV import of a {len(body) / 2**20:.0f} MB file of {rows} bad rows",
                  f"{growth:.0f} MiB peak RSS growth", target="≤ 64 MiB, answer ≤ 64 KiB",
                  met=growth <= 64 and len(response.data) <= 65536,
