@@ -22,7 +22,7 @@ from models import SyncRun, db, utcnow
 from .clock import save_offset
 from .errors import (LeaseLost, SyncDisabled, SyncInProgress, SyncStopped, TickTaken,
                      VendorUnavailable)
-from .lease import acquire_lease, lease_holder_run_id, new_owner, release_lease, renew_lease
+from .lease import LeaseHeartbeat, acquire_lease, lease_holder_run_id, new_owner, release_lease, renew_lease
 from .context import (DIRECTIONS, MANUAL_TRIGGERS, RESOURCES, RunContext, RunStats, app_context,
                       is_enabled, log, make_client, settings, write_counts)
 from .held import held_message
@@ -171,9 +171,11 @@ def _execute_run(job: RunJob) -> None:
     started = time.monotonic()
     try:
         client = make_client(job.app)
-        ctx = RunContext(job.app, client, job.owner, stats, settings(job.app),
-                         last_renew=time.monotonic(), ignore_backoff=job.ignore_backoff)
-        _work(ctx, job)
+        conf = settings(job.app)
+        with LeaseHeartbeat(job.app, job.owner, run_id, conf) as heartbeat:
+            ctx = RunContext(job.app, client, job.owner, stats, conf, heartbeat=heartbeat,
+                             last_renew=time.monotonic(), ignore_backoff=job.ignore_backoff)
+            _work(ctx, job)
         status = ("partial" if (stats.failed or stats.conflicts or stats.deferred or stats.held)
                   else "succeeded")
         message = held_message(stats, ctx.conf)
