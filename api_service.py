@@ -52,6 +52,7 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 import metrics
+from vendor_listing import ListingAhead
 from vendor_pacing import (  # noqa: F401 - re-exported: part of the client's interface
     PoolPause,
     TokenBucket,
@@ -548,7 +549,7 @@ class VendorClient:
         self.requests_sent = 0
         self._count_lock = threading.Lock()
         self._local = threading.local()
-        self._first_pages: dict = {}  # (resource, sync_token, limit) -> Future (start_listings)
+        self._first_pages: dict = {}  # (resource, sync_token, limit) -> ListingAhead (start_listings)
         self.retry = build_retry(max_retries, backoff_factor, backoff_max, observer=self)
         self.session = requests.Session()
         self.session.headers.update({
@@ -586,7 +587,10 @@ class VendorClient:
         self.close()
 
     def close(self) -> None:
-        """Close the session and its pooled connections."""
+        """Close the session and its pooled connections (and stop listings never read)."""
+        listings, self._first_pages = self._first_pages, {}
+        for listing in listings.values():
+            listing.close()
         self.session.close()
 
     # -- hooks called by VendorAdapter and RetryPolicy ----------------------
@@ -805,11 +809,14 @@ class VendorClient:
         def fetch(query: dict) -> Page:
             return _page(self._json(self.request("GET", path, params=query)))
 
+        started = self._first_pages.pop((resource, sync_token or None, int(limit)), None)
+        if started is not None:  # start_listings: followed ahead already
+            yield from started.pages()
+            return
         seen: set[str] = set()
         future = None
-        started = self._first_pages.pop((resource, sync_token or None, int(limit)), None)
         try:
-            page = started.result() if started is not None else fetch(params)
+            page = fetch(params)
             while True:
                 token = page.next_page_token
                 if token in seen:
@@ -829,21 +836,22 @@ class VendorClient:
                 futures_wait([future])  # stopped early: the page in flight ends first
 
     def start_listings(self, listings: Iterable[tuple[str, str | None, int]]) -> None:
-        """Request the first page of each ``(resource, sync_token, limit)`` listing now, all
-        at once; ``iter_pages`` with the same arguments then starts from that answer (an
-        error, such as an expired token, is raised there).  A sync with nothing new
-        waits for one round trip instead of one per resource."""
-        listings = list(listings)
-        if not listings:
-            return
-        pool = _helpers()
+        """Follow every ``(resource, sync_token, limit)`` listing now, all at once, each on a
+        thread of its own up to ``vendor_listing.DEPTH`` pages ahead (within the rate limit
+        and the pool pause: every page goes through ``request``); ``iter_pages`` with the same
+        arguments then reads it (an error, such as an expired token, is raised there).  A
+        first pull lists the resources side by side while the caller applies them in order."""
         for resource, token, limit in listings:
             params: dict[str, Any] = {"limit": int(limit)}
             if token:
                 params["sync_token"] = token
-            self._first_pages[(resource, token or None, int(limit))] = pool.submit(
-                lambda path, query: _page(self._json(self.request("GET", path, params=query))),
-                _collection_path(resource), params)
+            path = _collection_path(resource)
+            self._first_pages[(resource, token or None, int(limit))] = ListingAhead(
+                lambda query, path=path: _page(self._json(self.request("GET", path,
+                                                                       params=query))),
+                params, lambda: VendorError("vendor repeated a page token; stopping the listing",
+                                            code="page_token_loop"),
+                name=f"vendor-listing-{resource}")
 
     def run_concurrently(self, send: Callable[[Any], Any], items: Iterable[Any],
                          stop: Callable[[], bool] = lambda: False
