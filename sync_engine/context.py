@@ -159,6 +159,8 @@ class RunContext:
     ignore_backoff: bool = False
     # the run's lease renewer (lease.LeaseHeartbeat): a lost lease stops the run here
     heartbeat: Any = None
+    # schedule deletes pending when the creates began (False: no create need wait for one)
+    deletes_waiting: Optional[bool] = None
 
     def checkpoint(self, force: bool = False) -> None:
         """Renew the lease (at most every few seconds) and publish the counters."""

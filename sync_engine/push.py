@@ -79,6 +79,8 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
             return
         if phase == "upsert":
             _reserve_keys(model, ids)
+            if resource == "schedules":
+                ctx.deletes_waiting = _schedule_deletes_pending()
         ctx.results = []
         try:
             _push_batch(ctx, resource, model, ids, phase)
@@ -117,7 +119,7 @@ def _push_concurrently(ctx: RunContext, resource: str, ids: list, phase: str) ->
 
     def send(chunk):  # a worker's share: one session, its rows loaded in one query
         worker = RunContext(ctx.app, ctx.client, None, RunStats(run_id=ctx.stats.run_id),
-                            ctx.conf, results=ctx.results)
+                            ctx.conf, results=ctx.results, deletes_waiting=ctx.deletes_waiting)
         try:
             with ctx.app.app_context(), history.source("push", actor=None,
                                                        ref=ctx.stats.run_id):
@@ -224,7 +226,8 @@ def _push_upsert(ctx, resource, model, row, retried: bool = False) -> None:
         if row.event.external_id is None or row.employee.external_id is None:
             ctx.stats.deferred += 1  # waits, no attempt counted
             return
-        if row.external_id is None and not _deletes_sent_first(ctx, row):
+        if row.external_id is None and ctx.deletes_waiting is not False \
+                and not _deletes_sent_first(ctx, row):
             ctx.stats.deferred += 1  # its event's or day's old schedule is still at the vendor
             return
     payload = local_payload(resource, row)
@@ -252,6 +255,15 @@ def _push_upsert(ctx, resource, model, row, retried: bool = False) -> None:
         _vendor_lost_it(ctx, resource, model, row)
         return
     queue_result(ctx, PushResult(resource, model, row.id, obj, sent))
+
+
+def _schedule_deletes_pending() -> bool:
+    """Is any schedule's delete waiting to reach the vendor? (one query a batch of creates)"""
+    found = db.session.scalar(select(Schedule.id).where(
+        Schedule.deleted_at.is_not(None), Schedule.sync_status == "pending",
+        Schedule.external_id.is_not(None)).limit(1)) is not None
+    db.session.rollback()
+    return found
 
 
 def _deletes_sent_first(ctx, row) -> bool:
