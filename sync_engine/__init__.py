@@ -11,10 +11,10 @@ Modules, bottom up (each imports only modules above it in this list):
 * `errors`   the engine's exceptions (`SyncDisabled`, `SyncInProgress`, `DayTaken`...)
 * `lease`    one run at a time across processes and hosts (`acquire_lease`, the run's
              `LeaseHeartbeat`...)
-* `context`  names and settings (`RESOURCES`, `FIELDS`, `settings`), the vendor client,
-             a run's `RunStats`/`RunContext`, the apply lock, process shutdown
 * `clock`    the vendor clock's offset, corrected for and shared through the database
              (`vendor_offset`, `save_offset`)
+* `context`  names and settings (`RESOURCES`, `FIELDS`, `settings`), the vendor client,
+             a run's `RunStats`/`RunContext`, the apply lock, process shutdown
 * `soon`     asking the app's scheduler for a coalesced push or pull soon
 * `mapping`  local rows ⇄ vendor objects (`local_payload`, `remote_values`,
              `differing_fields`, versions and `updated_at`)

@@ -25,6 +25,7 @@ from api_service import (AuthError, RateLimited, TransientError, VendorClient, V
 from config import delete_guard_share
 from models import SyncRun, db
 
+from .clock import save_offset
 from .errors import LeaseLost, SyncDisabled, SyncStopped, VendorUnavailable
 from .lease import renew_lease
 
@@ -178,6 +179,7 @@ class RunContext:
         try:
             renew_lease(self.owner, self.conf["lease_ttl"], self.stats.run_id)
             write_counts(self.stats)
+            save_offset(self.app)  # shared at once when it moved by more than 0.5 s
         finally:
             session.expire_on_commit = keep
         self.last_renew = time.monotonic()
