@@ -52,8 +52,11 @@ def measured_offset(app) -> Optional[float]:
 
 
 def stored_offset(app) -> Optional[float]:
-    """The offset some process saved in `vendor_clock` (cached CACHE_SECONDS), None if none."""
+    """The offset some process saved in `vendor_clock` (cached CACHE_SECONDS), None if none
+    (or no vendor is configured here)."""
     key = _base_url(app)
+    if not key:
+        return None
     with _lock:
         hit = _cache.get(key)
     if hit is not None and time.monotonic() - hit[1] < CACHE_SECONDS:
