@@ -790,15 +790,10 @@ class VendorClient:
 
     def iter_pages(self, resource: str, sync_token: str | None = None,
                    limit: int = 100, ahead: bool = True) -> Iterator[Page]:
-        """Yield every page of a listing, following next_page_token to the end.
-
-        The first request sends ``limit`` (and ``sync_token`` if given); later
-        ones send only ``page_token``, as the contract requires.  With ``ahead``
-        the next page is requested (in a helper thread) while the caller works
-        on the current one: at most two pages are held at a time.  Close
-        the iterator (``contextlib.closing``) to stop early: it waits for the
-        request in flight.
-        """
+        """Yield every page of a listing, following next_page_token to the end (the first
+        request sends ``limit`` and ``sync_token``, later ones only ``page_token``); with
+        ``ahead`` the next page is asked for while the caller works on this one.  A listing
+        ``start_listings`` began is read from there.  Close it to stop early."""
         if not 1 <= int(limit) <= 500:
             raise ValueError("limit must be between 1 and 500")
         params: dict[str, Any] = {"limit": int(limit)}

@@ -23,6 +23,7 @@ class ListingAhead:
 
     def __init__(self, fetch: Callable[[dict], Any], first: dict, loop_error: Callable[[], Exception],
                  depth: int = DEPTH, name: str = "vendor-listing"):
+        """Start following: `fetch(query)` gives a page, `first` is the first query."""
         self._fetch, self._first, self._loop_error = fetch, first, loop_error
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()

@@ -240,7 +240,7 @@ def _push_upsert(ctx, resource, model, row, retried: bool = False) -> None:
             obj = ctx.client.create(resource, payload, idempotency_key=row.idempotency_key)
         except Duplicate as exc:
             if resource == "schedules" or resource == "events":
-                _link_duplicate(ctx, resource, model, row, exc, retried)
+                _link_duplicate(ctx, resource, row, exc, retried)
                 return
             raise
         queue_result(ctx, PushResult(resource, model, row.id, obj, sent))
@@ -300,9 +300,10 @@ def _own_delete_refused(ctx, resource, model, row, existing: str) -> bool:
     return True
 
 
-def _link_duplicate(ctx, resource, model, row, exc: Duplicate, retried: bool) -> None:
+def _link_duplicate(ctx, resource, row, exc: Duplicate, retried: bool) -> None:
     """409 duplicate on a create: after our own delete, the create again with a new key;
     else link to the vendor's object, then the conflict rule."""
+    model = SYNCED_MODELS[resource]
     existing = exc.existing_id
     if not existing:
         raise exc
