@@ -51,6 +51,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
+import metrics
+from vendor_listing import ListingAhead
 from vendor_pacing import (  # noqa: F401 - re-exported: part of the client's interface
     PoolPause,
     TokenBucket,
@@ -411,6 +413,8 @@ class RetryPolicy(Retry):
                   _pool=None, _stacktrace=None) -> "RetryPolicy":
         """Count a failed attempt; hold the pool for its Retry-After at once (every
         thread's next attempt waits); refuse to wait for one beyond backoff_max."""
+        if self.observer is not None:
+            self.observer.attempt_ended(method, getattr(response, "status", None))
         wait = self.retry_after_seconds(response)
         if wait is not None and self.observer is not None:
             self.observer.hold_pool(wait)
@@ -492,10 +496,15 @@ class VendorAdapter(HTTPAdapter):
         """Throttle and count the first attempt, then send with the fitting retry policy;
         a final 429/503 with Retry-After (not retried) holds the pool too."""
         self.observer.before_attempt()
-        if is_retry_safe(request):
-            response = super().send(request, *args, **kwargs)
-        else:
-            response = self.once.send(request, *args, **kwargs)
+        try:
+            if is_retry_safe(request):
+                response = super().send(request, *args, **kwargs)
+            else:
+                response = self.once.send(request, *args, **kwargs)
+        except BaseException:
+            self.observer.attempt_ended(request.method, None)  # no answer (or retries spent)
+            raise
+        self.observer.attempt_ended(request.method, response.status_code)
         if response.status_code in RETRY_AFTER_STATUSES:
             self.observer.on_final_answer(response)
         return response
@@ -540,7 +549,7 @@ class VendorClient:
         self.requests_sent = 0
         self._count_lock = threading.Lock()
         self._local = threading.local()
-        self._first_pages: dict = {}  # (resource, sync_token, limit) -> Future (start_listings)
+        self._first_pages: dict = {}  # (resource, sync_token, limit) -> ListingAhead (start_listings)
         self.retry = build_retry(max_retries, backoff_factor, backoff_max, observer=self)
         self.session = requests.Session()
         self.session.headers.update({
@@ -578,7 +587,10 @@ class VendorClient:
         self.close()
 
     def close(self) -> None:
-        """Close the session and its pooled connections."""
+        """Close the session and its pooled connections (and stop listings never read)."""
+        listings, self._first_pages = self._first_pages, {}
+        for listing in listings.values():
+            listing.close()
         self.session.close()
 
     # -- hooks called by VendorAdapter and RetryPolicy ----------------------
@@ -612,9 +624,19 @@ class VendorClient:
                 limiter.acquire()
             if pause.admit(waited_until):
                 self._local.sent_at = time.time()  # for the clock offset's bounds
+                self._local.attempt_at = time.monotonic()  # for the attempt's metrics
                 return
             if limiter is not None:
                 limiter.refund()  # a hold came while this thread waited for its token
+
+    def attempt_ended(self, method: str | None, status: int | None) -> None:
+        """One attempt answered (``status``) or not (None): observed once in the metrics,
+        timed from the moment it was let through to the vendor."""
+        started = getattr(self._local, "attempt_at", None)
+        if started is None:
+            return
+        self._local.attempt_at = None
+        metrics.observe_vendor(method or "", status, time.monotonic() - started)
 
     def hold_pool(self, seconds: float) -> None:
         """Called the moment a 429/503 with Retry-After is read: every worker waits it out."""
@@ -768,15 +790,10 @@ class VendorClient:
 
     def iter_pages(self, resource: str, sync_token: str | None = None,
                    limit: int = 100, ahead: bool = True) -> Iterator[Page]:
-        """Yield every page of a listing, following next_page_token to the end.
-
-        The first request sends ``limit`` (and ``sync_token`` if given); later
-        ones send only ``page_token``, as the contract requires.  With ``ahead``
-        the next page is requested (in a helper thread) while the caller works
-        on the current one: at most two pages are held at a time.  Close
-        the iterator (``contextlib.closing``) to stop early: it waits for the
-        request in flight.
-        """
+        """Yield every page of a listing, following next_page_token to the end (the first
+        request sends ``limit`` and ``sync_token``, later ones only ``page_token``); with
+        ``ahead`` the next page is asked for while the caller works on this one.  A listing
+        ``start_listings`` began is read from there.  Close it to stop early."""
         if not 1 <= int(limit) <= 500:
             raise ValueError("limit must be between 1 and 500")
         params: dict[str, Any] = {"limit": int(limit)}
@@ -787,11 +804,14 @@ class VendorClient:
         def fetch(query: dict) -> Page:
             return _page(self._json(self.request("GET", path, params=query)))
 
+        started = self._first_pages.pop((resource, sync_token or None, int(limit)), None)
+        if started is not None:  # start_listings: followed ahead already
+            yield from started.pages()
+            return
         seen: set[str] = set()
         future = None
-        started = self._first_pages.pop((resource, sync_token or None, int(limit)), None)
         try:
-            page = started.result() if started is not None else fetch(params)
+            page = fetch(params)
             while True:
                 token = page.next_page_token
                 if token in seen:
@@ -811,21 +831,22 @@ class VendorClient:
                 futures_wait([future])  # stopped early: the page in flight ends first
 
     def start_listings(self, listings: Iterable[tuple[str, str | None, int]]) -> None:
-        """Request the first page of each ``(resource, sync_token, limit)`` listing now, all
-        at once; ``iter_pages`` with the same arguments then starts from that answer (an
-        error, such as an expired token, is raised there).  A sync with nothing new
-        waits for one round trip instead of one per resource."""
-        listings = list(listings)
-        if not listings:
-            return
-        pool = _helpers()
+        """Follow every ``(resource, sync_token, limit)`` listing now, all at once, each on a
+        thread of its own up to ``vendor_listing.DEPTH`` pages ahead (within the rate limit
+        and the pool pause: every page goes through ``request``); ``iter_pages`` with the same
+        arguments then reads it (an error, such as an expired token, is raised there).  A
+        first pull lists the resources side by side while the caller applies them in order."""
         for resource, token, limit in listings:
             params: dict[str, Any] = {"limit": int(limit)}
             if token:
                 params["sync_token"] = token
-            self._first_pages[(resource, token or None, int(limit))] = pool.submit(
-                lambda path, query: _page(self._json(self.request("GET", path, params=query))),
-                _collection_path(resource), params)
+            path = _collection_path(resource)
+            self._first_pages[(resource, token or None, int(limit))] = ListingAhead(
+                lambda query, path=path: _page(self._json(self.request("GET", path,
+                                                                       params=query))),
+                params, lambda: VendorError("vendor repeated a page token; stopping the listing",
+                                            code="page_token_loop"),
+                name=f"vendor-listing-{resource}")
 
     def run_concurrently(self, send: Callable[[Any], Any], items: Iterable[Any],
                          stop: Callable[[], bool] = lambda: False

@@ -339,8 +339,10 @@ def _convert(attr: str, text: str, times: dict) -> Any:
         if text not in times:
             times[text] = _parse_time(text)
         result = times[text]
-        if isinstance(result, ValueError):
-            raise result
+        if isinstance(result, str):
+            # a new exception each time: raising the cached one again would chain every
+            # row's frames onto its traceback (a bad date on every row kept them all)
+            raise ValueError(result)
         return result
     rule = fields.limit(*CELL_FIELDS[attr])
     if rule.kind is int:
@@ -365,15 +367,15 @@ def _parse_int(text: str, rule: fields.Limits) -> int:
 
 
 def _parse_time(text: str):
-    """A LocalTime, or the ValueError to report (cached per distinct text)."""
+    """A LocalTime, or the message of the problem to report (cached per distinct text)."""
     try:
         wall = datetime.strptime(text, DATE_FORMAT)
     except ValueError:
-        return ValueError(f"{text!r} is not a date/time like {DATE_EXAMPLE} (MM/DD/YYYY hh:mm:ss AM/PM)")
+        return f"{text!r} is not a date/time like {DATE_EXAMPLE} (MM/DD/YYYY hh:mm:ss AM/PM)"
     try:
         return LocalTime(wall=wall, utc=local_to_utc(wall))
     except LocalTimeError as exc:
-        return ValueError(str(exc))
+        return str(exc)
 
 
 def _header_of(attr: str) -> str:

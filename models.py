@@ -25,6 +25,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     exists,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -544,6 +546,17 @@ class SyncLease(db.Model):
     holder_pid: Mapped[Optional[int]] = mapped_column(Integer)
 
 
+class VendorClockRow(db.Model):
+    """The vendor's latest measured clock offset (vendor minus ours), shared by every process."""
+
+    __tablename__ = "vendor_clock"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    offset_s: Mapped[float] = mapped_column(Float)
+    lower_s: Mapped[Optional[float]] = mapped_column(Float)
+    upper_s: Mapped[Optional[float]] = mapped_column(Float)
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class WebhookMessage(db.Model):
     """Every verified webhook message, recorded once by its `webhook-id`; rejected
     deliveries and repeats are counted in one row per minute and reason (`count`)."""
@@ -773,11 +786,16 @@ def copy_rows(table, rows: list[dict], connection=None) -> bool:
     procs = [table.c[name].type._cached_bind_processor(dialect) for name in names]
     quote = dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
-    with connection.connection.driver_connection.cursor() as cursor:
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row([proc(row[n]) if proc else row[n]
-                                for n, proc in zip(names, procs)])
+    try:
+        with connection.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row([proc(row[n]) if proc else row[n]
+                                    for n, proc in zip(names, procs)])
+    except Exception as exc:
+        if str(getattr(exc, "sqlstate", "") or "").startswith("23"):  # as an INSERT would say it
+            raise IntegrityError(sql, None, exc) from exc
+        raise
     return True
 
 

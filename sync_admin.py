@@ -63,7 +63,9 @@ def sync_health_view(last_run: Optional[SyncRun], counts: dict) -> dict:
     if not current_app.config.get("SYNC_ENABLED"):
         return {"status": "disabled", "label": HEALTH_LABELS["disabled"], "derived": False}
     status = sync_engine.health_status(last_run, counts)
-    return {"status": status, "label": HEALTH_LABELS[status], "derived": True}
+    offset = sync_engine.vendor_offset(current_app._get_current_object())
+    return {"status": status, "label": HEALTH_LABELS[status], "derived": True,
+            "clock_offset_s": None if offset is None else round(offset, 1)}
 
 
 def sync_next_run_at() -> Optional[datetime]:

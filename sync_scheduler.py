@@ -12,9 +12,11 @@ the process and makes a run in progress stop at its next checkpoint.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
@@ -27,6 +29,8 @@ log = logging.getLogger("sync_engine")
 
 JOB_ID = "vendor-sync"
 FIRST_JOB_ID = "vendor-sync-first"  # the one run SYNC_FIRST_RUN_DELAY_SECONDS after start
+ALERTS_IDLE_SECONDS = 60.0  # the alerts thread ends after this long without a request
+STALE_PENDING_SECONDS = 60.0  # a soon-run armed this long ago and not started was lost: re-arm
 TICK_ORIGIN = datetime(1970, 1, 1, tzinfo=timezone.utc)  # interval ticks count from here
 EXTENSION = sync_engine.SCHEDULER_EXTENSION
 
@@ -41,8 +45,11 @@ class SyncScheduler:
     def __init__(self, app: Flask):
         self.app = app
         self.scheduler = None  # an APScheduler BackgroundScheduler once started
-        self._pending: set = set()
+        self._pending: dict = {}  # kind → monotonic time its soon-run was armed
+        self._job_ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._alerts_due = threading.Event()  # set after a run and on each tick
+        self._alerts_thread: Optional[threading.Thread] = None
 
     @property
     def running(self) -> bool:
@@ -61,28 +68,40 @@ class SyncScheduler:
         self.request("push")
 
     def _soon(self, kind: str, delay: float) -> None:
-        with self._lock:
-            if kind in self._pending:
-                return
-            self._pending.add(kind)
-        if self.running:
-            from apscheduler.jobstores.base import ConflictingIdError
+        """Arm ONE soon-run of `kind`: the pending mark and its job are one state.
 
-            try:
-                self.scheduler.add_job(self._fire, "date",
-                                       run_date=utcnow() + timedelta(seconds=delay),
-                                       id=f"vendor-{kind}-soon", args=[kind],
-                                       replace_existing=False, misfire_grace_time=None)
-            except ConflictingIdError:
-                pass
+        The mark is set here and cleared when the job STARTS (`_fire`), so a change during
+        the run arms the next one.  Each job has its own id: APScheduler never skips it as
+        a second running instance of the previous one, nor refuses it as a duplicate id.
+        A mark older than its delay + STALE_PENDING_SECONDS (a job that was lost) is re-armed.
+        """
+        now = time.monotonic()
+        with self._lock:
+            armed = self._pending.get(kind)
+            if armed is not None and now - armed < delay + STALE_PENDING_SECONDS:
+                return
+            self._pending[kind] = now
+        if self.running and self._add_job(kind, delay):
             return
         timer = threading.Timer(delay, self._fire, args=(kind,))
         timer.daemon = True
         timer.start()
 
+    def _add_job(self, kind: str, delay: float) -> bool:
+        """The soon-run as an APScheduler date job; False if the scheduler refused it."""
+        try:
+            self.scheduler.add_job(self._fire, "date", run_date=utcnow() + timedelta(seconds=delay),
+                                   id=f"vendor-{kind}-soon-{next(self._job_ids)}", args=[kind],
+                                   misfire_grace_time=None, max_instances=1)
+            return True
+        except Exception:  # noqa: BLE001 - a scheduler shutting down: a plain timer does it
+            log.warning("could not schedule the %s soon-run; using a timer", kind, exc_info=True)
+            return False
+
     def _fire(self, kind: str) -> None:
+        """The soon-run: clear the mark first (a change from now on arms another), then run."""
         with self._lock:
-            self._pending.discard(kind)
+            self._pending.pop(kind, None)
         trigger, direction = ("change", "push") if kind == "push" else ("webhook", "pull")
         try:
             self._in_context(sync_engine.run_sync, trigger=trigger, direction=direction)
@@ -92,6 +111,43 @@ class SyncScheduler:
             pass
         except Exception:  # noqa: BLE001 - a background job logs and lives on
             log.exception("the %s run after a change failed", kind)
+        finally:
+            self._after_run()
+
+    def _after_run(self) -> None:
+        """After a run or a tick: the alerts thread evaluates and delivers (never in a run)."""
+        with self._lock:
+            self._alerts_due.set()
+            if self._alerts_thread is None:
+                self._alerts_thread = threading.Thread(target=self._alerts_loop,
+                                                       name="sync-alerts", daemon=True)
+                self._alerts_thread.start()
+
+    def _alerts_loop(self) -> None:
+        """The scheduler's alerts thread: one check per request; ends when idle a while."""
+        while True:
+            asked = self._alerts_due.wait(timeout=ALERTS_IDLE_SECONDS)
+            with self._lock:
+                if not asked and not self._alerts_due.is_set():
+                    self._alerts_thread = None
+                    return
+                self._alerts_due.clear()
+            self.check_alerts()
+
+    def check_alerts(self) -> None:
+        """alerts.evaluate (with the vendor clock's offset) then alerts.deliver; never raises."""
+        import alerts
+
+        try:
+            with self.app.app_context():
+                try:
+                    offset = sync_engine.vendor_offset(self.app)
+                    alerts.evaluate(self.app.config, clock_offset_s=offset)
+                    alerts.deliver(self.app.config)
+                finally:
+                    db.session.remove()
+        except Exception:  # noqa: BLE001 - alerts never stop the scheduler
+            log.exception("alerts: evaluating or delivering failed")
 
     def _in_context(self, func, **kwargs):
         with self.app.app_context():
@@ -103,6 +159,13 @@ class SyncScheduler:
     def _scheduled_run(self) -> None:
         """The interval job: this tick's run, unless another process recorded it.  While
         another run (manual, after a change) holds the lease, it tries again within the tick."""
+        try:
+            self._run_tick()
+        finally:
+            self._after_run()
+
+    def _run_tick(self) -> None:
+        """This tick's run (and pruning), retried within the tick while another run holds the lease."""
         conf = sync_engine.settings(self.app)
         tick = current_tick(conf["interval"])
         while True:

@@ -9,7 +9,10 @@ the app's API `docs/openapi.yaml`.
 Modules, bottom up (each imports only modules above it in this list):
 
 * `errors`   the engine's exceptions (`SyncDisabled`, `SyncInProgress`, `DayTaken`...)
-* `lease`    one run at a time across processes and hosts (`acquire_lease`...)
+* `lease`    one run at a time across processes and hosts (`acquire_lease`, the run's
+             `LeaseHeartbeat`...)
+* `clock`    the vendor clock's offset, corrected for and shared through the database
+             (`vendor_offset`, `save_offset`)
 * `context`  names and settings (`RESOURCES`, `FIELDS`, `settings`), the vendor client,
              a run's `RunStats`/`RunContext`, the apply lock, process shutdown
 * `soon`     asking the app's scheduler for a coalesced push or pull soon
@@ -47,6 +50,7 @@ from .lease import (HOST_IDENTITY, acquire_lease, lease_holder_run_id, new_owner
 from .context import (ACTIONS, DATETIME_FIELDS, DIRECTIONS, FIELDS, RESOURCES, SETTINGS,
                       SINGULAR, RunContext, RunStats, allow_runs, backoff_delay, is_enabled,
                       make_client, settings, stop_runs, wait_stopping)
+from .clock import save_offset, vendor_offset
 from .soon import SCHEDULER_EXTENSION, next_run_at, scheduler_running
 from .mapping import differing_fields, field_differences, jsonable, local_payload, remote_values
 from .rows import Applied
@@ -86,4 +90,6 @@ __all__ = [
     "status_counts", "last_run", "last_run_shown", "sync_status", "vendor_health",
     "health_status", "health", "prune_history", "next_run_at", "scheduler_running",
     "SCHEDULER_EXTENSION",
+    # the vendor's clock offset, shared through the database
+    "vendor_offset", "save_offset",
 ]

@@ -25,7 +25,8 @@ from api_service import (AuthError, RateLimited, TransientError, VendorClient, V
 from config import delete_guard_share
 from models import SyncRun, db
 
-from .errors import SyncDisabled, SyncStopped, VendorUnavailable
+from .clock import save_offset
+from .errors import LeaseLost, SyncDisabled, SyncStopped, VendorUnavailable
 from .lease import renew_lease
 
 
@@ -157,11 +158,17 @@ class RunContext:
     results: Optional[list] = None
     # a manual or CLI run sends what waits out a backoff at once
     ignore_backoff: bool = False
+    # the run's lease renewer (lease.LeaseHeartbeat): a lost lease stops the run here
+    heartbeat: Any = None
+    # schedule deletes pending when the creates began (False: no create need wait for one)
+    deletes_waiting: Optional[bool] = None
 
     def checkpoint(self, force: bool = False) -> None:
         """Renew the lease (at most every few seconds) and publish the counters."""
         if self.owner is None:
             return
+        if self.heartbeat is not None and self.heartbeat.lost:
+            raise LeaseLost("the sync lease was lost (expired and taken by another run)")
         if _stopping.is_set():
             raise SyncStopped("the process is shutting down: the run stopped after its last "
                               "committed page or record; the next run carries on")
@@ -172,6 +179,7 @@ class RunContext:
         try:
             renew_lease(self.owner, self.conf["lease_ttl"], self.stats.run_id)
             write_counts(self.stats)
+            save_offset(self.app)  # shared at once when it moved by more than 0.5 s
         finally:
             session.expire_on_commit = keep
         self.last_renew = time.monotonic()

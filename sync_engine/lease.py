@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from datetime import datetime, timedelta
 from typing import Optional
@@ -146,3 +147,43 @@ def lease_holder_run_id() -> Optional[int]:
             or lease.expires_at < utcnow():
         return None
     return lease.run_id
+
+
+class LeaseHeartbeat:
+    """Renews a run's lease on a thread of its own every SYNC_LEASE_RENEW_SECONDS (at most a
+    third of the TTL), however long one request or page takes; `lost` once another owner
+    took it (the run's next checkpoint stops it).  It dies with its process: a killed run's
+    lease then expires, or is taken at once on this host."""
+
+    def __init__(self, app, owner: str, run_id: int, conf: dict):
+        self.app, self.owner, self.run_id = app, owner, run_id
+        self.ttl = float(conf["lease_ttl"])
+        self.interval = max(0.05, min(float(conf["lease_renew"]), self.ttl / 3))
+        self.lost = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"sync-lease-{run_id}",
+                                        daemon=True)
+
+    def __enter__(self) -> "LeaseHeartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join(timeout=self.interval + 10)
+
+    def _loop(self) -> None:
+        """Renew until the run ends or the lease is lost (errors logged, tried again)."""
+        with self.app.app_context():
+            while not self._done.wait(self.interval):
+                try:
+                    renew_lease(self.owner, self.ttl, self.run_id)
+                except LeaseLost:
+                    self.lost = True
+                    return
+                except Exception:  # noqa: BLE001 - a busy database: the next beat tries again
+                    db.session.rollback()
+                    log.warning("sync run %s: could not renew its lease", self.run_id,
+                                exc_info=True)
+                finally:
+                    db.session.remove()

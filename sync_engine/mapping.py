@@ -16,6 +16,9 @@ from sqlalchemy.orm import defer
 from api_service import format_timestamp, parse_timestamp
 from models import Event, db
 
+from vendor_pacing import to_local_clock
+
+from .clock import vendor_offset
 from .context import DATETIME_FIELDS, FIELDS
 
 
@@ -86,13 +89,14 @@ def vendor_version(obj: dict) -> Optional[int]:
 
 
 def remote_updated(obj: dict) -> Optional[datetime]:
+    """The vendor's `updated_at` on our clock (corrected by the measured offset: see clock.py)."""
     value = obj.get("updated_at")
     if isinstance(value, str):
         try:
             value = parse_timestamp(value)
         except ValueError:
             return None
-    return value
+    return to_local_clock(value, vendor_offset()) if value is not None else None
 
 
 def is_newer(obj: dict, known: Optional[int]) -> bool:

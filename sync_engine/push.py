@@ -79,6 +79,8 @@ def push_resource(ctx: RunContext, resource: str, phase: str) -> None:
             return
         if phase == "upsert":
             _reserve_keys(model, ids)
+            if resource == "schedules":
+                ctx.deletes_waiting = _schedule_deletes_pending()
         ctx.results = []
         try:
             _push_batch(ctx, resource, model, ids, phase)
@@ -117,7 +119,7 @@ def _push_concurrently(ctx: RunContext, resource: str, ids: list, phase: str) ->
 
     def send(chunk):  # a worker's share: one session, its rows loaded in one query
         worker = RunContext(ctx.app, ctx.client, None, RunStats(run_id=ctx.stats.run_id),
-                            ctx.conf, results=ctx.results)
+                            ctx.conf, results=ctx.results, deletes_waiting=ctx.deletes_waiting)
         try:
             with ctx.app.app_context(), history.source("push", actor=None,
                                                        ref=ctx.stats.run_id):
@@ -214,13 +216,19 @@ def _permanent(ctx, resource, model, row_id, exc) -> None:
     ctx.stats.error(resource, row_id, row.sync_error)
 
 
-def _push_upsert(ctx, resource, model, row) -> None:
+def _push_upsert(ctx, resource, model, row, retried: bool = False) -> None:
+    """Create or change one record at the vendor (a create refused after our own delete is
+    sent once more with a new key: `retried`)."""
     if resource == "schedules":
         if row.event.deleted_at is not None or row.employee.deleted_at is not None:
             raise VendorError("its event or employee was deleted; choose another or delete it",
                               code="dangling")
         if row.event.external_id is None or row.employee.external_id is None:
             ctx.stats.deferred += 1  # waits, no attempt counted
+            return
+        if row.external_id is None and ctx.deletes_waiting is not False \
+                and not _deletes_sent_first(ctx, row):
+            ctx.stats.deferred += 1  # its event's or day's old schedule is still at the vendor
             return
     payload = local_payload(resource, row)
     sent = row.updated_at
@@ -232,7 +240,7 @@ def _push_upsert(ctx, resource, model, row) -> None:
             obj = ctx.client.create(resource, payload, idempotency_key=row.idempotency_key)
         except Duplicate as exc:
             if resource == "schedules" or resource == "events":
-                _link_duplicate(ctx, resource, model, row, exc)
+                _link_duplicate(ctx, resource, row, exc, retried)
                 return
             raise
         queue_result(ctx, PushResult(resource, model, row.id, obj, sent))
@@ -249,11 +257,62 @@ def _push_upsert(ctx, resource, model, row) -> None:
     queue_result(ctx, PushResult(resource, model, row.id, obj, sent))
 
 
-def _link_duplicate(ctx, resource, model, row, exc: Duplicate) -> None:
-    """409 duplicate on a create: link to the vendor's object, then the conflict rule."""
+def _schedule_deletes_pending() -> bool:
+    """Is any schedule's delete waiting to reach the vendor? (one query a batch of creates)"""
+    found = db.session.scalar(select(Schedule.id).where(
+        Schedule.deleted_at.is_not(None), Schedule.sync_status == "pending",
+        Schedule.external_id.is_not(None)).limit(1)) is not None
+    db.session.rollback()
+    return found
+
+
+def _deletes_sent_first(ctx, row) -> bool:
+    """Send now the pending deletes of schedules that hold this new schedule's event or its
+    employee's day at the vendor (a create sent before them is refused as a duplicate);
+    True when none is left pending."""
+    blocking = select(Schedule.id).where(
+        Schedule.id != row.id, Schedule.deleted_at.is_not(None),
+        Schedule.sync_status == "pending", Schedule.external_id.is_not(None),
+        or_(Schedule.event_id == row.event_id,
+            (Schedule.employee_id == row.employee_id) & (Schedule.local_day == row.local_day)))
+    for other_id in db.session.scalars(blocking).all():
+        _push_one(ctx, "schedules", Schedule, other_id, "delete")
+    return db.session.scalar(blocking.limit(1)) is None
+
+
+def _own_delete_refused(ctx, resource, model, row, existing: str) -> bool:
+    """Was a create refused as a duplicate of an object whose delete is ours (pending here,
+    or sent since: a replayed refusal)?  Then the delete is sent first and the create gets a
+    NEW idempotency key (the old one replays the refusal); TransientError while the delete
+    still waits.  False when the duplicate is someone else's object."""
+    other = db.session.scalar(select(model).where(model.external_id == existing))
+    if other is None or other.id == row.id or other.deleted_at is None:
+        return False
+    if other.sync_status == "pending":
+        _push_one(ctx, resource, model, other.id, "delete")
+        other = db.session.get(model, other.id)
+    fresh = reread(model, row.id)
+    if fresh is not None and fresh.external_id is None:
+        fresh.idempotency_key = str(uuid.uuid4())  # the refused create made nothing
+    db.session.commit()
+    if other is not None and other.sync_status == "pending":
+        raise TransientError("waiting for the delete of the record it replaces", code="waiting")
+    return True
+
+
+def _link_duplicate(ctx, resource, row, exc: Duplicate, retried: bool) -> None:
+    """409 duplicate on a create: after our own delete, the create again with a new key;
+    else link to the vendor's object, then the conflict rule."""
+    model = SYNCED_MODELS[resource]
     existing = exc.existing_id
     if not existing:
         raise exc
+    if _own_delete_refused(ctx, resource, model, row, existing):
+        if retried:
+            raise TransientError("refused as a duplicate of a record deleted here; "
+                                 "trying again", code="waiting")
+        _push_upsert(ctx, resource, model, db.session.get(model, row.id), retried=True)
+        return
     obj = ctx.client.get(resource, existing)
     with apply_lock:
         row = reread(model, row.id)

@@ -15,12 +15,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 import history
+import metrics
 from api_service import AuthError, format_timestamp
 from models import SyncRun, db, utcnow
 
+from .clock import save_offset
 from .errors import (LeaseLost, SyncDisabled, SyncInProgress, SyncStopped, TickTaken,
                      VendorUnavailable)
-from .lease import acquire_lease, lease_holder_run_id, new_owner, release_lease, renew_lease
+from .lease import LeaseHeartbeat, acquire_lease, lease_holder_run_id, new_owner, release_lease, renew_lease
 from .context import (DIRECTIONS, MANUAL_TRIGGERS, RESOURCES, RunContext, RunStats, app_context,
                       is_enabled, log, make_client, settings, write_counts)
 from .held import held_message
@@ -169,9 +171,11 @@ def _execute_run(job: RunJob) -> None:
     started = time.monotonic()
     try:
         client = make_client(job.app)
-        ctx = RunContext(job.app, client, job.owner, stats, settings(job.app),
-                         last_renew=time.monotonic(), ignore_backoff=job.ignore_backoff)
-        _work(ctx, job)
+        conf = settings(job.app)
+        with LeaseHeartbeat(job.app, job.owner, run_id, conf) as heartbeat:
+            ctx = RunContext(job.app, client, job.owner, stats, conf, heartbeat=heartbeat,
+                             last_renew=time.monotonic(), ignore_backoff=job.ignore_backoff)
+            _work(ctx, job)
         status = ("partial" if (stats.failed or stats.conflicts or stats.deferred or stats.held)
                   else "succeeded")
         message = held_message(stats, ctx.conf)
@@ -191,9 +195,19 @@ def _execute_run(job: RunJob) -> None:
         stats.error("*", None, message)
     finally:
         _finish(job, stats, status, message, client)
+        _after_run(job.app, status, time.monotonic() - started)
     log.info("sync run %s %s in %.2fs: pulled=%d pushed=%d failed=%d conflicts=%d held=%d "
              "repaired=%d", run_id, status, time.monotonic() - started, stats.pulled,
              stats.pushed, stats.failed, stats.conflicts, stats.held, stats.repaired)
+
+
+def _after_run(app, status: str, seconds: float) -> None:
+    """Count the run in the metrics and share the vendor clock's offset (never raises)."""
+    try:
+        metrics.observe_run(status, seconds)
+        save_offset(app, force=True)
+    except Exception:  # noqa: BLE001 - bookkeeping never fails a run
+        log.warning("sync run: could not record its metrics or the vendor clock", exc_info=True)
 
 
 def _finish(job: RunJob, stats: RunStats, status: str, message: Optional[str], client) -> None:

@@ -16,6 +16,7 @@ from api_service import AuthError, format_timestamp
 from models import (SYNC_STATUSES, SYNCED_MODELS, RecordHistory, RetiredVendorId, SyncRun,
                     WebhookMessage, db, utcnow)
 
+from .clock import save_offset, vendor_offset
 from .lease import lease_held
 from .context import app_context, is_enabled, log, make_client, settings
 from .soon import next_run_at, scheduler_running
@@ -116,7 +117,8 @@ _health_lock = threading.Lock()  # guards each app's app.extensions["sync_health
 
 
 def vendor_health(app) -> dict:
-    """{reachable, latency_ms, error}, cached SYNC_HEALTH_CACHE_SECONDS in the app's extensions."""
+    """{reachable, latency_ms, error, clock_offset_s (vendor minus ours: the measured one, else
+    the one another process shared)}, cached SYNC_HEALTH_CACHE_SECONDS in the app's extensions."""
     ttl = settings(app)["health_cache"]
     with _health_lock:
         cached = app.extensions.get("sync_health")
@@ -132,6 +134,10 @@ def vendor_health(app) -> dict:
                   "error": "the vendor refused the API key (401)"}
     except Exception as exc:  # noqa: BLE001
         result = {"reachable": False, "latency_ms": None, "error": str(exc)[:300]}
+    with app_context(app):
+        offset = vendor_offset(app)
+        save_offset(app)
+    result["clock_offset_s"] = None if offset is None else round(offset, 3)
     with _health_lock:
         app.extensions["sync_health"] = (time.monotonic(), result)
     return dict(result)
@@ -173,7 +179,7 @@ def health(app, detailed: bool) -> tuple[int, dict]:
     except Exception:  # noqa: BLE001
         db_ok, counts, run = False, {}, None
     api = vendor_health(app) if is_enabled(app) else {"reachable": None, "latency_ms": None,
-                                                      "error": None}
+                                                      "error": None, "clock_offset_s": None}
     if not is_enabled(app):
         status = "disabled"
     elif not db_ok:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 import history
 import inputs
+import metrics
 from api_service import TIMESTAMP_FIELDS, parse_object, parse_timestamp
 import fields
 from models import WebhookMessage, db, utcnow
@@ -55,6 +56,7 @@ def handle_webhook(app, raw_body: bytes, headers: dict) -> dict:
             db.session.rollback()
     else:
         raise WebhookRejected(503, "busy", "could not record the message; retry")
+    metrics.observe_delivery(outcome)
     if outcome == "deferred":
         ask_soon(app, "pull")
     if outcome == "rejected":
@@ -146,6 +148,7 @@ def count_delivery(outcome: str, key: str, detail: str, message: Optional[dict] 
     webhook-id stays free for the real, verified message, and a flood of junk
     adds one row a minute, not one per request.
     """
+    metrics.observe_delivery(outcome)
     now = utcnow()
     row_id = f"{key[:200]}#{outcome}-{now:%Y%m%dT%H%MZ}"
     data = message.get("data") if isinstance(message, dict) else None

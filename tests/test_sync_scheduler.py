@@ -49,7 +49,7 @@ def test_request_push_uses_the_scheduler_with_one_date_job(scheduled, sandbox):
     db_call(scheduled, lambda: make_employee("Scheduled Push"))
     for _ in range(3):
         sync_scheduler.request_push(scheduled)
-    assert [j.id for j in scheduler.get_jobs()].count("vendor-push-soon") == 1
+    assert [j.id.startswith("vendor-push-soon") for j in scheduler.get_jobs()].count(True) == 1
     wait_for(lambda: len(sandbox.objects("employees")) == 1, timeout=10)
     wait_for(lambda: rows(scheduled, "employees")[0]["sync_status"] == "synced")
 
