@@ -1,7 +1,7 @@
 """vendor_clock: the vendor's latest measured clock offset, shared by every process
 
 Revision ID: f9b1d3e5a7c9
-Revises: c5e7a9b1d3f2
+Revises: e8a0c2d4f6b8
 Create Date: 2026-12-07 13:00:00
 
 """
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = 'f9b1d3e5a7c9'
-down_revision = 'c5e7a9b1d3f2'
+down_revision = 'e8a0c2d4f6b8'
 branch_labels = None
 depends_on = None
 
