@@ -1,4 +1,5 @@
-"""Sign-in and sign-out: session login for pages, HTTP Basic for the JSON API, roles.
+"""Sign-in and sign-out: session login for pages, API tokens and HTTP Basic for the JSON
+API (tokens.py checks a token), roles.
 
 `admin_required` guards the admin views; `create_user` is what the CLI and the
 bootstrap admin use.
@@ -9,16 +10,7 @@ import logging
 from functools import wraps
 from typing import Optional
 
-from flask import (
-    Blueprint,
-    abort,
-    flash,
-    g,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 

@@ -274,23 +274,17 @@ class Request(flask.Request):
         view = current_app.view_functions.get(self.endpoint) if self.url_rule is not None else None
         return bool(getattr(view, "large_upload", False))
 
-    @property
-    def max_content_length(self) -> Optional[int]:
-        if self._max_content_length is None and current_app and self._large_upload():
+    def _for_uploads(self, own: Optional[int], inherited: Optional[int]) -> Optional[int]:
+        """MAX_CSV_UPLOAD_LENGTH for a large-upload view, unless this request set its own."""
+        if own is None and current_app and self._large_upload():
             return current_app.config["MAX_CSV_UPLOAD_LENGTH"]
-        return super().max_content_length
+        return inherited
 
-    @max_content_length.setter
-    def max_content_length(self, value: Optional[int]) -> None:
-        self._max_content_length = value
-
-    @property
-    def max_form_memory_size(self) -> Optional[int]:
-        """A `file` part sent without a filename is a form field: it may be as large as a file."""
-        if self._max_form_memory_size is None and current_app and self._large_upload():
-            return current_app.config["MAX_CSV_UPLOAD_LENGTH"]
-        return super().max_form_memory_size
-
-    @max_form_memory_size.setter
-    def max_form_memory_size(self, value: Optional[int]) -> None:
-        self._max_form_memory_size = value
+    max_content_length = property(
+        lambda self: self._for_uploads(self._max_content_length, super(Request, self).max_content_length),
+        lambda self, value: setattr(self, "_max_content_length", value))
+    # a `file` part sent without a filename is a form field: it may be as large as a file
+    max_form_memory_size = property(
+        lambda self: self._for_uploads(self._max_form_memory_size,
+                                       super(Request, self).max_form_memory_size),
+        lambda self, value: setattr(self, "_max_form_memory_size", value))

@@ -45,35 +45,37 @@ def field_label(name: str) -> str:
     return FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
+# How each source says who did it ({verb}, {who}, {ref}); csv, pull and conflict depend
+# on more than the source (history_words picks their variant).
+SOURCE_WORDS = {
+    "page": "{verb} by {who}",
+    "api": "{verb} by {who} (API)",
+    "cli": "{verb} from the command line",
+    "planner": "{verb} by {who} (planner)",
+    "webhook": "{verb} by the vendor (webhook)",
+    "pull": "{verb} by the vendor (sync run #{ref})",
+    "pull by someone": "{verb} by {who}, applying the vendor's listing (sync run #{ref})",
+    "push": "{verb} by the sync's push: the vendor's answer taken (sync run #{ref})",
+    "restore": "kept by {who} and sent to the vendor again (held deletion)",
+    "conflict local": "kept local by {who} in a conflict",
+    "conflict": "{verb}: the vendor's version kept by {who} in a conflict",
+}
+
+
 def history_words(entry: RecordHistory) -> str:
     """What happened and through which path, as a person says it: "moved by the vendor
     (webhook)", "imported from WorkBankVisits.csv by ana", "kept local by admin in a
     conflict"."""
     verb = HISTORY_VERBS[entry.resource][entry.action]
     who, source = entry.actor or "someone", entry.source
-    if source == "page":
-        return f"{verb} by {who}"
-    if source == "api":
-        return f"{verb} by {who} (API)"
-    if source == "cli":
-        return f"{verb} from the command line"
-    if source == "planner":
-        return f"{verb} by {who} (planner)"
     if source == "csv":
         return f"{verb}: imported from {history.import_file(entry.ref) or 'a file'} by {who}"
-    if source == "webhook":
-        return f"{verb} by the vendor (webhook)"
     if source == "pull" and entry.actor:
-        return f"{verb} by {who}, applying the vendor's listing (sync run #{entry.ref})"
-    if source == "pull":
-        return f"{verb} by the vendor (sync run #{entry.ref})"
-    if source == "push":
-        return f"{verb} by the sync's push: the vendor's answer taken (sync run #{entry.ref})"
-    if source == "restore":
-        return f"kept by {who} and sent to the vendor again (held deletion)"
-    if source == "conflict" and entry.ref == "local":
-        return f"kept local by {who} in a conflict"
-    return f"{verb}: the vendor's version kept by {who} in a conflict"
+        source = "pull by someone"
+    elif source == "conflict" and entry.ref == "local":
+        source = "conflict local"
+    words = SOURCE_WORDS.get(source, SOURCE_WORDS["conflict"])
+    return words.format(verb=verb, who=who, ref=entry.ref)
 
 
 def history_values(entries: list) -> dict:
