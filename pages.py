@@ -304,7 +304,8 @@ def calendar():
     rows, total = roster.week_rows(monday, filters["name"], filters["store"], page, per_page)
     args = {k: v for k, v in filters.items() if v not in ("", None)}
     nav = week_nav(monday, "grid", args)
-    day_labels = [{"iso": d.isoformat(), "long": d.strftime("%A %d %B"), "today": d == nav["today"]}
+    day_labels = [{"iso": d.isoformat(), "date": d, "long": d.strftime("%A %d %B"),
+                   "today": d == nav["today"]}
                   for d in nav["days"]]
     opened = roster.open_counts(monday, filters["store"])
     for label, count in zip(day_labels, opened):

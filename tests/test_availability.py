@@ -216,3 +216,19 @@ def test_the_roster_page_gets_its_unavailable_cells(app, client, signed_in):
     cells = seen[-1]["unavailable"]
     assert cells[(ana, date(2026, 12, 12))] == "Ana does not work on Saturdays"
     assert (ana, date(2026, 12, 11)) not in cells
+
+
+def test_the_roster_greys_an_unavailable_day_and_says_why(app, client, signed_in):
+    import re
+
+    with app.app_context():
+        ana = make_employee("Ana", workdays=0b0011111).id  # Monday to Friday
+    html = client.get("/calendar?week=2026-12-07").get_data(as_text=True)
+    saturday = re.search(rf'<td class="roster-cell[^"]*" data-date="2026-12-12" data-employee-id="{ana}"'
+                         r'[^>]*>(.*?)</td>', html, re.S)
+    friday = re.search(rf'<td class="roster-cell[^"]*" data-date="2026-12-11" data-employee-id="{ana}"'
+                       r'[^>]*>(.*?)</td>', html, re.S)
+    assert 'unavailable' in saturday.group(0).split(">", 1)[0]
+    assert 'title="Ana does not work on Saturdays"' in saturday.group(0)
+    assert "Ana does not work on Saturdays" in saturday.group(1) and "add-here" not in saturday.group(1)
+    assert "unavailable" not in friday.group(0).split(">", 1)[0]
