@@ -32,7 +32,6 @@ import logging
 import os
 import random
 import re
-import sys
 import threading
 import time
 import uuid
@@ -41,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -69,6 +68,8 @@ from vendor_pacing import (  # noqa: F401 - re-exported: part of the client's in
     to_local_clock,
 )
 
+from timestamps import format_timestamp, parse_timestamp  # noqa: E402,F401 - re-exported
+
 log = logging.getLogger("api_service")
 
 TIMESTAMP_FIELDS = ("updated_at", "start_datetime", "due_datetime")
@@ -79,58 +80,8 @@ REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id", "X-Correlation-Id")
 
 
 # --------------------------------------------------------------------------
-# Timestamps
+# Timestamps: timestamps.py reads and writes RFC 3339 (re-exported here)
 # --------------------------------------------------------------------------
-
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?$"
-)
-
-_FROMISO_Z = sys.version_info >= (3, 11)
-_PLAIN_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
-
-
-def parse_timestamp(value: str | datetime | None) -> datetime | None:
-    """Parse an RFC 3339 timestamp into an aware UTC datetime (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime: an offset or Z is required")
-        return value.astimezone(timezone.utc)
-    if not isinstance(value, str):
-        raise TypeError(f"timestamp must be a string, not {type(value).__name__}")
-    if len(value) == 20 and value[19] == "Z" and _PLAIN_UTC.match(value):  # the usual shape, fast
-        if _FROMISO_Z:  # Python 3.11+ reads the Z itself (tzinfo is timezone.utc)
-            return datetime.fromisoformat(value)
-        return datetime.fromisoformat(value[:19]).replace(tzinfo=timezone.utc)
-    match = _RFC3339.match(value.strip())
-    if not match:
-        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
-    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = match.groups()
-    if not zulu and not sign:
-        raise ValueError(f"naive timestamp (no offset or Z): {value!r}")
-    micro = int((frac or "0")[:6].ljust(6, "0"))
-    offset = 0 if zulu else (int(off_h) * 60 + int(off_m)) * (1 if sign == "+" else -1)
-    tz = timezone.utc if offset == 0 else timezone(timedelta(minutes=offset))
-    parsed = datetime(int(year), int(month), int(day), int(hour), int(minute),
-                      int(second), micro, tzinfo=tz)
-    return parsed.astimezone(timezone.utc)
-
-
-def format_timestamp(dt: datetime) -> str:
-    """Format an aware datetime as RFC 3339 UTC with Z (microseconds only if non-zero)."""
-    if not isinstance(dt, datetime):
-        raise TypeError(f"expected a datetime, not {type(dt).__name__}")
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError("naive datetime: attach a timezone before sending it to the vendor")
-    utc = dt.astimezone(timezone.utc)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}"
-    return text + "Z"
-
 
 def parse_object(obj: dict) -> dict:
     """Return a copy of a vendor object with its timestamp fields parsed."""

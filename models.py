@@ -51,6 +51,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 import inputs
 import local_days
+from timestamps import parse_timestamp
 
 log = logging.getLogger("app")
 
@@ -736,17 +737,13 @@ def parse_api_datetime(value: Any, field: str) -> datetime:
     """An RFC 3339 timestamp from a JSON body → aware UTC; naive is refused."""
     if not isinstance(value, str) or not value.strip():
         raise DomainError(f"{field} must be an RFC 3339 timestamp", field=field)
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+        parsed = parse_timestamp(value.strip(), keep_offset=True)
+    except (ValueError, OverflowError) as exc:
+        if "naive" in str(exc):
+            raise DomainError(f"{field} has no UTC offset; send e.g. 2026-11-25T14:30:00Z",
+                              field=field) from None
         raise DomainError(f"{field} is not a valid RFC 3339 timestamp: {value!r}", field=field) from None
-    if parsed.tzinfo is None:
-        raise DomainError(
-            f"{field} has no UTC offset; send e.g. 2026-11-25T14:30:00Z", field=field
-        )
     try:
         inputs.check_day(parsed.date(), field)
         return inputs.check_instant(parsed, field)

@@ -202,6 +202,8 @@ TESTED_ELSEWHERE = {
                       "the vendor client's rate limit, pool pause and clock"),
     "demo_data": (("test_cli.py", "test_newcomer_docs.py"), "the demo seed's data"),
     "gunicorn.conf": (("test_multiprocess.py", "test_config.py"), "gunicorn's settings file"),
+    "timestamps": (("test_api_service.py", "test_bad_input.py"),
+                   "RFC 3339 read and written: the vendor's stamps and a client's"),
     "calendar_feeds": (("test_feeds.py",), "the feed's one public route, with feeds.py's rules"),
     "locustfile": (("load.py",), "the load test's script: `make load` runs it (tests/load.py)"),
 }
