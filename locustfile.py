@@ -59,6 +59,19 @@ class Scheduler(HttpUser):
             self.csrf = match.group(1)
         return page.text
 
+    def _pick(self, pattern: re.Pattern) -> tuple | None:
+        """One match of `pattern` (a shift, a free cell) on the roster week, at random."""
+        found = pattern.findall(self._roster())
+        return random.choice(found) if found else None
+
+    def _free_cell(self, day: str, employee: str) -> str:
+        """Open a free cell's page; 409 (taken a moment ago) is a right answer too."""
+        with self.client.get(f"/calendar/free?employee_id={employee}&date={day}",
+                             name="/calendar/free", catch_response=True) as answer:
+            if answer.status_code == 200 or answer.status_code in EXPECTED_REFUSALS:
+                answer.success()
+            return answer.text
+
     @task(3)
     def dashboard(self) -> None:
         self.client.get("/", name="/")
@@ -69,26 +82,18 @@ class Scheduler(HttpUser):
 
     @task(2)
     def free_cell(self) -> None:
-        cells = FREE_CELL.findall(self._roster())
-        if cells:
-            day, employee = random.choice(cells)
-            with self.client.get(f"/calendar/free?employee_id={employee}&date={day}",
-                                 name="/calendar/free", catch_response=True) as answer:
-                if answer.status_code == 200 or answer.status_code in EXPECTED_REFUSALS:
-                    answer.success()
+        cell = self._pick(FREE_CELL)
+        if cell:
+            self._free_cell(*cell)
 
     @task(3)
     def schedule(self) -> None:
         """From a free cell of the roster: choose an event, confirm the pre-filled form."""
-        cells = FREE_CELL.findall(self._roster())
-        if not cells:
+        cell = self._pick(FREE_CELL)
+        if not cell:
             return
-        day, employee = random.choice(cells)
-        with self.client.get(f"/calendar/free?employee_id={employee}&date={day}",
-                             name="/calendar/free", catch_response=True) as free:
-            if free.status_code == 200 or free.status_code in EXPECTED_REFUSALS:
-                free.success()  # 409: the cell was taken a moment ago
-        choices = CHOOSE.findall(free.text)
+        day, employee = cell
+        choices = CHOOSE.findall(self._free_cell(day, employee))
         if not choices:
             return
         event_id, query = random.choice(choices)
@@ -121,15 +126,14 @@ class Scheduler(HttpUser):
 
     @task(1)
     def unschedule(self) -> None:
-        shifts = SHIFT.findall(self._roster())
-        if not shifts:
-            return
-        schedule_id, _at = random.choice(shifts)
-        with self.client.post(f"/calendar/{schedule_id}/unschedule", name="/calendar/<id>/unschedule",
-                              data={"csrf_token": self.csrf}, allow_redirects=False,
-                              catch_response=True) as answer:
-            if answer.status_code in (302, 303, 404):
-                answer.success()
+        """Take a shift off the week (404: another scheduler did a moment ago)."""
+        shift = self._pick(SHIFT)
+        if shift:
+            with self.client.post(f"/calendar/{shift[0]}/unschedule", name="/calendar/<id>/unschedule",
+                                  data={"csrf_token": self.csrf}, allow_redirects=False,
+                                  catch_response=True) as answer:
+                if answer.status_code in (302, 303, 404):
+                    answer.success()
 
 
 class ApiClient(HttpUser):
