@@ -9,11 +9,14 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
 
 from standardwebhooks import Webhook
 
@@ -189,3 +192,68 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
 
 def fields_of(error) -> set[str]:
     return {d["field"] for d in error["details"]}
+
+
+# ---------------------------------------------------------------------------
+# Small local HTTP servers for tests (a vendor that misbehaves on cue, an alert receiver)
+# ---------------------------------------------------------------------------
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A test server's handler: HTTP/1.1 keep-alive, no access log, JSON answers."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def read_json(self):
+        """The request's JSON body (None when it has none)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length)) if length else None
+
+    def send_json(self, status: int, body, headers: Optional[dict] = None) -> None:
+        """Answer `body` as JSON with `status` and any extra headers."""
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class LocalServer:
+    """A threaded HTTP server on a free 127.0.0.1 port: `url` (plus `path`), `close()`."""
+
+    def __init__(self, handler: type, path: str = ""):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Receiver(LocalServer):
+    """An alert receiver: records the JSON bodies POSTed to it; `fail_next` answers that
+    many with 503 first (recording nothing)."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        self.fail_next = 0
+        receiver = self
+
+        class Handler(QuietHandler):
+            def do_POST(self):
+                body = self.read_json()
+                if receiver.fail_next:
+                    receiver.fail_next -= 1
+                    self.send_json(503, {})
+                else:
+                    receiver.bodies.append(body)
+                    self.send_json(200, {})
+
+        super().__init__(Handler, "/hook")

@@ -3,48 +3,14 @@ gets one POST for each, a failed POST is tried again later, a flapping sync neve
 fires, and two processes evaluating at once record one start."""
 from __future__ import annotations
 
-import json
 import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import func, select
 
 import alerts
-
-
-class Receiver:
-    """A local HTTP endpoint that records the JSON bodies POSTed to it."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        self.fail_next = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if receiver.fail_next:
-                    receiver.fail_next -= 1
-                    self.send_response(503)
-                else:
-                    receiver.bodies.append(body)
-                    self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+from tests.helpers import Receiver
 
 
 @pytest.fixture

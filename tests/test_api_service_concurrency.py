@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import responses
 
 from api_service import PoolPause, ValidationFailed, VendorClient
+from tests.helpers import LocalServer, QuietHandler
 
 KEY = "sk_test_concurrency"
 BASE = "https://vendor.test/api/v1"
@@ -89,7 +89,7 @@ def test_run_concurrently_stops_queueing_when_asked():
     assert len(responses.calls) == len(seen)
 
 
-class PausingVendor:
+class PausingVendor(LocalServer):
     """A threaded vendor: the first 4 creates arrive together; the first gets a 429 with
     Retry-After, the others answer once the client holds its pool.  Every arrival is logged."""
 
@@ -99,12 +99,7 @@ class PausingVendor:
         lock = threading.Lock()
         vendor = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 key = self.headers["Idempotency-Key"]
@@ -120,23 +115,9 @@ class PausingVendor:
                     if arrived < 4:
                         held.wait(10)  # in flight when the 429 came: answered after it
                     status, body, headers = 201, {"id": f"emp_{key}", "version": 1}, {}
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.send_json(status, body, headers)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, "/api/v1")
 
 
 def test_a_429_with_retry_after_pauses_every_worker(monkeypatch):

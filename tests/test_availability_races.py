@@ -10,16 +10,15 @@ serializes them (the employee's row lock, or SQLite's write lock).
 from __future__ import annotations
 
 import os
-import threading
 from collections import Counter
 
 import pytest
-import requests
 from sqlalchemy import func, select
 
 from tests.conftest import ADMIN
 from tests.factories import make_employee, make_event, make_schedule, utc
 from tests.live_server import LiveServer
+from tests.test_races import race
 
 THREADS = int(os.environ.get("RACE_THREADS", "6"))  # Tue..Sun of one week
 ROUNDS = int(os.environ.get("RACE_ROUNDS", "3"))
@@ -38,28 +37,6 @@ def base_url(app):
         db.session.commit()
     with LiveServer(app) as server:
         yield server.base_url
-
-
-def race(base_url: str, calls: list[tuple]) -> list[tuple[int, dict]]:
-    """Send every (method, path, json) at once from its own thread; (status, JSON) each."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def worker(i, method, path, body):
-        with requests.Session() as session:
-            session.auth = ADMIN
-            session.get(base_url + "/api/employees?per_page=1", timeout=60)  # connect first
-            barrier.wait(timeout=60)
-            response = session.request(method, base_url + path, json=body, timeout=120)
-        results[i] = (response.status_code, response.json())
-
-    threads = [threading.Thread(target=worker, args=(i, *call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=180)
-    assert all(r is not None for r in results), "a request never answered"
-    return results
 
 
 def week_total(app, employee_id: int) -> int:
@@ -82,11 +59,12 @@ def test_a_week_one_day_under_its_limit_gets_one_more_day_whatever_the_race(app,
                                     utc(2026, 12, 1 + i, 9)).id for i in range(THREADS)]
             worker_id = worker.id
         if method == "POST":
-            calls = [("POST", "/api/schedules", {"event_id": ev, "employee_id": worker_id,
-                                                 "start_datetime": f"2026-12-{1 + i:02d}T09:00:00Z"})
-                     for i, ev in enumerate(events)]
+            calls = [("POST", "/api/schedules", {"json": {
+                "event_id": ev, "employee_id": worker_id,
+                "start_datetime": f"2026-12-{1 + i:02d}T09:00:00Z"}}) for i, ev in enumerate(events)]
         else:
-            calls = [("PATCH", f"/api/schedules/{sid}", {"employee_id": worker_id}) for sid in moving]
+            calls = [("PATCH", f"/api/schedules/{sid}", {"json": {"employee_id": worker_id}})
+                     for sid in moving]
         results = race(base_url, calls)
         statuses = Counter(status for status, _ in results)
         assert statuses == Counter({201 if method == "POST" else 200: 1, 409: THREADS - 1}), results

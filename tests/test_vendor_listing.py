@@ -2,19 +2,18 @@
 others keep fetching ahead (vendor_listing.ListingAhead through the client's request)."""
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from api_service import VendorClient, VendorError
+from tests.helpers import LocalServer, QuietHandler
 
 PAGES = 3  # pages per listing
 
 
-class Vendor:
+class Vendor(LocalServer):
     """A listing server: employees' later pages wait until the schedules listing has been
     followed past its first page (which only fetching ahead does)."""
 
@@ -23,12 +22,7 @@ class Vendor:
         self.schedules_ahead = threading.Event()
         vendor = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 url = urlparse(self.path)
                 resource = url.path.rsplit("/", 1)[-1]
@@ -42,21 +36,9 @@ class Vendor:
                 nxt = None if number + 1 == PAGES else f"p{0 if loop else number + 1}"
                 body = {"data": [{"id": f"{resource}_{number}", "version": 1}],
                         "next_page_token": nxt, "next_sync_token": None if nxt else "s1"}
-                payload = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.send_json(200, body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, "/api/v1")
 
 
 @pytest.fixture
