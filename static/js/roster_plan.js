@@ -58,7 +58,11 @@
     return error && error.message ? error.message : "the server answered " + answer.status + ".";
   }
 
-  function say(text) { status.textContent = text; }
+  // the status line is the live region; `shown`: the panel already says it on screen
+  function say(text, shown) {
+    status.textContent = text;
+    status.classList.toggle("visually-hidden", !!shown);
+  }
 
   function plural(n, one, many) { return n + " " + (n === 1 ? one : (many || one + "s")); }
 
@@ -117,7 +121,7 @@
     });
     render();
     var kept = plan.items.length;
-    say("Proposal: " + plural(kept, "event") + " placed, " + plan.unplaced.length + " unplaced. Nothing is saved until you apply it.");
+    say("Proposal: " + plural(kept, "event") + " placed, " + plan.unplaced.length + " unplaced. Nothing is saved until you apply it.", true);
     var apply = panel.querySelector("[data-plan-apply]");
     (apply || panel.querySelector("[data-plan-discard]")).focus();
   }
@@ -127,17 +131,18 @@
     var label = w.name + " for " + w.employee + " on " + dayWords(w.date) + " at " + w.time;
     return node("div", { "class": "shift proposal " + w.type_class, "data-proposal": "", "data-event-id": item.a.event_id,
                          title: "Proposed: " + w.name }, [
-      node("span", { "class": "proposal-tag", text: "Proposed" }),
-      node("span", { "class": "visually-hidden", text: ": " }),
+      node("span", { "class": "proposal-head" }, [
+        node("span", { "class": "proposal-tag", text: "Proposed" }),
+        node("span", { "class": "visually-hidden", text: ": " }),
+        button([node("span", { "aria-hidden": "true", text: "×" }), node("span", { "class": "visually-hidden", text: "Drop " + label })],
+               { "class": "proposal-drop", title: "Drop this proposal" }, function () { drop(item); })]),
       node("span", { "class": "shift-top" }, [
         node("span", { "class": "shift-when" }, [
           node("span", { "class": "shift-time", text: w.time }), node("span", { "class": "shift-end", text: "–" + w.end })]),
         " ", node("abbr", { "class": "type-chip " + w.type_class, title: w.type, text: w.type_label })]),
       node("span", { "class": "shift-bottom" }, [
         node("span", { "class": "shift-event", text: w.name }), " ",
-        node("span", { "class": "shift-store", text: w.store === null ? "—" : String(w.store) })]),
-      button([node("span", { "aria-hidden": "true", text: "×" }), node("span", { "class": "visually-hidden", text: "Drop " + label })],
-             { "class": "proposal-drop", title: "Drop this proposal" }, function () { drop(item); })
+        node("span", { "class": "shift-store", text: w.store === null ? "—" : String(w.store) })])
     ]);
   }
 
@@ -316,7 +321,7 @@
         panel.textContent = ""; panel.hidden = true; say(""); start.focus();
       })]));
     panel.hidden = false;
-    say(words + (result.refused.length ? " The reasons are listed below the Plan button." : ""));
+    say(words + (result.refused.length ? " The reasons are listed below the Plan button." : ""), true);
     panel.querySelector("h2").focus();
   }
 

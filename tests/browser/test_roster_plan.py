@@ -290,7 +290,8 @@ def test_screenshots_of_the_plan(app, page, busy_week):  # noqa: F811
     assert "unplaced 2" in panel.locator("[data-plan-totals]").inner_text()
     panel.locator(".plan-reasons").wait_for()
     page.locator("[data-proposal] .proposal-drop").last.click()  # the scheduler drops one
-    page.locator("body").focus()
+    page.mouse.move(0, 0)  # no hover, no focus ring: the page as it reads
+    page.evaluate("document.activeElement.blur()")
     shot(page, "plan-preview", docs=True)
     fay = busy_week["people"][5]
     fays = page.locator(f'tr[data-employee-id="{fay}"] [data-proposal]')
@@ -310,5 +311,5 @@ def test_screenshots_of_the_plan(app, page, busy_week):  # noqa: F811
     page.locator("[data-plan-result]").wait_for()
     assert page.locator("[data-plan-result]").inner_text() == "Created 14 schedules; 1 proposal was refused."
     assert "Fay Chen is off" in page.locator(".plan-refused").inner_text()
-    page.locator("body").focus()
+    page.evaluate("document.activeElement.blur()")
     shot(page, "plan-applied", docs=True)
