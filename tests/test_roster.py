@@ -480,7 +480,7 @@ def test_the_roster_offers_plan_this_week_for_the_week_and_its_store(app, client
     assert 'data-from="2026-12-07"' in bar.group(1) and 'data-to="2026-12-13"' in bar.group(1)
     assert "data-store" not in bar.group(1)
     assert 'data-plan-url="/api/plan"' in bar.group(1) and 'data-apply-url="/api/plan/apply"' in bar.group(1)
-    filtered = html(client.get(f"/calendar?week=2026-12-09&store=1204"))
+    filtered = html(client.get("/calendar?week=2026-12-09&store=1204"))
     assert 'data-from="2026-12-07"' in filtered and 'data-store="1204"' in filtered
 
 
