@@ -120,8 +120,7 @@
       }
     });
     render();
-    var kept = plan.items.length;
-    say("Proposal: " + plural(kept, "event") + " placed, " + plan.unplaced.length + " unplaced. Nothing is saved until you apply it.", true);
+    say("Proposal: " + plural(plan.items.length, "event") + " placed, " + plan.unplaced.length + " unplaced. Nothing is saved until you apply it.", true);
     var apply = panel.querySelector("[data-plan-apply]");
     (apply || panel.querySelector("[data-plan-discard]")).focus();
   }
@@ -291,8 +290,9 @@
                    why: r.error && r.error.message ? r.error.message : "refused" };
         })
       };
-      try { window.sessionStorage.setItem(KEY, JSON.stringify(result)); } catch (e) { /* shown below instead */ }
-      if (window.sessionStorage && window.sessionStorage.getItem(KEY)) { window.location.reload(); return; }
+      var saved = false;  // for after the reload; without sessionStorage it is shown here, without the reload
+      try { window.sessionStorage.setItem(KEY, JSON.stringify(result)); saved = true; } catch (e) { saved = false; }
+      if (saved) { window.location.reload(); return; }
       discard(true);
       applied(result);
     }).catch(function (error) {
