@@ -57,6 +57,7 @@ from shared import (
     parse_local_date,
     parse_local_time,
 )
+from timestamps import parse_timestamp
 
 bp = Blueprint("pages", __name__)
 
@@ -382,6 +383,45 @@ def calendar_free():
     return render_template("calendar_free.html", employee=employee, day=day, listing=listing,
                            times=times, filters=filters, page_args=args, event_types=EVENT_TYPES,
                            blocked=blocked, monday=roster.monday_of(day)), 409 if blocked else 200
+
+
+PLAN_LIMIT = 10000  # assignments (and unplaced ids) a proposal's description takes
+
+
+@bp.route("/calendar/plan/describe", methods=["POST"])
+@login_required
+def calendar_plan_describe():
+    """The roster's "Plan this week" (static/js/roster.js): POST /api/plan's proposal in
+    words ({"assignments": [...], "unplaced": [event ids]}) — each assignment's local day,
+    time, event and employee; each unplaced event's name.  Writes nothing."""
+    body = request.get_json(silent=True)
+    items = body.get("assignments") if isinstance(body, dict) else None
+    unplaced = body.get("unplaced", []) if isinstance(body, dict) else None
+    if not isinstance(items, list) or len(items) > PLAN_LIMIT:
+        raise inputs.BadInput("assignments", f"assignments must be a list of at most {PLAN_LIMIT} "
+                              "objects {event_id, employee_id, start_datetime}")
+    if (not isinstance(unplaced, list) or len(unplaced) > PLAN_LIMIT
+            or not all(_whole(i) for i in unplaced)):
+        raise inputs.BadInput("unplaced", f"unplaced must be a list of at most {PLAN_LIMIT} event ids")
+    return jsonify(roster.describe_plan([_proposed(item, n) for n, item in enumerate(items)], unplaced))
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= inputs.INT_MAX
+
+
+def _proposed(item, n: int) -> tuple:
+    """(event id, employee id, UTC start) of one assignment of a proposal, else BadInput."""
+    start = None
+    if isinstance(item, dict) and isinstance(item.get("start_datetime"), str):
+        try:
+            start = parse_timestamp(item["start_datetime"])
+        except ValueError:
+            start = None
+    if start is None or not (_whole(item.get("event_id")) and _whole(item.get("employee_id"))):
+        raise inputs.BadInput(f"assignments[{n}]", "each assignment must be an object with whole "
+                              "event_id and employee_id and an RFC 3339 start_datetime")
+    return item["event_id"], item["employee_id"], start
 
 
 @bp.route("/calendar/<int:schedule_id>/unschedule", methods=["POST"])

@@ -14,7 +14,7 @@ request, nothing of app.py): the routes in app.py read the query string.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Optional
 
 from markupsafe import Markup, escape
@@ -252,3 +252,40 @@ def default_time(event: Event, day: date) -> time:
         at = due.time().replace(second=0, microsecond=0)
     return at
 
+
+
+# -- the planner's proposal on the grid ("Plan this week", static/js/roster.js) -------
+
+def describe_plan(starts: list[tuple[int, int, datetime]], event_ids: list[int]) -> dict:
+    """What the roster shows of a proposal of POST /api/plan, in two queries: for each
+    (event id, employee id, start) its local day, time and end, the event's name, type
+    and store, the employee's name (None for an id that is gone); for each other event id
+    (the unplaced) its name and store."""
+    wanted = {e for e, _, _ in starts} | set(event_ids)
+    columns = (Event.id, Event.project_name, Event.store_number, Event.store_name,
+               Event.event_type, Event.estimated_minutes)
+    events = {row.id: row for row in db.session.execute(
+        select(*columns).where(Event.id.in_(wanted)))} if wanted else {}
+    people_ids = {p for _, p, _ in starts}
+    people = dict(db.session.execute(select(Employee.id, Employee.name).where(
+        Employee.id.in_(people_ids))).all()) if people_ids else {}
+
+    def event_words(row) -> dict:
+        kind = row.event_type or "Other"
+        return {"name": row.project_name, "store": row.store_number, "store_name": row.store_name or "",
+                "type": kind, "type_label": TYPE_LABELS.get(kind, kind[:1]),
+                "type_class": TYPE_CLASSES.get(kind, "t-other")}
+
+    assignments = []
+    for event_id, employee_id, start in starts:
+        row = events.get(event_id)
+        if row is None or employee_id not in people:
+            assignments.append(None)
+            continue
+        local = to_local(start)
+        ends = to_local(start + timedelta(minutes=row.estimated_minutes or DEFAULT_MINUTES))
+        assignments.append({**event_words(row), "employee": people[employee_id],
+                            "date": local.date().isoformat(), "time": local.strftime("%H:%M"),
+                            "end": ends.strftime("%H:%M")})
+    return {"assignments": assignments,
+            "events": {str(i): event_words(events[i]) for i in event_ids if i in events}}

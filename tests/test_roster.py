@@ -6,10 +6,10 @@ import re
 from html import unescape
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from tests.factories import make_employee, make_event, make_schedule, utc
-from tests.helpers import statements
+from tests.helpers import assert_error, statements
 from tests.test_pages import html, ids, post
 
 WEEK = "2026-12-07"  # a Monday
@@ -462,3 +462,76 @@ def test_the_time_field_is_24_hour_text(app, client, signed_in):
     field = re.search(r'<input id="time"[^>]*>', page, re.S).group(0)
     assert 'type="text"' in field and 'value="14:30"' in field and "pattern=" in field
     assert "24-hour HH:MM" in page
+
+
+# -- "Plan this week": the proposal in words (static/js/roster_plan.js) -------------------
+
+def describe(client, auth, body):
+    return client.post("/calendar/plan/describe", json=body,
+                       headers={"X-CSRFToken": auth.csrf_token, "Accept": "application/json"})
+
+
+def test_the_roster_offers_plan_this_week_for_the_week_and_its_store(app, client, signed_in):
+    with app.app_context():
+        make_employee("Ana Lopez")
+    page = html(client.get(f"/calendar?week={WEEK}"))
+    bar = re.search(r'<div class="plan-bar" data-plan hidden([^>]*)>', page)
+    assert bar, "the Plan button waits for the script (hidden without JavaScript)"
+    assert 'data-from="2026-12-07"' in bar.group(1) and 'data-to="2026-12-13"' in bar.group(1)
+    assert "data-store" not in bar.group(1)
+    assert 'data-plan-url="/api/plan"' in bar.group(1) and 'data-apply-url="/api/plan/apply"' in bar.group(1)
+    filtered = html(client.get("/calendar?week=2026-12-09&store=1204"))
+    assert 'data-from="2026-12-07"' in filtered and 'data-store="1204"' in filtered
+
+
+def test_describe_says_each_proposal_in_local_words_and_writes_nothing(app, client, signed_in, chicago):
+    from models import Schedule, db
+
+    with app.app_context():
+        ana = make_employee("Ana Lopez")
+        snack = make_event(project_name="CORE - Snack Reset", store_number=1204, estimated_minutes=90,
+                           start_datetime=utc(2026, 12, 7, 12), due_datetime=utc(2026, 12, 12, 2))
+        demo = make_event(project_name="JUICER - Demo", store_number=77, store_name="Shelbyville")
+        ids_ = (ana.id, snack.id, demo.id)
+    ana_id, snack_id, demo_id = ids_
+    answer = describe(client, signed_in, {
+        "assignments": [{"event_id": snack_id, "employee_id": ana_id, "start_datetime": "2026-12-08T03:00:00Z"},
+                        {"event_id": 999999, "employee_id": ana_id, "start_datetime": "2026-12-08T15:00:00Z"}],
+        "unplaced": [demo_id, 999998]})
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    # 03:00 UTC is still Monday evening in Chicago
+    assert body["assignments"][0] == {"name": "CORE - Snack Reset", "store": 1204, "store_name": "Springfield",
+                                      "type": "Core", "type_label": "C", "type_class": "t-core",
+                                      "employee": "Ana Lopez", "date": "2026-12-07", "time": "21:00", "end": "22:30"}
+    assert body["assignments"][1] is None  # an event deleted meanwhile: the page leaves it out
+    assert body["events"] == {str(demo_id): {"name": "JUICER - Demo", "store": 77, "store_name": "Shelbyville",
+                                             "type": "Juicer", "type_label": "J", "type_class": "t-juicer"}}
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Schedule.id))) == 0
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "assignments"),
+    ({"assignments": "all"}, "assignments"),
+    ({"assignments": [{"event_id": 1, "employee_id": 2}]}, "assignments[0]"),
+    ({"assignments": [{"event_id": 1, "employee_id": 2, "start_datetime": "tomorrow"}]}, "assignments[0]"),
+    ({"assignments": [{"event_id": "1", "employee_id": 2, "start_datetime": "2026-12-08T15:00:00Z"}]}, "assignments[0]"),
+    ({"assignments": [{"event_id": 1, "employee_id": 2**40, "start_datetime": "2026-12-08T15:00:00Z"}]}, "assignments[0]"),
+    ({"assignments": [7]}, "assignments[0]"),
+    ({"assignments": [], "unplaced": ["3"]}, "unplaced"),
+    ({"assignments": [], "unplaced": 3}, "unplaced"),
+    ({"assignments": [{}] * 10001}, "assignments"),
+])
+def test_describe_refuses_a_bad_body_with_the_field(client, signed_in, body, field):
+    error = assert_error(describe(client, signed_in, body), 422)
+    assert error["details"][0]["field"] == field
+
+
+def test_describe_needs_a_session_and_its_csrf_token(client, auth):
+    token = auth.refresh_csrf()  # signed out, with a valid token: sent to sign in
+    answer = client.post("/calendar/plan/describe", json={"assignments": []}, headers={"X-CSRFToken": token})
+    assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+    auth.login_scheduler()
+    assert_error(client.post("/calendar/plan/describe", json={"assignments": []},
+                             headers={"Accept": "application/json"}), 400, "csrf_failed")

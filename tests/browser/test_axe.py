@@ -1,6 +1,6 @@
 """Every page through axe-core (axe-playwright-python ships axe.min.js in the package: nothing
-is fetched) at a laptop's 1366×900 and a phone's 390×844: no serious or critical violation,
-and no page wider than the screen.  Screenshots go to /tmp/axe-shots/."""
+is fetched) at a laptop's 1366×900 and a phone's 390×844, and the roster with a plan's
+preview on it: no serious or critical violation, and no page wider than the screen.  Screenshots go to /tmp/axe-shots/."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -75,6 +75,15 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, live, app, pages, si
             if wide["scroll"] > wide["width"] or wide["wide"]:
                 found[path].append(f"wider than the screen: {wide['scroll']} > {wide['width']}: {wide['wide'][:5]}")
             tab.screenshot(path=str(SHOTS / f"{name}-{size}.png"), full_page=True)
+        # the roster with a plan's preview on it (dashed proposals, the summary, Apply)
+        tab.goto("/calendar?week=2026-12-07")
+        tab.get_by_role("button", name="Plan this week").click()
+        tab.locator("[data-proposal]").first.wait_for()
+        found["roster, plan preview"] = serious(axe.run(tab))
+        wide = tab.evaluate(OVERFLOW)
+        if wide["scroll"] > wide["width"] or wide["wide"]:
+            found["roster, plan preview"].append(f"wider than the screen: {wide['scroll']} > {wide['width']}: {wide['wide'][:5]}")
+        tab.screenshot(path=str(SHOTS / f"roster-plan-{size}.png"), full_page=True)
     finally:
         context.close()
     bad = {path: v for path, v in found.items() if v}
