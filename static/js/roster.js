@@ -14,10 +14,8 @@
   "use strict";
   var grid = document.querySelector("[data-roster]");
   var status = document.querySelector("[data-roster-status]");
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  if (!grid || !status || !meta || !window.fetch || !window.FormData) { return; }
+  if (!grid || !status || !window.AppFetch || !window.FormData) { return; }
   var wrap = grid.closest(".roster-wrap");
-  var token = meta.getAttribute("content");
   var dragged = null;
   var over = null;
   var moving = null;   // the card being moved from the keyboard
@@ -79,24 +77,7 @@
     if (over) { over.classList.add(name); }
   }
 
-  function post(url, fields) {
-    var body = new FormData();
-    body.append("csrf_token", token);
-    Object.keys(fields).forEach(function (k) { body.append(k, fields[k]); });
-    return fetch(url, {
-      method: "POST", body: body, credentials: "same-origin",
-      headers: { "Accept": "application/json", "X-CSRFToken": token }
-    }).then(function (response) {
-      return response.json().catch(function () { return null; }).then(function (data) {
-        return { ok: response.ok, status: response.status, data: data };
-      });
-    });
-  }
-
-  function why(answer) {
-    var error = answer.data && answer.data.error;
-    return error && error.message ? error.message : "the server answered " + answer.status + ".";
-  }
+  var post = window.AppFetch.postForm, why = window.AppFetch.why;
 
   // -- drag and drop ---------------------------------------------------------------
   grid.addEventListener("dragstart", function (e) {

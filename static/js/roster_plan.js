@@ -13,9 +13,7 @@
   "use strict";
   var bar = document.querySelector("[data-plan]");
   var panel = document.querySelector("[data-plan-panel]");
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  if (!bar || !panel || !meta || !window.fetch || !window.JSON) { return; }
-  var token = meta.getAttribute("content");
+  if (!bar || !panel || !window.AppFetch || !window.JSON) { return; }
   var grid = document.querySelector("[data-roster]");
   var start = bar.querySelector("[data-plan-start]");
   var status = bar.querySelector("[data-plan-status]");
@@ -42,21 +40,8 @@
     return b;
   }
 
-  function send(url, body) {
-    return fetch(url, {
-      method: "POST", credentials: "same-origin", body: JSON.stringify(body),
-      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": token }
-    }).then(function (response) {
-      return response.json().catch(function () { return null; }).then(function (data) {
-        return { ok: response.ok, status: response.status, data: data };
-      });
-    });
-  }
-
-  function problem(answer) {
-    var error = answer.data && answer.data.error;
-    return error && error.message ? error.message : "the server answered " + answer.status + ".";
-  }
+  function send(url, body) { return window.AppFetch.request("POST", url, body); }
+  var problem = window.AppFetch.why;
 
   // the status line is the live region; `shown`: the panel already says it on screen
   function say(text, shown) {

@@ -1,43 +1,32 @@
 /* Sync UI, progressive: the server renders everything first and every button is
  * a working form; this script adds live refresh (status every 15 s, paused
  * while the tab is hidden), in-page run progress and in-page retry/resolve.
- * Talks to /api/sync/* with the session cookie and the X-CSRFToken header.
+ * Talks to /api/sync/* through static/js/app_fetch.js (session cookie, X-CSRFToken).
  */
 (function () {
   "use strict";
+  if (!window.AppFetch) { return; }  // static/js/app_fetch.js: no fetch, the forms still work
 
   var STATUS_EVERY_MS = 15000;
   var RUN_POLL_MS = 1000;
   var RESOURCES = ["employees", "events", "schedules"];
   var HEALTH_LABELS = { ok: "OK", degraded: "Degraded", down: "Down", disabled: "Sync off" };
 
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  var csrfToken = meta ? meta.getAttribute("content") : "";
   var section = document.querySelector("[data-sync-section]");
   var live = document.querySelector("[data-sync-live]");
   var timeZone = (section && section.getAttribute("data-timezone")) || "UTC";
   var runInProgress = false;
 
-  function api(method, url, body) {
-    var options = {
-      method: method,
-      credentials: "same-origin",
-      headers: { Accept: "application/json", "X-CSRFToken": csrfToken }
-    };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(url, options).then(function (response) {
-      return response.json().catch(function () { return {}; }).then(function (data) {
-        return { ok: response.ok, status: response.status, data: data };
-      });
+  function api(method, url, body) {  // data is {} when the answer is not JSON
+    return window.AppFetch.request(method, url, body).then(function (result) {
+      if (result.data === null) { result.data = {}; }
+      return result;
     });
   }
 
-  function errorText(result) {
-    var error = result.data && result.data.error;
-    return (error && error.message) || "The server answered " + result.status + ".";
+  function errorText(result) {  // a sentence of its own: "The server answered 502."
+    var text = window.AppFetch.why(result);
+    return text.charAt(0).toUpperCase() + text.slice(1);
   }
 
   function announce(text, kind, extra) {
