@@ -18,7 +18,9 @@ here: the models' rules (window, active, one a day, event free) and then availab
 after `lock_employee` has serialized writers for that employee.  The database keeps the
 weekly limit that way: two requests racing to give one employee a day of a week at its
 limit queue on the employee's row lock (PostgreSQL) or the write lock (SQLite), and the
-second one counts the first one's committed schedule.
+second one counts the first one's committed schedule.  The planner's apply checks many at
+once with `Batch`: `lock_employees` (all of them, in id order), then one query each for
+the events, the employees and their availability, and the same rules on those rows.
 """
 from __future__ import annotations
 
