@@ -108,7 +108,7 @@ def feed_ics(token: str, now: Optional[datetime] = None) -> Optional[bytes]:
 _END = b"END:VCALENDAR\r\n"
 
 
-@lru_cache(maxsize=20000)  # ~200 bytes each: a few MB at most, per process
+@lru_cache(maxsize=20000)  # ~0.5 KB each with its key: 10 MB at most, per process
 def _vevent_ical(schedule_id: int, start: datetime, stamp: datetime, project_name: str,
                  store_number: Optional[int], store_name: Optional[str],
                  estimated_minutes: Optional[int]) -> bytes:
