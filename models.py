@@ -873,12 +873,13 @@ def available_employees(day: date, exclude_schedule_id: Optional[int] = None) ->
 
 
 def check_schedule(event: Optional[Event], employee: Optional[Employee], start: datetime,
-                   schedule: Optional[Schedule] = None) -> None:
+                   schedule: Optional[Schedule] = None, known: Optional[tuple] = None) -> None:
     """Raise DomainError unless `employee` may do `event` at `start` (aware UTC).
 
     Rules (docs/openapi.yaml): inside the event's window (422), an active employee
-    (422), no other schedule for that employee that day (409), and the event
-    not already scheduled (409).  `schedule` is the one being changed, if any.
+    (422), no other schedule for that employee that day (409), and the event not already
+    scheduled (409).  `schedule` is the one being changed, if any; `known` = (event taken,
+    day taken) loaded beforehand for many checks at once (the planner's apply), else queried.
     """
     if event is None:
         raise DomainError("event not found", field="event_id", status=422)
@@ -890,15 +891,12 @@ def check_schedule(event: Optional[Event], employee: Optional[Employee], start: 
                           field="start_datetime", status=422)
     if not employee.active:
         raise DomainError(f"{employee.name} is inactive", field="employee_id", status=422)
-    own_id = schedule.id if schedule is not None else None
-    taken = db.session.scalar(
-        live(Schedule).where(Schedule.event_id == event.id, Schedule.id != (own_id or 0)).limit(1)
-    )
-    if taken is not None:
+    own_id, day = (schedule.id if schedule is not None else None), to_local(start).date()
+    if known[0] if known else db.session.scalar(live(Schedule).where(
+            Schedule.event_id == event.id, Schedule.id != (own_id or 0)).limit(1)) is not None:
         raise DomainError("the event is already scheduled", field="event_id",
                           status=409, code="already_scheduled")
-    day = to_local(start).date()
-    if day_taken(employee.id, day, own_id) is not None:
+    if known[1] if known else day_taken(employee.id, day, own_id) is not None:
         raise DomainError(day_taken_words(employee.name, day),
                           field="employee_id", status=409, code="employee_busy")
 

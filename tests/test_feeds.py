@@ -1,6 +1,7 @@
 """An employee's calendar feed (feeds.py, calendar_feeds.py): made and revoked through
 the API, read without sign-in as iCalendar (parsed here with `icalendar`), following the
-roster (a reschedule moves the VEVENT, an unschedule removes it); one query per feed."""
+roster (a reschedule moves the VEVENT, an unschedule removes it); one query per feed; a
+poll with its ETag is 304 until the feed changes."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -86,6 +87,37 @@ def test_only_the_hash_of_the_token_is_stored_and_the_feed_is_one_query(client, 
         with statements(app) as seen:
             assert feed_ics(token) is not None
         assert len(seen) == 1
+
+
+def test_a_poll_with_the_etag_is_304_until_anything_the_feed_shows_changes(client, admin_headers, app):
+    """Phone calendars poll: an unchanged feed answers 304 with no body; renaming the event
+    (its schedule untouched) or moving the schedule gives the new feed and a new ETag."""
+    w = setup(app)
+    url = client.post(f"/api/employees/{w['ana']}/feed", headers=admin_headers).get_json()["url"]
+    url, phone = url.split("localhost", 1)[-1], app.test_client()
+    first = phone.get(url)
+    tag = first.headers["ETag"]
+    assert first.status_code == 200 and tag
+    unchanged = phone.get(url, headers={"If-None-Match": tag})
+    assert unchanged.status_code == 304 and unchanged.data == b""
+    with app.app_context():
+        from models import Schedule, db
+
+        event_id = db.session.get(Schedule, w["schedule"]).event_id
+    renamed = client.patch(f"/api/events/{event_id}", headers=admin_headers,
+                           json={"project_name": "CORE - Reset, renamed"})
+    assert renamed.status_code == 200
+    changed = phone.get(url, headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != tag
+    uid = f"schedule-{w['schedule']}@merch-scheduler"
+    summary = {str(c["uid"]): str(c["summary"]) for c in Calendar.from_ical(changed.data).walk("VEVENT")}
+    assert summary[uid] == "CORE - Reset, renamed (77 Springfield)"
+    moved = client.patch(f"/api/schedules/{w['schedule']}", headers=admin_headers,
+                         json={"start_datetime": soon(5).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert moved.status_code == 200
+    again = phone.get(url, headers={"If-None-Match": changed.headers["ETag"]})
+    assert again.status_code == 200
+    assert {str(c["uid"]): c["dtstart"].dt for c in Calendar.from_ical(again.data).walk("VEVENT")}[uid] == soon(5)
 
 
 def test_a_feed_with_no_schedules_is_an_empty_calendar(client, admin_headers, app):

@@ -177,6 +177,41 @@ def test_a_push_batch_commits_a_constant_number_of_times(database_url, sandbox, 
         _empty_tables(app)
 
 
+def test_a_plan_apply_runs_the_same_statements_and_one_commit_for_5_and_50_assignments(
+        app, client, admin_headers):
+    """POST /api/plan/apply: the checks read in one query each, one insert, one commit,
+    one push-soon, whatever the number of assignments (one refused among them)."""
+    import api
+    from tests.factories import make_employee, make_event
+
+    pushes = []
+
+    def apply(count: int) -> tuple[int, int]:
+        with app.app_context():
+            events = [make_event().id for _ in range(count)]
+            staff = [make_employee().id for _ in range(count)]
+            off = make_employee(workdays=0b0000001).id  # Mondays only
+        assignments = [{"event_id": ev, "employee_id": who, "start_datetime": "2026-12-02T09:00:00Z"}
+                       for ev, who in zip(events, staff)]
+        assignments[-1]["employee_id"] = off
+        with statements(app) as seen, commits(app) as committed:
+            answer = client.post("/api/plan/apply", headers=admin_headers,
+                                 json={"assignments": assignments})
+        body = answer.get_json()
+        assert answer.status_code == 200 and len(body["created"]) == count - 1, body
+        assert [r["error"]["code"] for r in body["refused"]] == ["employee_unavailable"]
+        return len(seen), len(committed)
+
+    original = api.notify_local_change
+    api.notify_local_change = lambda: pushes.append(1)
+    try:
+        small, large = apply(5), apply(50)
+    finally:
+        api.notify_local_change = original
+    assert small == large and small[1] == 1, (small, large)
+    assert pushes == [1, 1]
+
+
 # ---------------------------------------------------------------------------
 # SQLite (the embedded default) under concurrent writes while a sync run writes
 # ---------------------------------------------------------------------------

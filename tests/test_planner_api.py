@@ -107,3 +107,34 @@ def test_apply_needs_a_list(client, admin_headers):
     answer = client.post("/api/plan/apply", headers=admin_headers, json={"assignments": {}})
     assert answer.status_code == 422
     assert answer.get_json()["error"]["details"][0]["field"] == "assignments"
+
+
+def test_apply_that_loses_a_race_at_the_insert_still_creates_the_others(client, admin_headers, app,
+                                                                        monkeypatch):
+    """A schedule committed between the apply's reads and its insert by a writer that takes
+    no employee lock (a pull): the database refuses the insert, the apply starts again one
+    assignment at a time and reports that one as POST /api/schedules would."""
+    import availability
+    from models import Event, db
+
+    w = world(app)
+    with app.app_context():
+        make_schedule(db.session.get(Event, w["events"][0]), make_employee("Cy"), utc(2026, 12, 1, 9))
+    loaded = availability.Batch.__init__
+
+    def missing_the_winner(self, wanted):  # as if read just before the other commit
+        loaded(self, wanted)
+        self.taken.clear()
+
+    monkeypatch.setattr(availability.Batch, "__init__", missing_the_winner)
+    answer = client.post("/api/plan/apply", headers=admin_headers, json={"assignments": [
+        {"event_id": w["events"][0], "employee_id": w["ana"], "start_datetime": "2026-12-02T09:00:00Z"},
+        {"event_id": w["events"][1], "employee_id": w["ana"], "start_datetime": "2026-12-03T09:00:00Z"},
+        {"event_id": w["events"][2], "employee_id": w["ben"], "start_datetime": "2026-11-30T09:00:00Z"}]})
+    body = answer.get_json()
+    assert answer.status_code == 200 and len(body["created"]) == 2, body
+    assert [(r["event_id"], r["error"]["code"]) for r in body["refused"]] == [
+        (w["events"][0], "already_scheduled")]
+    assert count_schedules(app) == 3
+    history = client.get(f"/api/schedules/{body['created'][0]}/history", headers=admin_headers)
+    assert [e["source"] for e in history.get_json()["data"]] == ["planner"]

@@ -290,6 +290,62 @@ def test_csv_import_against_api_creates_for_one_employee_day(app, base_url):
             assert "2026-12-02" in csv_body["error"]["details"][0]["message"]
 
 
+def test_plan_apply_against_post_schedules_for_one_employee_day(app, base_url):
+    """An apply (the employee-day among others) and POSTs for that employee-day at once:
+    one winner; the apply reports its loss in `refused`, a POST that loses is 409; the
+    apply's other assignments are all created."""
+    from models import Schedule
+
+    for _round in range(ROUNDS):
+        with app.app_context():
+            worker = make_employee().id
+            events = [make_event().id for _ in range(THREADS)]
+            others = [(make_event().id, make_employee().id) for _ in range(20)]
+        mine = schedule_body(events[0], worker)
+        apply = {"assignments": [mine] + [schedule_body(ev, who) for ev, who in others]}
+        calls = [("POST", "/api/plan/apply", {"json": apply})] + [
+            ("POST", "/api/schedules", {"json": schedule_body(ev, worker, 8 + i % 8)})
+            for i, ev in enumerate(events[1:])]
+        results = race(base_url, calls)
+        (status, body), posts = results[0], results[1:]
+        assert status == 200, body
+        counts = FIGURES[("employee-day (apply vs POST)", dialect(app))]
+        counts["index refusals"] += refusals()
+        counts["trials"] += 1
+        statuses = Counter(s for s, _ in posts)
+        apply_won = len(body["created"]) == 1 + len(others)
+        assert len(body["created"]) + len(body["refused"]) == 1 + len(others)
+        assert statuses[201] + apply_won == 1, (body, posts)
+        assert statuses[409] == len(posts) - statuses[201], posts
+        assert {b["error"]["code"] for s, b in posts if s == 409} == {"employee_busy"}
+        if not apply_won:
+            assert [(r["event_id"], r["error"]["code"]) for r in body["refused"]] == [
+                (events[0], "employee_busy")]
+        counts["winners"] += 1
+        counts["apply won"] += apply_won
+        assert live_count(app, Schedule, Schedule.employee_id == worker) == 1
+
+
+def test_plan_applies_sharing_employees_in_opposite_orders_never_deadlock(app, base_url):
+    """Applies giving the same employees other days, listed in opposite orders, at once:
+    each employee lock is taken in id order, so all finish; every day is booked once."""
+    from models import Schedule
+
+    with app.app_context():
+        staff = [make_employee().id for _ in range(10)]
+        events = [[make_event().id for _ in staff] for _ in range(4)]
+    calls = []
+    for n, batch in enumerate(events):
+        order = staff if n % 2 == 0 else staff[::-1]
+        calls.append(("POST", "/api/plan/apply", {"json": {"assignments": [
+            {"event_id": ev, "employee_id": who, "start_datetime": f"2026-12-0{2 + n}T09:00:00Z"}
+            for ev, who in zip(batch, order)]}}))
+    results = race(base_url, calls)
+    assert [status for status, _ in results] == [200] * len(calls), results
+    assert all(len(body["created"]) == len(staff) for _, body in results), results
+    assert live_count(app, Schedule, Schedule.employee_id.in_(staff)) == len(staff) * len(events)
+
+
 # -- one live schedule per event -------------------------------------------------------------
 
 def test_post_schedules_for_one_event(app, base_url):
