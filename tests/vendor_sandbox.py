@@ -1041,8 +1041,6 @@ class VendorSandbox:
         self._epoch = 0
         self.strict = Strictness() if strict is True else (strict or None)
         self._strict_rng = random.Random(seed)
-        self._strict_seed = seed
-        self._listing_rngs: dict[str, random.Random] = {}  # see _listing_rng
         self._nonce = itertools.count()  # strict page tokens: each one a new string
         self.webhooks = WebhookDispatcher(webhook_url, webhook_secret, self.strict, seed)
         self._open = threading.Event()  # cleared by hold(): /api/v1 requests wait
@@ -1200,8 +1198,6 @@ class VendorSandbox:
             self._apply_faults(faults)
             if seed is not None:
                 self._strict_rng = random.Random(int(seed))
-                self._strict_seed = int(seed)
-                self._listing_rngs.clear()
         return self.faults()
 
     def clear_faults(self) -> None:
@@ -1532,19 +1528,6 @@ class VendorSandbox:
                     {"t": "s", "r": resource, "e": self._epoch, "s": snapshot})
             return body
 
-    def _listing_rng(self, resource: str) -> random.Random:
-        """The strict draws of one resource's listings (page sizes, stale tokens).
-
-        One generator per resource, seeded from the sandbox's seed: a client that
-        follows the three listings at once meets the same draws whatever order its
-        threads' requests arrive in, so a seeded test is reproducible on a busy machine."""
-        with self._lock:
-            rng = self._listing_rngs.get(resource)
-            if rng is None:
-                rng = self._listing_rngs[resource] = random.Random(
-                    f"{self._strict_seed}:{resource}")
-            return rng
-
     def _strict_page(self, resource, args, full, snapshot, cursor, limit) -> dict:
         """A strict listing page: by id, and (with short_pages) often shorter than
         ``limit``, sometimes empty with a next_page_token."""
@@ -1555,9 +1538,8 @@ class VendorSandbox:
             since, after = cursor, ""
         size = limit
         if self.strict.short_pages:
-            rng = self._listing_rng(resource)
-            draw = rng.random()
-            size = 0 if draw < 0.1 else limit if draw > 0.6 else rng.randint(1, limit)
+            draw = self._strict_rng.random()
+            size = 0 if draw < 0.1 else limit if draw > 0.6 else self._strict_rng.randint(1, limit)
         items, more, last = self.store.page_by_id(resource, full, snapshot, since, after, size)
         body = {"data": [self.out(rec) for rec in items], "next_page_token": None,
                 "next_sync_token": None}
@@ -1588,7 +1570,7 @@ class VendorSandbox:
                                "The sync token is unknown or expired; do a full listing.")
         if self.strict is not None and (
                 args["sync_token"] in self._stale_tokens
-                or self._listing_rng(resource).random() < self.strict.stale_token_rate):
+                or self._strict_rng.random() < self.strict.stale_token_rate):
             self._stale_tokens.add(args["sync_token"])
             self._stats["stale_tokens"] += 1
             raise SandboxError(410, "sync_token_expired",
