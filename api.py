@@ -13,6 +13,7 @@ from typing import Optional
 from flask import Blueprint, jsonify, request, url_for
 from flask_login import login_required
 from sqlalchemy import insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import availability
 import csv_formats
@@ -23,7 +24,7 @@ import inputs
 import planner
 import security
 from bodies import Body, boolean, field, json_object
-from error_handlers import invalid
+from error_handlers import invalid, is_transient_db_error
 from models import (
     SYNCED_MODELS,
     ApiError,
@@ -106,8 +107,6 @@ def _commit(record, recheck=None, push: bool = True) -> None:
     meanwhile: `recheck()` runs the request's Python checks again, which now see the
     winner and raise the very 409 they give when there is no race.
     """
-    from sqlalchemy.exc import IntegrityError
-
     if push:
         record.mark_changed()
     db.session.add(record)
@@ -474,6 +473,7 @@ def _checked(values: dict, schedule: Optional[Schedule] = None,
 # -- the planner (planner.py) ----------------------------------------------------
 
 MAX_APPLY = 5000  # assignments per POST /api/plan/apply
+APPLY_ATTEMPTS = 3  # an apply that loses a deadlock (to a pull's inserts) is run again
 
 
 @bp.post("/plan")
@@ -514,10 +514,19 @@ def apply_plan():
             wanted.append((position, _schedule_values(item)))
         except ApiError as exc:
             outcomes[position] = _refusal(item, exc)
-    with history.source("planner"):
-        if wanted and not _apply_together(wanted, items, outcomes):
-            _apply_one_by_one(wanted, items, outcomes)
-        db.session.commit()
+    first = list(outcomes)
+    for attempt in range(1, APPLY_ATTEMPTS + 1):
+        try:
+            with history.source("planner"):
+                if wanted and not _apply_together(wanted, items, outcomes):
+                    _apply_one_by_one(wanted, items, outcomes)
+                db.session.commit()
+            break
+        except DBAPIError as exc:  # lost a deadlock to a pull: nothing was saved, go again
+            db.session.rollback()
+            if attempt == APPLY_ATTEMPTS or not is_transient_db_error(exc):
+                raise
+            outcomes[:] = first
     created = [o for o in outcomes if isinstance(o, int)]
     if created:
         notify_local_change()
@@ -537,7 +546,6 @@ def _apply_together(wanted: list, items: list, outcomes: list) -> bool:
     the accepted ones inserted by one executemany under a SAVEPOINT, their ids read back
     by event (one live schedule an event), their history in one write; False, with
     nothing kept, when the database refused the insert."""
-    from sqlalchemy.exc import IntegrityError
 
     batch = availability.Batch([(v["event_id"], v["employee_id"], v["start_datetime"])
                                 for _, v in wanted])
@@ -573,7 +581,6 @@ def _apply_one_by_one(wanted: list, items: list, outcomes: list) -> None:
     """The slow path of an apply (after a lost race): each assignment checked against the
     database and inserted under its own SAVEPOINT; a unique rule that refuses one is
     explained by the checks run again (which now see the winner)."""
-    from sqlalchemy.exc import IntegrityError
 
     for position, values in wanted:
         try:

@@ -15,6 +15,7 @@ import uuid
 from typing import Any, Optional
 
 from flask import Flask, current_app, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 import inputs
@@ -22,7 +23,7 @@ from models import ApiError, db
 from observability import RequestContextFilter, formatter_for
 
 __all__ = ["ApiError", "configure_logging", "error_response", "invalid", "is_api_request",
-           "register_error_handlers", "wants_json"]
+           "is_transient_db_error", "register_error_handlers", "wants_json"]
 
 log = logging.getLogger("app.errors")
 
@@ -55,6 +56,22 @@ def wants_json() -> bool:
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+# PostgreSQL's SQLSTATEs for a transaction that lost to another one (deadlock_detected,
+# serialization_failure, lock_not_available): nothing was saved and the same request
+# can succeed a moment later.
+_TRANSIENT_SQLSTATES = {"40P01", "40001", "55P03"}
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Whether a database error is contention, not a fault: a deadlock or serialization
+    failure on PostgreSQL, "database is locked" past the busy timeout on SQLite."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return state in _TRANSIENT_SQLSTATES or "database is locked" in str(orig)
 
 
 def invalid(details: list[dict]) -> ApiError:
@@ -124,6 +141,19 @@ def register_error_handlers(app: Flask) -> None:
         for name, value in exc.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value
+        return response
+
+    @app.errorhandler(DBAPIError)
+    def handle_database_error(exc: DBAPIError):
+        _rollback()
+        if not is_transient_db_error(exc):
+            return error_response(500, "internal_error", MESSAGES[500], exc=exc)
+        log.warning("database contention (%s): answered 503, nothing saved",
+                    type(exc.orig).__name__)
+        response = current_app.make_response(error_response(
+            503, "busy", "Another change held the same records; nothing was saved. "
+            "Try again in a moment."))
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(Exception)

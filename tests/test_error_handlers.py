@@ -4,8 +4,9 @@ import logging
 
 import pytest
 
-from models import Employee, db
+import history
 from error_handlers import SecretFilter
+from models import Employee, db
 
 
 @pytest.fixture
@@ -95,3 +96,33 @@ def test_configured_secrets_never_reach_the_log_output(database_url, capfd):
     err = capfd.readouterr().err
     assert "vendor-key-0123456789" not in err
     assert application is not None
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate):
+        super().__init__(f"SQLSTATE {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize("sqlstate,status,code", [
+    ("40P01", 503, "busy"),            # deadlock_detected: another transaction won
+    ("40001", 503, "busy"),            # serialization_failure
+    ("42P01", 500, "internal_error"),  # undefined_table: a fault, not contention
+])
+def test_database_contention_is_503_with_retry_after_and_nothing_saved(app, client, admin_headers,
+                                                                         sqlstate, status, code):
+    from sqlalchemy.exc import OperationalError
+
+    def contended():
+        with history.source("api"):
+            db.session.add(Employee(name="half written"))
+            db.session.flush()
+        raise OperationalError("UPDATE employees ...", {}, _PgError(sqlstate))
+
+    app.add_url_rule("/api/contended", "api_contended", contended)
+    response = client.get("/api/contended", headers=admin_headers)
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+    assert (response.headers.get("Retry-After") == "1") is (status == 503)
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(Employee)) == 0

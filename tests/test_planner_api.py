@@ -138,3 +138,37 @@ def test_apply_that_loses_a_race_at_the_insert_still_creates_the_others(client, 
     assert count_schedules(app) == 3
     history = client.get(f"/api/schedules/{body['created'][0]}/history", headers=admin_headers)
     assert [e["source"] for e in history.get_json()["data"]] == ["planner"]
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"  # PostgreSQL's deadlock_detected, as psycopg reports it
+
+
+def test_apply_that_loses_a_deadlock_runs_again_and_saves_once(client, admin_headers, app,
+                                                                monkeypatch):
+    """PostgreSQL ends one side of a deadlock (an apply against a pull inserting the same
+    rows in another order): nothing of that attempt was saved, and the apply runs again."""
+    import api
+    from sqlalchemy.exc import OperationalError
+
+    w = world(app)
+    real = api._apply_together
+    lost = []
+
+    def deadlocked_once(wanted, items, outcomes):
+        done = real(wanted, items, outcomes)
+        if not lost:
+            lost.append(1)
+            raise OperationalError("INSERT ...", {}, _Deadlock("deadlock detected"))
+        return done
+
+    monkeypatch.setattr(api, "_apply_together", deadlocked_once)
+    answer = client.post("/api/plan/apply", headers=admin_headers, json={"assignments": [
+        {"event_id": w["events"][1], "employee_id": w["ana"], "start_datetime": "2026-12-03T09:00:00Z"},
+        {"event_id": w["events"][2], "employee_id": w["ben"], "start_datetime": "2026-11-30T09:00:00Z"}]})
+    body = answer.get_json()
+    assert answer.status_code == 200 and len(body["created"]) == 2 and body["refused"] == [], body
+    assert lost == [1] and count_schedules(app) == 2
+    for schedule_id in body["created"]:
+        history = client.get(f"/api/schedules/{schedule_id}/history", headers=admin_headers)
+        assert [e["source"] for e in history.get_json()["data"]] == ["planner"]
