@@ -448,6 +448,26 @@ class VendorAdapter(HTTPAdapter):
         """requests' pool manager, its connections writing head and body at once."""
         super().init_poolmanager(*args, **kwargs)
         use_one_write(self.poolmanager)
+        self.pools = {}  # (scheme://host:port, verify, cert) -> urllib3 pool, without a proxy
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        """The pool of the request's host, remembered while it stays open (requests parses
+        the URL three times to find it again each request); through a proxy as requests does."""
+        if proxies:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        key = ("/".join(request.url.split("/", 3)[:3]), verify, cert)
+        pool = self.pools.get(key)
+        if pool is None or pool.pool is None:  # closed (the adapter's, or the manager evicted it)
+            pool = self.pools[key] = super().get_connection_with_tls_context(request, verify,
+                                                                             None, cert)
+        return pool
+
+    def request_url(self, request, proxies):
+        """The path to send; as requests says it (a proxy may need the whole URL)."""
+        if proxies:
+            return super().request_url(request, proxies)
+        url = request.path_url
+        return f"/{url.lstrip('/')}" if url.startswith("//") else url
 
     def send(self, request, *args, **kwargs):
         """Throttle and count the first attempt, then send with the fitting retry policy;
