@@ -51,6 +51,7 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 import metrics
+from vendor_http import QuickSend, use_one_write
 from vendor_listing import ListingAhead
 from vendor_pacing import (  # noqa: F401 - re-exported: part of the client's interface
     PoolPause,
@@ -443,6 +444,31 @@ class VendorAdapter(HTTPAdapter):
         self.once.poolmanager.clear()
         self.once.poolmanager = self.poolmanager
 
+    def init_poolmanager(self, *args, **kwargs):
+        """requests' pool manager, its connections writing head and body at once."""
+        super().init_poolmanager(*args, **kwargs)
+        use_one_write(self.poolmanager)
+        self.pools = {}  # (scheme://host:port, verify, cert) -> urllib3 pool, without a proxy
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        """The pool of the request's host, remembered while it stays open (requests parses
+        the URL three times to find it again each request); through a proxy as requests does."""
+        if proxies:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        key = ("/".join(request.url.split("/", 3)[:3]), verify, cert)
+        pool = self.pools.get(key)
+        if pool is None or pool.pool is None:  # closed (the adapter's, or the manager evicted it)
+            pool = self.pools[key] = super().get_connection_with_tls_context(request, verify,
+                                                                             None, cert)
+        return pool
+
+    def request_url(self, request, proxies):
+        """The path to send; as requests says it (a proxy may need the whole URL)."""
+        if proxies:
+            return super().request_url(request, proxies)
+        url = request.path_url
+        return f"/{url.lstrip('/')}" if url.startswith("//") else url
+
     def send(self, request, *args, **kwargs):
         """Throttle and count the first attempt, then send with the fitting retry policy;
         a final 429/503 with Retry-After (not retried) holds the pool too."""
@@ -512,6 +538,7 @@ class VendorClient:
         adapter = VendorAdapter(self.retry, observer=self, pool_maxsize=pool_maxsize)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
+        self._quick = QuickSend(self.session, self.base_url)
 
     @classmethod
     def from_config(cls, config: Mapping) -> "VendorClient":
@@ -645,7 +672,10 @@ class VendorClient:
               params: Mapping[str, Any] | None) -> requests.Response:
         """Prepare with the session's headers and send through it, without
         ``Session.request``'s per-call merging (proxies and CA bundle were read from the
-        environment once, in ``_settings_from_environment``)."""
+        environment once, in ``_settings_from_environment``); through ``QuickSend`` when the
+        session has no auth, hooks or cookies for ``Session.send`` to handle."""
+        if self._quick.usable():
+            return self._quick.send(method, path, headers, body, params, self.timeout)
         session = self.session
         prepared = requests.PreparedRequest()
         prepared.prepare(method=method, url=self.url(path), headers={**session.headers, **headers},

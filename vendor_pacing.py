@@ -218,6 +218,9 @@ _CLOCKS: dict[str, VendorClock] = {}
 
 def shared_clock(key: str) -> VendorClock:
     """The process-wide clock estimate for ``key`` (a base URL)."""
+    clock = _CLOCKS.get(key)  # the usual case: no lock, and no new clock built to be dropped
+    if clock is not None:
+        return clock
     with _LIMITERS_LOCK:
         return _CLOCKS.setdefault(key, VendorClock())
 

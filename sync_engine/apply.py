@@ -23,6 +23,7 @@ from sqlalchemy import literal_column, select, union_all
 from api_service import NotFound, parse_object
 from models import SYNCED_MODELS, Employee, Event, Schedule, SyncMixin, day_taken_words, db, utcnow
 
+from .clock import one_offset
 from .context import RunContext, SINGULAR, policy_now, stamp, log, settings
 from .mapping import (differing_fields, in_, is_newer, jsonable, remote_updated, remote_values,
                       vendor_version)
@@ -128,6 +129,12 @@ def apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
     on PostgreSQL; link candidates in one query; schedule links in one query
     per resource.  The caller commits.
     """
+    with one_offset():  # every stamp of the page corrected by one offset, asked once
+        return _apply_items(resource, items, ctx, source)
+
+
+def _apply_items(resource: str, items: list[dict], ctx: Optional[RunContext],
+                 source: str) -> list[Applied]:
     model = SYNCED_MODELS[resource]
     items = [parse_object(o) if isinstance(o.get("updated_at"), str) else o for o in items]
     if resource == "schedules":

@@ -5,14 +5,16 @@ those stamps it corrects it by `vendor_offset()` (vendor minus our clock, second
 nearest zero its proven bounds allow, see `correction`): the process's own measurement
 (`vendor_pacing.shared_clock`, fed by every answer's `Date`) when it has one, else the latest
 one any process saved in the `vendor_clock` table (read at most every `CACHE_SECONDS`). `save_offset` writes the measurement after a run, or sooner when it moved by
-more than `CHANGE_SECONDS` since the last save.
+more than `CHANGE_SECONDS` since the last save. Within `one_offset()` (a page being applied)
+the offset is asked once and every stamp of the page is corrected by that value.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from flask import current_app, has_app_context
 
@@ -28,6 +30,8 @@ CHANGE_SECONDS = 0.5
 _lock = threading.Lock()
 _cache: dict = {}  # base URL → (offset or None, monotonic time read) from the table
 _saved: dict = {}  # base URL → the offset this process last wrote
+_fixed = threading.local()  # .offset: vendor_offset()'s answer inside one_offset()
+_UNSET = object()
 
 
 def _base_url(app) -> str:
@@ -75,11 +79,27 @@ def stored_offset(app) -> Optional[float]:
 def vendor_offset(app=None) -> Optional[float]:
     """Vendor minus our clock in seconds: this process's measurement, else the stored one."""
     if app is None:
+        fixed = getattr(_fixed, "offset", _UNSET)
+        if fixed is not _UNSET:
+            return fixed
         if not has_app_context():
             return None
         app = current_app._get_current_object()
     own = measured_offset(app)
     return own if own is not None else stored_offset(app)
+
+
+@contextmanager
+def one_offset() -> Iterator[Optional[float]]:
+    """Within: `vendor_offset()` (of the current app) answers the value it had on entry, so
+    that a page's objects are judged by one clock, asked once a page instead of once an
+    object (45,000 times in a first pull of 45,000 objects)."""
+    before = getattr(_fixed, "offset", _UNSET)
+    _fixed.offset = vendor_offset() if before is _UNSET else before
+    try:
+        yield _fixed.offset
+    finally:
+        _fixed.offset = before
 
 
 def save_offset(app, force: bool = False) -> Optional[float]:

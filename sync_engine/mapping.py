@@ -110,7 +110,8 @@ def in_(column, values):
     look-ups ran 40 % faster with than with one parameter per value (200 a page)."""
     values = [v for v in values if v is not None]
     if db.session.get_bind().dialect.name != "postgresql":
-        return column.in_(values)
+        # one expanding parameter: `in_(a list)` checked and wrapped each value first
+        return column.in_(bindparam(None, values, expanding=True, type_=column.type))
     from sqlalchemy import any_
     from sqlalchemy.dialects.postgresql import ARRAY
 

@@ -16,7 +16,9 @@ from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 import history
-from models import day_holders, RetiredVendorId, Schedule, copy_rows, db, local_day, utcnow
+from local_days import local_day_of
+from models import (day_holders, RetiredVendorId, Schedule, app_tz, copy_rows, db,
+                    utcnow)
 
 from .mapping import in_, normalize, rows_of, vendor_version
 
@@ -28,6 +30,7 @@ class Refs:
     events: dict = field(default_factory=dict)
     employees: dict = field(default_factory=dict)
     days: Optional["DaySlots"] = None  # who holds each employee's local day (schedules)
+    tz: Any = None  # APP_TIMEZONE, read once for the batch (`day_key`)
 
 
 @dataclass
@@ -258,4 +261,6 @@ def day_key(obj: dict, refs: Refs) -> Optional[tuple]:
     start = normalize("start_datetime", obj.get("start_datetime"))
     if employee_id is None or not isinstance(start, datetime):
         return None
-    return employee_id, local_day(start)
+    if refs.tz is None:  # the zone once a batch, not a config look-up for each schedule
+        refs.tz = app_tz()
+    return employee_id, local_day_of(start, refs.tz)

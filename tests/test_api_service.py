@@ -1176,3 +1176,47 @@ def test_a_90_second_vendor_clock_skew_is_measured_over_real_http(skew):
     finally:
         sandbox.stop()
     assert sandbox.clock_skew() == 0
+
+
+# --------------------------------------------------------------------------
+# HTTP: one write a request, and what Session.send would have handled
+# --------------------------------------------------------------------------
+
+def test_a_create_goes_out_in_one_write_with_its_body(client, vendor, monkeypatch):
+    """Head and JSON body in one write (urllib3 alone makes two: two wake-ups of the vendor)."""
+    import http.client
+
+    writes: list[bytes] = []
+    plain_send = http.client.HTTPConnection.send
+    monkeypatch.setattr(http.client.HTTPConnection, "send",
+                        lambda self, data: (writes.append(data), plain_send(self, data))[1])
+    vendor.answer((201, make_event()), (200, make_event()))
+    client.create("employees", {"name": "Dana Reyes"}, idempotency_key="k-one-write")
+    client.get("employees", "emp_1")
+    assert len(writes) == 2  # one a request
+    assert writes[0].startswith(b"POST /api/v1/employees HTTP/1.1\r\n")
+    assert writes[0].endswith(b"\r\n\r\n" + json.dumps({"name": "Dana Reyes"}).encode())
+    sent = vendor.requests[0]
+    assert sent["body"] == {"name": "Dana Reyes"} and sent["headers"]["Idempotency-Key"] == "k-one-write"
+    assert sent["headers"]["Content-Length"] == str(len(json.dumps({"name": "Dana Reyes"})))
+    assert vendor.requests[1]["method"] == "GET" and vendor.requests[1]["body"] is None
+
+
+def test_a_cookie_the_vendor_sets_is_sent_back(client, vendor):
+    """The quick send skips Session.send only when it has nothing to do: a cookie set by an
+    answer (a load balancer's, say) goes back on the next request."""
+    vendor.answer((200, make_event(), {"Set-Cookie": "lb=node-2; Path=/"}), (200, make_event()))
+    client.get("events", "ev_1")
+    client.delete("events", "ev_1")
+    assert vendor.requests[1]["headers"].get("Cookie") == "lb=node-2"
+    assert vendor.requests[1]["headers"]["Content-Length"] == "0"
+    assert vendor.requests[1]["headers"]["Authorization"] == f"Bearer {KEY}"
+
+
+def test_listing_queries_are_encoded_as_requests_encodes_them(client, vendor):
+    """The page token is opaque: sent back exactly, whatever characters it holds."""
+    token = "a+b/c=d&e f~ü"
+    vendor.answer((200, {"data": [], "next_page_token": token}),
+                  (200, {"data": [], "next_sync_token": "s"}))
+    list(client.iter_pages("events", limit=50, ahead=False))
+    assert [r["query"] for r in vendor.requests] == [{"limit": ["50"]}, {"page_token": [token]}]

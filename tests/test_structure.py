@@ -198,6 +198,7 @@ TESTED_ELSEWHERE = {
     "paging": (("test_api.py", "test_sync_admin.py"), "the one page reader, through its users"),
     "shared": (("test_pages.py", "test_roster.py"), "form helpers the audience modules share"),
     "template_helpers": (("test_history.py", "test_timezones.py"), "Jinja filters, on pages"),
+    "vendor_http": (("test_api_service.py",), "the vendor client's connections and quick send"),
     "vendor_pacing": (("test_api_service.py", "test_api_service_concurrency.py"),
                       "the vendor client's rate limit, pool pause and clock"),
     "demo_data": (("test_cli.py", "test_newcomer_docs.py"), "the demo seed's data"),
