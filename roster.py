@@ -172,6 +172,40 @@ def card_html(s, links: dict, token: str, event_page: str) -> Markup:
         f'<a href="{event_page}{s.event_id}#history">History<span class="visually-hidden"> of {name}</span></a></div></details>')
 
 
+def row_cells(row: RosterRow, day_labels: list[dict], unavailable: dict, links: dict,
+              token: str, event_page: str, store_q: str) -> Markup:
+    """A roster row's seven cells (templates/calendar.html puts them after the name): its
+    cards, else "Off" with the reason or the "+" of a free cell, and the warning mark of
+    work on a day the employee is not available.  Made here, as card_html: 350 cells a
+    page cost several times more as template loops and per-value escaping."""
+    e = row.employee
+    name = escape(e.name)
+    add = f'<a class="add-here" href="{links["free"]}?employee_id={e.id}&amp;date='
+    store_q = escape(store_q)
+    cells = []
+    for day, cell in zip(day_labels, row.days):
+        why = unavailable.get((e.id, day["date"]))
+        why = escape(why) if why else None
+        classes = "roster-cell" + (" today" if day["today"] else "")
+        if not cell:
+            classes += " free unavailable" if why else " free"
+        head = (f'<td class="{classes}" data-date="{day["iso"]}" data-employee-id="{e.id}" '
+                f'data-employee-name="{name}"' + (f' title="{why}">' if why else '>'))
+        if cell:
+            body = "\n".join([card_html(s, links, token, event_page) for s in cell])
+            if why:
+                body += f'\n<span class="avail-warning" data-warning>⚠<span class="visually-hidden"> {why}</span></span>'
+        elif why:
+            body = f'<span class="off-note" aria-hidden="true">Off</span><span class="visually-hidden">{why}</span>'
+        elif e.active and day["open"]:
+            body = (f'{add}{day["iso"]}{store_q}"><span aria-hidden="true">+</span><span class="visually-hidden">'
+                    f'Schedule here for {name} on {day["long"]}</span></a>')
+        else:
+            body = ""
+        cells.append(f"{head}\n{body}\n</td>")
+    return Markup("\n".join(cells))
+
+
 @dataclass
 class DayTotal:
     """A column's footer on the page shown: schedules, their estimated hours, who works."""
