@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import and_, exists, func, or_, select
 
 import availability
-from models import Employee, Event, Schedule, db, fmt_local, iso, local_day_bounds, to_local
+from models import Employee, Event, Schedule, app_tz, db, fmt_local, iso, local_day_bounds, to_local
 
 DEFAULT_TIME = time(9, 0)
 DAYS = 7
@@ -140,12 +140,14 @@ def sync_mark(state: str) -> Markup:
         '<span class="visually-hidden">, sync {0}</span></span>').format(state)
 
 
-def card_html(s, links: dict, token: str, event_page: str) -> Markup:
+def card_html(s, links: dict, token: str, event_page: str, tz=None) -> Markup:
     """One roster card (templates/calendar.html puts it in its cell): a <details> whose
     summary is the card's two lines and whose body is its menu.  Made here with one
     format string, not in Jinja: a page holds hundreds of cards, and the template's
-    per-value escaping and lookups cost several times more."""
-    at = fmt_local(s.start_datetime, "%H:%M")
+    per-value escaping and lookups cost several times more.  `tz`: APP_TIMEZONE, looked
+    up once by the caller of many."""
+    tz = tz or app_tz()
+    at = s.start_datetime.astimezone(tz).strftime("%H:%M")
     kind = s.event_type or "Other"
     tclass = TYPE_CLASSES.get(kind, "t-other")
     name = escape(s.project_name)
@@ -156,7 +158,7 @@ def card_html(s, links: dict, token: str, event_page: str) -> Markup:
     if s.sync_status != "synced":
         sync = f"<br>Sync: {state}" + (f" ({escape(s.sync_error)})" if s.sync_error else "")
     reschedule = links["reschedule"](s.id)
-    ends = end_time(s)
+    ends = (s.start_datetime + timedelta(minutes=s.estimated_minutes or DEFAULT_MINUTES)).astimezone(tz).strftime("%H:%M")
     return Markup(
         f'<details class="shift {tclass}" draggable="true" data-schedule-id="{s.id}" data-event-id="{s.event_id}" '
         f'data-time="{at}" data-name="{name}" data-state="{state}" data-reschedule-url="{reschedule}">'
@@ -179,6 +181,7 @@ def row_cells(row: RosterRow, day_labels: list[dict], unavailable: dict, links: 
     work on a day the employee is not available.  Made here, as card_html: 350 cells a
     page cost several times more as template loops and per-value escaping."""
     e = row.employee
+    tz = app_tz()
     name = escape(e.name)
     add = f'<a class="add-here" href="{links["free"]}?employee_id={e.id}&amp;date='
     store_q = escape(store_q)
@@ -192,7 +195,7 @@ def row_cells(row: RosterRow, day_labels: list[dict], unavailable: dict, links: 
         head = (f'<td class="{classes}" data-date="{day["iso"]}" data-employee-id="{e.id}" '
                 f'data-employee-name="{name}"' + (f' title="{why}">' if why else '>'))
         if cell:
-            body = "\n".join([card_html(s, links, token, event_page) for s in cell])
+            body = "\n".join([card_html(s, links, token, event_page, tz) for s in cell])
             if why:
                 body += f'\n<span class="avail-warning" data-warning>⚠<span class="visually-hidden"> {why}</span></span>'
         elif why:
@@ -257,7 +260,12 @@ def unavailable_cells(monday: date, rows: list[RosterRow]) -> dict[tuple[int, da
     """{(employee id, day): why, in words} for a page of roster rows: the free cells to
     grey out (not a workday, time off, the week at its limit) and, where a cell holds
     work (the vendor's, or a rule set later), what that work breaks.  One query."""
-    return availability.unavailable_reasons([row.employee for row in rows], week_days(monday))
+    held = {}
+    for row in rows:  # the week's live schedules of these employees: the rows hold them
+        days = {s.local_day: s.event_id for day in row.days for s in day}
+        if days:
+            held[(row.employee.id, monday)] = days
+    return availability.unavailable_reasons([row.employee for row in rows], week_days(monday), held)
 
 
 # -- a free cell: the events that can go there ---------------------------------------
