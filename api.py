@@ -22,6 +22,7 @@ import history
 import inputs
 import planner
 import security
+import table_stats
 from bodies import Body, boolean, field, json_object
 from error_handlers import invalid
 from models import (
@@ -487,6 +488,7 @@ def apply_plan():
                 refused.append(_refusal(item, exc))
     if created:
         notify_local_change()
+    table_stats.after_bulk_write(["schedules"], len(created))  # a week planned at once
     return jsonify({"created": created, "refused": refused})
 
 
