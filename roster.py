@@ -14,6 +14,7 @@ request, nothing of app.py): the routes in app.py read the query string.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, time, timedelta
 from typing import Optional
 
@@ -21,7 +22,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import and_, exists, func, or_, select
 
 import availability
-from models import Employee, Event, Schedule, app_tz, db, fmt_local, iso, local_day_bounds, to_local
+from models import Employee, Event, Schedule, app_tz, db, iso, local_day_bounds, to_local
 
 DEFAULT_TIME = time(9, 0)
 DAYS = 7
@@ -128,16 +129,20 @@ def week_rows(monday: date, name: str, store: Optional[int], page: int,
     return list(rows.values()), total
 
 
-def end_time(shift) -> str:
-    """A card's end, "HH:MM" local: its start plus the event's estimate (else an hour)."""
-    return fmt_local(shift.start_datetime + timedelta(minutes=shift.estimated_minutes or DEFAULT_MINUTES), "%H:%M")
-
-
 def sync_mark(state: str) -> Markup:
     """A card's sync mark (SYNC_MARKS, or one made for a state it does not know)."""
     return SYNC_MARKS.get(state) or Markup(
         '<span class="sync-icon s-{0}" title="{0}" data-sync-icon><span aria-hidden="true">?</span>'
         '<span class="visually-hidden">, sync {0}</span></span>').format(state)
+
+
+@lru_cache(maxsize=64)
+def _type_parts(kind: str) -> tuple[str, Markup, Markup]:
+    """A card's type: its colour class, its chip, its name escaped (made once a type)."""
+    tclass = TYPE_CLASSES.get(kind, "t-other")
+    chip = Markup(f'<abbr class="type-chip {tclass}" title="{escape(kind)}">'
+                  f'{escape(TYPE_LABELS.get(kind, kind))}</abbr>')
+    return tclass, chip, escape(kind)
 
 
 def card_html(s, links: dict, token: str, event_page: str, tz=None) -> Markup:
@@ -149,7 +154,7 @@ def card_html(s, links: dict, token: str, event_page: str, tz=None) -> Markup:
     tz = tz or app_tz()
     at = s.start_datetime.astimezone(tz).strftime("%H:%M")
     kind = s.event_type or "Other"
-    tclass = TYPE_CLASSES.get(kind, "t-other")
+    tclass, chip, kind = _type_parts(kind)
     name = escape(s.project_name)
     store = "—" if s.store_number is None else str(s.store_number)
     store_name = escape(s.store_name or "")
@@ -158,16 +163,16 @@ def card_html(s, links: dict, token: str, event_page: str, tz=None) -> Markup:
     if s.sync_status != "synced":
         sync = f"<br>Sync: {state}" + (f" ({escape(s.sync_error)})" if s.sync_error else "")
     reschedule = links["reschedule"](s.id)
+    # its end: the start plus the event's estimate (else an hour), local
     ends = (s.start_datetime + timedelta(minutes=s.estimated_minutes or DEFAULT_MINUTES)).astimezone(tz).strftime("%H:%M")
     return Markup(
         f'<details class="shift {tclass}" draggable="true" data-schedule-id="{s.id}" data-event-id="{s.event_id}" '
         f'data-time="{at}" data-name="{name}" data-state="{state}" data-reschedule-url="{reschedule}">'
         f'<summary class="shift-line" title="{name}"><span class="shift-top"><span class="shift-when">'
         f'<time class="shift-time" datetime="{iso(s.start_datetime)}">{at}</time><span class="shift-end">–{ends}</span></span> '
-        f'<abbr class="type-chip {tclass}" title="{escape(kind)}">{escape(TYPE_LABELS.get(kind, kind))}</abbr>'
-        f'{sync_mark(s.sync_status)}</span>\n'
+        f'{chip}{sync_mark(s.sync_status)}</span>\n'
         f'<span class="shift-bottom"><span class="shift-event">{name}</span> <span class="shift-store">{store}</span></span></summary>'
-        f'<div class="shift-menu"><p class="shift-detail">{name}<br>{at}–{ends} · {escape(kind)}<br>Store {store} {store_name}{sync}</p>\n'
+        f'<div class="shift-menu"><p class="shift-detail">{name}<br>{at}–{ends} · {kind}<br>Store {store} {store_name}{sync}</p>\n'
         f'<a href="{reschedule}">Reschedule<span class="visually-hidden"> {name}</span></a>\n'
         f'<form method="post" action="{links["unschedule"](s.id)}" data-unschedule><input type="hidden" name="csrf_token" value="{token}">'
         f'<button type="submit" class="link danger">Unschedule<span class="visually-hidden"> {name}</span></button></form>\n'

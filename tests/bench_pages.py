@@ -12,6 +12,7 @@ the database's answers included).  `--profile` prints cProfile's top functions f
 from __future__ import annotations
 
 import argparse
+import os
 import cProfile
 import io
 import pstats
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
                 client.get(url, headers=headers)
             profile.disable()
             out = io.StringIO()
-            pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profile, stream=out).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(40)
             print(out.getvalue())
     return 0
 
