@@ -111,10 +111,16 @@ def week_rows(monday: date, name: str, store: Optional[int], page: int,
               per_page: int) -> tuple[list[RosterRow], int]:
     """One page of roster rows (employees by name) and how many employees match."""
     conditions = employee_conditions(monday, name, store)
-    total = db.session.scalar(select(func.count(Employee.id)).where(*conditions)) or 0
-    employees = list(db.session.scalars(
-        select(Employee).where(*conditions).order_by(Employee.name, Employee.id)
-        .limit(per_page).offset((page - 1) * per_page)))
+    # the page and how many match in one query (a window count); a page past the end
+    # has no row to carry the count, so it is counted on its own then
+    found = db.session.execute(
+        select(Employee, func.count().over()).where(*conditions).order_by(Employee.name, Employee.id)
+        .limit(per_page).offset((page - 1) * per_page)).all()
+    employees = [employee for employee, _ in found]
+    if found:
+        total = found[0][1]
+    else:
+        total = db.session.scalar(select(func.count(Employee.id)).where(*conditions)) or 0
     rows = {e.id: RosterRow(e) for e in employees}
     if rows:
         # plain rows, not ORM objects: a page holds up to 350 schedules, and the grid
