@@ -23,6 +23,7 @@ import history
 import inputs
 import planner
 import security
+import table_stats
 from bodies import Body, boolean, field, json_object
 from error_handlers import invalid, is_transient_db_error
 from models import (
@@ -530,6 +531,7 @@ def apply_plan():
     created = [o for o in outcomes if isinstance(o, int)]
     if created:
         notify_local_change()
+    table_stats.after_bulk_write(["schedules"], len(created))  # a week planned at once
     return jsonify({"created": created, "refused": [o for o in outcomes if isinstance(o, dict)]})
 
 

@@ -194,37 +194,49 @@ def check_schedule(event: Optional[Event], employee: Optional[Employee], start: 
         raise problem
 
 
-def unavailable_reasons(employees: list[Employee], days: list[date]) -> dict[tuple, str]:
+def unavailable_reasons(employees: list[Employee], days: list[date],
+                        held: Optional[dict] = None) -> dict[tuple, str]:
     """{(employee id, day): why, in words} for the employee-days availability keeps free
     (not a workday, a day off, the week at its limit), for a page of employees over some
-    days (the roster's greyed cells); one query (time off and held days together)."""
+    days (the roster's greyed cells); one query (time off and held days together).
+    `held`: {(employee id, monday): {day: event id}} of these employees over the weeks of
+    `days`, when the caller has loaded them already (then only time off is queried)."""
     if not employees or not days:
         return {}
-    offs, held = load_availability([e.id for e in employees], min(days), max(days))
+    offs, loaded = load_availability([e.id for e in employees], min(days), max(days),
+                                     held=held is None)
+    held = loaded if held is None else held
+    weeks = {day: week_start(day) for day in days}
     out = {}
     for employee in employees:
+        taken_by_week = {}
         for day in days:
-            taken = set(held.get((employee.id, week_start(day)), {}))
-            problem = problem_from(employee, day, offs.get(employee.id, ()), taken)
+            week = weeks[day]
+            if week not in taken_by_week:
+                taken_by_week[week] = set(held.get((employee.id, week), {}))
+            problem = problem_from(employee, day, offs.get(employee.id, ()), taken_by_week[week])
             if problem is not None:
                 out[(employee.id, day)] = problem.message
     return out
 
 
-def load_availability(employee_ids: list[int], first: date, last: date) -> tuple[dict, dict]:
+def load_availability(employee_ids: list[int], first: date, last: date,
+                      held: bool = True) -> tuple[dict, dict]:
     """What availability needs for these employees over the weeks of first..last, in one
-    query: ({employee id: [TimeOff]}, {(employee id, monday): {held day: event id}})."""
+    query: ({employee id: [TimeOff]}, {(employee id, monday): {held day: event id}});
+    `held=False`: time off only (the second is then empty)."""
     low, high = week_start(first), week_start(last) + timedelta(days=6)
     offs = select(literal("off"), TimeOff.employee_id, TimeOff.start_date, TimeOff.end_date,
                   TimeOff.note, literal(None, Integer)).where(
         TimeOff.employee_id.in_(employee_ids), TimeOff.start_date <= high, TimeOff.end_date >= low)
-    held = select(literal("held"), Schedule.employee_id, Schedule.local_day, Schedule.local_day,
+    held_days = select(literal("held"), Schedule.employee_id, Schedule.local_day, Schedule.local_day,
                   literal(None, String), Schedule.event_id).where(
         Schedule.deleted_at.is_(None), Schedule.employee_id.in_(employee_ids),
         Schedule.local_day.between(low, high))
     offs_by: dict = {}
     held_by: dict = {}
-    for kind, employee_id, start, end, note, event_id in db.session.execute(offs.union_all(held)):
+    query = offs.union_all(held_days) if held else offs
+    for kind, employee_id, start, end, note, event_id in db.session.execute(query):
         if kind == "off":
             offs_by.setdefault(employee_id, []).append(
                 TimeOff(start_date=start, end_date=end, note=note))

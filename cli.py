@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 import demo_data
 import sync_engine
+import table_stats
 import tokens
 from auth import create_user
 from models import (
@@ -119,6 +120,8 @@ def seed_demo_data() -> int:
                                     start_datetime=event.start_datetime + timedelta(hours=1)))
     db.session.commit()
     notify_local_change()
+    # a first run's tables, filled from empty: statistics now, not when autovacuum wakes
+    table_stats.after_bulk_write(["employees", "events", "schedules"], 0, force=True)
     return len(staff)
 
 
@@ -170,6 +173,7 @@ def recompute_days_command() -> None:
     except local_days.DayClashError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(1) from None
+    table_stats.after_bulk_write(["schedules"], changed)
     click.echo(f"{changed} schedule{'s' if changed != 1 else ''} moved to their day in {tz.key}.")
 
 

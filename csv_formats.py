@@ -27,6 +27,7 @@ import availability
 import fields
 import history
 import inputs
+import table_stats
 from models import (
     Employee,
     Event,
@@ -438,8 +439,10 @@ def _import_rows(rows: list[WorkBankRow], present: set[str]) -> dict:
     except BaseException:
         db.session.rollback()
         raise
-    if result["created"] or result["updated"] or result["scheduled"] or result["employees_created"]:
+    written = result["created"] + result["updated"] + result["scheduled"] + result["employees_created"]
+    if written:
         notify_local_change()
+    table_stats.after_bulk_write(["events", "schedules", "employees"], written)
     return result
 
 

@@ -44,6 +44,17 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 
 
+def post_worker_init(worker):
+    """The app is built: move what it holds now (modules, the mapper, templates: about
+    130,000 objects) out of the garbage collector's sight.  A full collection walked them
+    all, ~100 ms of one request every few hundred; what requests allocate is collected as
+    before (gc.freeze, as the Python docs advise for long-lived servers)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def worker_exit(server, worker):
     """Stop this worker's interval job; a sync run in progress stops at its next
     checkpoint (after a committed page or pushed record) and releases the lease."""

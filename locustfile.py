@@ -4,7 +4,7 @@ Run by `python -m tests.load` (gunicorn, PostgreSQL, the vendor sandbox, then th
 file headless and the checks afterwards), or by hand against a served app:
 
     LOAD_USER=scheduler LOAD_PASSWORD=... LOAD_TOKEN=sch_... \\
-        .venv/bin/locust -f locustfile.py --headless -u 50 -r 10 -t 60s --host http://127.0.0.1:8000
+        .venv/bin/locust -f locustfile.py --headless -u 51 -r 5 -t 60s --host http://127.0.0.1:8000
 
 A scheduler signs in through the form, then: opens the dashboard, opens the roster
 week, opens a free cell, schedules an event from it (the pre-filled schedule page,

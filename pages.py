@@ -316,7 +316,7 @@ def calendar():
                            links=roster_links(), totals=roster.day_totals(rows),
                            twins=roster.repeated_names(rows),
                            unavailable=roster.unavailable_cells(monday, rows),
-                           type_labels=roster.TYPE_LABELS, card=roster.card_html, **nav)
+                           type_labels=roster.TYPE_LABELS, cells=roster.row_cells, **nav)
 
 
 def roster_links() -> dict:

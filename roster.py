@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Optional
 
 from markupsafe import Markup, escape
 from sqlalchemy import and_, exists, func, or_, select
 
 import availability
-from models import Employee, Event, Schedule, db, fmt_local, iso, local_day_bounds, to_local
+from models import Employee, Event, Schedule, app_tz, db, iso, local_day_bounds, to_local
 
 DEFAULT_TIME = time(9, 0)
 DAYS = 7
@@ -110,10 +111,16 @@ def week_rows(monday: date, name: str, store: Optional[int], page: int,
               per_page: int) -> tuple[list[RosterRow], int]:
     """One page of roster rows (employees by name) and how many employees match."""
     conditions = employee_conditions(monday, name, store)
-    total = db.session.scalar(select(func.count(Employee.id)).where(*conditions)) or 0
-    employees = list(db.session.scalars(
-        select(Employee).where(*conditions).order_by(Employee.name, Employee.id)
-        .limit(per_page).offset((page - 1) * per_page)))
+    # the page and how many match in one query (a window count); a page past the end
+    # has no row to carry the count, so it is counted on its own then
+    found = db.session.execute(
+        select(Employee, func.count().over()).where(*conditions).order_by(Employee.name, Employee.id)
+        .limit(per_page).offset((page - 1) * per_page)).all()
+    employees = [employee for employee, _ in found]
+    if found:
+        total = found[0][1]
+    else:
+        total = db.session.scalar(select(func.count(Employee.id)).where(*conditions)) or 0
     rows = {e.id: RosterRow(e) for e in employees}
     if rows:
         # plain rows, not ORM objects: a page holds up to 350 schedules, and the grid
@@ -128,11 +135,6 @@ def week_rows(monday: date, name: str, store: Optional[int], page: int,
     return list(rows.values()), total
 
 
-def end_time(shift) -> str:
-    """A card's end, "HH:MM" local: its start plus the event's estimate (else an hour)."""
-    return fmt_local(shift.start_datetime + timedelta(minutes=shift.estimated_minutes or DEFAULT_MINUTES), "%H:%M")
-
-
 def sync_mark(state: str) -> Markup:
     """A card's sync mark (SYNC_MARKS, or one made for a state it does not know)."""
     return SYNC_MARKS.get(state) or Markup(
@@ -140,14 +142,25 @@ def sync_mark(state: str) -> Markup:
         '<span class="visually-hidden">, sync {0}</span></span>').format(state)
 
 
-def card_html(s, links: dict, token: str, event_page: str) -> Markup:
+@lru_cache(maxsize=64)
+def _type_parts(kind: str) -> tuple[str, Markup, Markup]:
+    """A card's type: its colour class, its chip, its name escaped (made once a type)."""
+    tclass = TYPE_CLASSES.get(kind, "t-other")
+    chip = Markup(f'<abbr class="type-chip {tclass}" title="{escape(kind)}">'
+                  f'{escape(TYPE_LABELS.get(kind, kind))}</abbr>')
+    return tclass, chip, escape(kind)
+
+
+def card_html(s, links: dict, token: str, event_page: str, tz=None) -> Markup:
     """One roster card (templates/calendar.html puts it in its cell): a <details> whose
     summary is the card's two lines and whose body is its menu.  Made here with one
     format string, not in Jinja: a page holds hundreds of cards, and the template's
-    per-value escaping and lookups cost several times more."""
-    at = fmt_local(s.start_datetime, "%H:%M")
+    per-value escaping and lookups cost several times more.  `tz`: APP_TIMEZONE, looked
+    up once by the caller of many."""
+    tz = tz or app_tz()
+    at = s.start_datetime.astimezone(tz).strftime("%H:%M")
     kind = s.event_type or "Other"
-    tclass = TYPE_CLASSES.get(kind, "t-other")
+    tclass, chip, kind = _type_parts(kind)
     name = escape(s.project_name)
     store = "—" if s.store_number is None else str(s.store_number)
     store_name = escape(s.store_name or "")
@@ -156,20 +169,55 @@ def card_html(s, links: dict, token: str, event_page: str) -> Markup:
     if s.sync_status != "synced":
         sync = f"<br>Sync: {state}" + (f" ({escape(s.sync_error)})" if s.sync_error else "")
     reschedule = links["reschedule"](s.id)
-    ends = end_time(s)
+    # its end: the start plus the event's estimate (else an hour), local
+    ends = (s.start_datetime + timedelta(minutes=s.estimated_minutes or DEFAULT_MINUTES)).astimezone(tz).strftime("%H:%M")
     return Markup(
         f'<details class="shift {tclass}" draggable="true" data-schedule-id="{s.id}" data-event-id="{s.event_id}" '
         f'data-time="{at}" data-name="{name}" data-state="{state}" data-reschedule-url="{reschedule}">'
         f'<summary class="shift-line" title="{name}"><span class="shift-top"><span class="shift-when">'
         f'<time class="shift-time" datetime="{iso(s.start_datetime)}">{at}</time><span class="shift-end">–{ends}</span></span> '
-        f'<abbr class="type-chip {tclass}" title="{escape(kind)}">{escape(TYPE_LABELS.get(kind, kind))}</abbr>'
-        f'{sync_mark(s.sync_status)}</span>\n'
+        f'{chip}{sync_mark(s.sync_status)}</span>\n'
         f'<span class="shift-bottom"><span class="shift-event">{name}</span> <span class="shift-store">{store}</span></span></summary>'
-        f'<div class="shift-menu"><p class="shift-detail">{name}<br>{at}–{ends} · {escape(kind)}<br>Store {store} {store_name}{sync}</p>\n'
+        f'<div class="shift-menu"><p class="shift-detail">{name}<br>{at}–{ends} · {kind}<br>Store {store} {store_name}{sync}</p>\n'
         f'<a href="{reschedule}">Reschedule<span class="visually-hidden"> {name}</span></a>\n'
         f'<form method="post" action="{links["unschedule"](s.id)}" data-unschedule><input type="hidden" name="csrf_token" value="{token}">'
         f'<button type="submit" class="link danger">Unschedule<span class="visually-hidden"> {name}</span></button></form>\n'
         f'<a href="{event_page}{s.event_id}#history">History<span class="visually-hidden"> of {name}</span></a></div></details>')
+
+
+def row_cells(row: RosterRow, day_labels: list[dict], unavailable: dict, links: dict,
+              token: str, event_page: str, store_q: str) -> Markup:
+    """A roster row's seven cells (templates/calendar.html puts them after the name): its
+    cards, else "Off" with the reason or the "+" of a free cell, and the warning mark of
+    work on a day the employee is not available.  Made here, as card_html: 350 cells a
+    page cost several times more as template loops and per-value escaping."""
+    e = row.employee
+    tz = app_tz()
+    name = escape(e.name)
+    add = f'<a class="add-here" href="{links["free"]}?employee_id={e.id}&amp;date='
+    store_q = escape(store_q)
+    cells = []
+    for day, cell in zip(day_labels, row.days):
+        why = unavailable.get((e.id, day["date"]))
+        why = escape(why) if why else None
+        classes = "roster-cell" + (" today" if day["today"] else "")
+        if not cell:
+            classes += " free unavailable" if why else " free"
+        head = (f'<td class="{classes}" data-date="{day["iso"]}" data-employee-id="{e.id}" '
+                f'data-employee-name="{name}"' + (f' title="{why}">' if why else '>'))
+        if cell:
+            body = "\n".join([card_html(s, links, token, event_page, tz) for s in cell])
+            if why:
+                body += f'\n<span class="avail-warning" data-warning>⚠<span class="visually-hidden"> {why}</span></span>'
+        elif why:
+            body = f'<span class="off-note" aria-hidden="true">Off</span><span class="visually-hidden">{why}</span>'
+        elif e.active and day["open"]:
+            body = (f'{add}{day["iso"]}{store_q}"><span aria-hidden="true">+</span><span class="visually-hidden">'
+                    f'Schedule here for {name} on {day["long"]}</span></a>')
+        else:
+            body = ""
+        cells.append(f"{head}\n{body}\n</td>")
+    return Markup("\n".join(cells))
 
 
 @dataclass
@@ -223,7 +271,12 @@ def unavailable_cells(monday: date, rows: list[RosterRow]) -> dict[tuple[int, da
     """{(employee id, day): why, in words} for a page of roster rows: the free cells to
     grey out (not a workday, time off, the week at its limit) and, where a cell holds
     work (the vendor's, or a rule set later), what that work breaks.  One query."""
-    return availability.unavailable_reasons([row.employee for row in rows], week_days(monday))
+    held = {}
+    for row in rows:  # the week's live schedules of these employees: the rows hold them
+        days = {s.local_day: s.event_id for day in row.days for s in day}
+        if days:
+            held[(row.employee.id, monday)] = days
+    return availability.unavailable_reasons([row.employee for row in rows], week_days(monday), held)
 
 
 # -- a free cell: the events that can go there ---------------------------------------

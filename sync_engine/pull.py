@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api_service import (AuthError, InvalidPageToken, RateLimited, SyncTokenExpired,
                          TransientError, VendorError)
+import table_stats
 from models import SYNCED_MODELS, SyncState, db, utcnow
 
 from .context import RunContext, SINGULAR, apply_lock, stop_if_vendor_down, log
@@ -146,10 +147,7 @@ class _Growth:
         if self.created < self.next:
             return
         self.next = self.created * 2
-        if db.session.get_bind().dialect.name == "postgresql":
-            from sqlalchemy import text
-
-            db.session.execute(text(f"ANALYZE {self.table}"))
+        table_stats.analyze([self.table])
 
 
 def _tally(ctx, resource, obj, res: Applied, postponed: list) -> None:

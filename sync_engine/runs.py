@@ -16,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 
 import history
 import metrics
+import table_stats
 from api_service import AuthError, format_timestamp
-from models import SyncRun, db, utcnow
+from models import SYNCED_MODELS, SyncRun, db, utcnow
 
 from .clock import save_offset
 from .errors import (LeaseLost, SyncDisabled, SyncInProgress, SyncStopped, TickTaken,
@@ -157,8 +158,13 @@ def _work(ctx: RunContext, job: RunJob) -> None:
     """The run's pull, then its push."""
     if job.direction in ("both", "pull"):
         start_listings(ctx, job.resources, job.full)
+        pulled = {}
         for resource in job.resources:
+            before = ctx.stats.pulled
             pull_resource(ctx, resource, full=job.full)
+            pulled[SYNCED_MODELS[resource].__tablename__] = ctx.stats.pulled - before
+        # a first or large pull: the planner's statistics of what it filled
+        table_stats.after_bulk_write([t for t, n in pulled.items() if n], sum(pulled.values()))
     if job.direction in ("both", "push"):
         with history.source("push", actor=None, ref=job.run_id):
             push_all(ctx, job.resources)

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Optional
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, literal, or_, select, union_all
 
 from api_service import AuthError, format_timestamp
 from models import (SYNC_STATUSES, SYNCED_MODELS, RecordHistory, RetiredVendorId, SyncRun,
@@ -65,21 +65,19 @@ def _prune_record_history(cutoff: datetime) -> int:
 
 
 def status_counts() -> dict:
-    """Per resource {synced, pending, failed, conflict}: one GROUP BY query per model.
+    """Per resource {synced, pending, failed, conflict}: one query (a GROUP BY per model,
+    joined by UNION ALL; the dashboard and /api/sync/status ask it on every request).
 
     Counted: live rows, plus soft-deleted rows whose delete still has to
     reach the vendor (not yet synced); rows deleted and synced are history.
     """
-    out = {}
-    for resource, model in SYNCED_MODELS.items():
-        counts = {s: 0 for s in SYNC_STATUSES}
-        rows = db.session.execute(
-            select(model.sync_status, func.count()).where(
-                or_(model.deleted_at.is_(None), model.sync_status != "synced"))
-            .group_by(model.sync_status)).all()
-        for status, n in rows:
-            counts[status] = counts.get(status, 0) + n
-        out[resource] = counts
+    parts = [select(literal(resource).label("resource"), model.sync_status, func.count())
+             .where(or_(model.deleted_at.is_(None), model.sync_status != "synced"))
+             .group_by(model.sync_status)
+             for resource, model in SYNCED_MODELS.items()]
+    out = {resource: {s: 0 for s in SYNC_STATUSES} for resource in SYNCED_MODELS}
+    for resource, status, n in db.session.execute(union_all(*parts)).all():
+        out[resource][status] = out[resource].get(status, 0) + n
     return out
 
 

@@ -16,7 +16,11 @@ It prints a table per request type (requests, failures, p50, p95, max) and the
 figures above.  Needs a PostgreSQL it may wipe: `--database` (default
 postgresql://postgres@127.0.0.1:5432/load, created if missing).
 
-    python -m tests.load [--users 50] [--seconds 60] [--workers 4] [--latency-ms 20]
+    python -m tests.load [--users 50] [--seconds 60] [--spawn-rate 5] [--workers 4] [--latency-ms 20]
+
+People start at --spawn-rate a second (5: the 50 are all at work after 10 s), each
+signing in first: a desk's people do not all sign in in the same second, and a sign-in
+is a password hash (scrypt, ~75 ms of CPU) that 50 at once would queue behind.
 """
 from __future__ import annotations
 
@@ -171,7 +175,8 @@ def locust(stack: Stack, token: str) -> dict[str, dict]:
     prefix = str(Path(stack.args.logs) / "locust")
     env = {**stack.env, "LOAD_USER": SCHEDULER[0], "LOAD_PASSWORD": SCHEDULER[1], "LOAD_TOKEN": token}
     subprocess.run([str(BIN / "locust"), "-f", "locustfile.py", "--headless", "--only-summary",
-                    "-u", str(stack.args.users + 1), "-r", "10", "-t", f"{stack.args.seconds}s",
+                    "-u", str(stack.args.users + 1), "-r", str(stack.args.spawn_rate),
+                    "-t", f"{stack.args.seconds}s",
                     "--host", stack.app_url, "--csv", prefix, "--exit-code-on-error", "0"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=stack.args.seconds + 120)
     with open(prefix + "_stats.csv", newline="") as handle:
@@ -227,6 +232,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--spawn-rate", type=float, default=5,
+                        help="people starting (signing in) per second (default 5: 50 in 10 s)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/load")
