@@ -53,6 +53,21 @@ def _reset_database(url: str) -> None:
         engine.dispose()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Deselect the tests of the other database's behaviour (`@pytest.mark.only_on("postgresql")`
+    in a run on SQLite, and the reverse): they are not skipped, they do not apply; the run
+    on that database (CI runs both) runs them."""
+    dialect = ("postgresql" if (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgresql")
+               else "sqlite")
+    kept, other = [], []
+    for item in items:
+        marker = item.get_closest_marker("only_on")
+        (other if marker is not None and marker.args[0] != dialect else kept).append(item)
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
     """The test database: TEST_DATABASE_URL, or a fresh SQLite file."""

@@ -19,8 +19,7 @@ def app_overrides(sync_overrides) -> dict:
 @pytest.fixture
 def pg(database_url):
     """What PostgreSQL says of a table: (last_analyze, reltuples, rows counted)."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("planner statistics are PostgreSQL's (SQLite analyzes nothing)")
+    assert database_url.startswith("postgresql"), "a test using `pg` is only_on('postgresql')"
     engine = create_engine(database_url)
 
     def stats(table: str):
@@ -44,6 +43,7 @@ def work_bank(rows: int, first_ref: int = 650000) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.only_on("postgresql")
 def test_a_bulk_csv_import_leaves_its_tables_analyzed(client, admin_headers, pg):
     before = pg("events")[0]
     answer = upload(client, admin_headers, work_bank(1200))
@@ -55,6 +55,7 @@ def test_a_bulk_csv_import_leaves_its_tables_analyzed(client, admin_headers, pg)
     assert history_analyzed is not None and history_tuples == history_counted
 
 
+@pytest.mark.only_on("postgresql")
 def test_a_small_import_analyzes_nothing(client, admin_headers, pg):
     upload(client, admin_headers, work_bank(1000, first_ref=660000))  # analyzed once
     before = pg("events")
@@ -63,6 +64,7 @@ def test_a_small_import_analyzes_nothing(client, admin_headers, pg):
     assert after[0] == before[0] and after[2] == before[2] + 2  # two more rows, not analyzed
 
 
+@pytest.mark.only_on("postgresql")
 def test_a_first_pull_leaves_every_table_it_filled_analyzed(app, sandbox, pg):
     sandbox.bulk_seed(employees=60, events=700, schedules=300)  # 1,060 objects, each < 1,000
     befores = {t: pg(t)[0] for t in ("employees", "events", "schedules")}
@@ -76,6 +78,7 @@ def test_a_first_pull_leaves_every_table_it_filled_analyzed(app, sandbox, pg):
     assert schedules == 300
 
 
+@pytest.mark.only_on("postgresql")
 def test_a_small_pull_analyzes_nothing(app, sandbox, pg):
     sandbox.bulk_seed(employees=60, events=700, schedules=300)
     run(app)
@@ -86,6 +89,7 @@ def test_a_small_pull_analyzes_nothing(app, sandbox, pg):
     assert after[0] == before[0] and after[2] == before[2] + 5
 
 
+@pytest.mark.only_on("postgresql")
 def test_the_demo_seed_leaves_its_tables_analyzed(runner, pg):
     befores = {t: pg(t)[0] for t in ("employees", "events", "schedules")}
     assert "demo data added" in runner.invoke(args=["demo", "seed"]).output
@@ -95,9 +99,8 @@ def test_the_demo_seed_leaves_its_tables_analyzed(runner, pg):
         assert tuples == counted, table
 
 
-def test_on_sqlite_a_bulk_import_analyzes_nothing_and_stands(app, client, admin_headers, database_url):
-    if database_url.startswith("postgresql"):
-        pytest.skip("the SQLite side of table_stats")
+@pytest.mark.only_on("sqlite")
+def test_on_sqlite_a_bulk_import_analyzes_nothing_and_stands(app, client, admin_headers):
     import table_stats
 
     answer = upload(client, admin_headers, work_bank(1200))
