@@ -39,6 +39,7 @@ from models import (
     day_taken_words,
     db,
     event_type_for,
+    in_list,
     local_day_bounds,
     local_to_utc,
     notify_local_change,
@@ -502,13 +503,13 @@ def _plan(rows: list[WorkBankRow], present: set[str]) -> _Plan:
     """Load what the rows touch (bulk, no query per row) and check the rules."""
     plan = _Plan(rows=rows, present=present)
     for refs in _chunks({row.project_ref_num for row in rows}):
-        query = select(Event).where(Event.deleted_at.is_(None), Event.project_ref_num.in_(refs))
+        query = select(Event).where(Event.deleted_at.is_(None), in_list(Event.project_ref_num, refs))
         plan.events.update((e.project_ref_num, e) for e in db.session.scalars(query))
     for codes in _chunks({row.employee_code for row in rows if row.employee_code}):
-        query = select(Employee).where(Employee.deleted_at.is_(None), Employee.code.in_(codes))
+        query = select(Employee).where(Employee.deleted_at.is_(None), in_list(Employee.code, codes))
         plan.employees.update((e.code, e) for e in db.session.scalars(query))
     for ids in _chunks(e.id for e in plan.events.values()):
-        query = select(Schedule).where(Schedule.deleted_at.is_(None), Schedule.event_id.in_(ids))
+        query = select(Schedule).where(Schedule.deleted_at.is_(None), in_list(Schedule.event_id, ids))
         plan.schedules.update((s.event_id, s) for s in db.session.scalars(query))
     for row in rows:
         _check_employee(plan, row)
@@ -636,7 +637,7 @@ def _apply(plan: _Plan) -> dict:
                                           for event_id, ref in _insert_events(chunk)])
     created_refs = {values["project_ref_num"] for values in new_events}
     for refs in _chunks({row.project_ref_num for row in plan.moves} & created_refs):
-        query = select(Event).where(Event.deleted_at.is_(None), Event.project_ref_num.in_(refs))
+        query = select(Event).where(Event.deleted_at.is_(None), in_list(Event.project_ref_num, refs))
         plan.events.update((e.project_ref_num, e) for e in db.session.scalars(query))
     for code, name in plan.new_employees.items():
         employee = Employee(code=code, name=name, active=True)
@@ -659,7 +660,7 @@ def _insert_events(chunk: list[dict]):
         db.session.execute(insert(table), chunk)
     return db.session.execute(select(Event.id, Event.project_ref_num).where(
         Event.deleted_at.is_(None),
-        Event.project_ref_num.in_([values["project_ref_num"] for values in chunk]))).all()
+        in_list(Event.project_ref_num, [values["project_ref_num"] for values in chunk]))).all()
 
 
 def _update_event(event, row: WorkBankRow, present: set[str]) -> bool:

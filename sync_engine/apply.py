@@ -21,11 +21,12 @@ from typing import Any, Optional
 from sqlalchemy import literal_column, select, union_all
 
 from api_service import NotFound, parse_object
-from models import SYNCED_MODELS, Employee, Event, Schedule, SyncMixin, day_taken_words, db, utcnow
+from models import (SYNCED_MODELS, Employee, Event, Schedule, SyncMixin, day_taken_words, db,
+                    in_list, utcnow)
 
 from .clock import one_offset
 from .context import RunContext, SINGULAR, policy_now, stamp, log, settings
-from .mapping import (differing_fields, in_, is_newer, jsonable, remote_updated, remote_values,
+from .mapping import (differing_fields, is_newer, jsonable, remote_updated, remote_values,
                       vendor_version)
 from .rows import (Applied, Candidates, DaySlots, NewRows, Refs, day_key, page_rows, retire,
                    retired_among, retired_words)
@@ -64,7 +65,7 @@ def _schedule_links(items: list[dict], ctx: Optional[RunContext],
     refs = Refs()
     wanted = {name: {o.get(key) for o in live if o.get(key)} for name, _model, key in _LINKS}
     parts = [select(literal_column(f"'{name}'").label("kind"), model.external_id, model.id)
-             .where(in_(model.external_id, wanted[name]))
+             .where(in_list(model.external_id, wanted[name]))
              for name, model, _key in _LINKS if wanted[name]]
     found = None
     if rows_too:
@@ -91,11 +92,11 @@ def _schedule_row_parts(items: list[dict], events: set) -> list:
     parts = []
     if ids:
         parts.append(select(kind, Schedule.external_id, Schedule.id)
-                     .where(in_(Schedule.external_id, ids)))
+                     .where(in_list(Schedule.external_id, ids)))
     if events:
         parts.append(select(kind, Schedule.external_id, Schedule.id)
                      .join(Event, Event.id == Schedule.event_id)
-                     .where(in_(Event.external_id, events), Schedule.deleted_at.is_(None)))
+                     .where(in_list(Event.external_id, events), Schedule.deleted_at.is_(None)))
     return parts
 
 

@@ -13,12 +13,12 @@ from typing import Optional
 from sqlalchemy import and_, delete, func, insert, or_, select
 
 import history
-from models import SYNCED_MODELS, HeldDeletion, Schedule, db, utcnow
+from models import SYNCED_MODELS, HeldDeletion, Schedule, db, in_list, utcnow
 
 from .errors import NothingHeld
 from .context import RESOURCES, RunStats, SINGULAR, apply_lock, app_context, log
 from .soon import ask_soon
-from .mapping import in_, rows_of
+from .mapping import rows_of
 from .rows import retire
 from .apply import recreate, apply_items
 
@@ -179,7 +179,7 @@ def _take_held(resource: str, record_ids: Optional[list] = None) -> list:
     model, on = _held_join(resource)
     query = select(HeldDeletion.id, model.id).join(model, on)
     if record_ids is not None:
-        query = query.where(in_(model.id, record_ids))
+        query = query.where(in_list(model.id, record_ids))
     found = db.session.execute(query.with_for_update(of=HeldDeletion)).all()
     stale = delete(HeldDeletion).where(HeldDeletion.resource == resource)
     if record_ids is not None:
@@ -194,7 +194,7 @@ def _apply_held(resource: str, ids: list) -> int:
     count = 0
     for start in range(0, len(ids), 200):
         exts = db.session.scalars(select(model.external_id).where(
-            in_(model.id, ids[start:start + 200]))).all()
+            in_list(model.id, ids[start:start + 200]))).all()
         tombs = [{"id": ext, "deleted": True, "version": None, "updated_at": None}
                  for ext in exts]
         count += sum(res.outcome == "applied"
@@ -207,7 +207,7 @@ def _restore_held(resource: str, ids: list) -> int:
     ids, which a full listing found deleted there, remembered: one statement a chunk)."""
     model = SYNCED_MODELS[resource]
     for start in range(0, len(ids), 200):
-        rows = db.session.scalars(rows_of(model).where(in_(model.id, ids[start:start + 200])))
+        rows = db.session.scalars(rows_of(model).where(in_list(model.id, ids[start:start + 200])))
         gone = []
         for row in rows:
             if row.external_id is not None:
@@ -227,7 +227,7 @@ def _restore_parents(resource: str, ids: list) -> dict:
         return {}
     also = {}
     for parent, column in (("events", Schedule.event_id), ("employees", Schedule.employee_id)):
-        wanted = db.session.scalars(select(column).where(in_(Schedule.id, ids)).distinct()).all()
+        wanted = db.session.scalars(select(column).where(in_list(Schedule.id, ids)).distinct()).all()
         held = _take_held(parent, wanted)
         if held:
             also[parent] = _restore_held(parent, held)

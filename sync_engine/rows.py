@@ -18,9 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 import history
 from local_days import local_day_of
 from models import (day_holders, RetiredVendorId, Schedule, app_tz, copy_rows, db,
-                    utcnow)
+                    in_list, utcnow)
 
-from .mapping import in_, normalize, rows_of, vendor_version
+from .mapping import normalize, rows_of, vendor_version
 
 
 @dataclass
@@ -54,7 +54,7 @@ def retired_among(resource: str, items: list[dict], rows: dict) -> dict:
         return {}
     return dict(db.session.execute(
         select(RetiredVendorId.external_id, RetiredVendorId.record_id).where(
-            RetiredVendorId.resource == resource, in_(RetiredVendorId.external_id, unknown))
+            RetiredVendorId.resource == resource, in_list(RetiredVendorId.external_id, unknown))
     ).all())
 
 
@@ -83,16 +83,16 @@ def _slot_filter(resource: str, model, items: list[dict], refs: Refs):
     of its live objects (schedules: of an event `refs` names)."""
     ids = {o["id"] for o in items if o.get("id")}
     live = [o for o in items if not o.get("deleted") and o.get("id")]
-    where = [in_(model.external_id, ids)] if ids else []
+    where = [in_list(model.external_id, ids)] if ids else []
     if live:
         if resource == "events":
             refnums = {o.get("project_ref_num") for o in live} - {None}
             if refnums:
-                where.append(and_(model.deleted_at.is_(None), in_(model.project_ref_num, refnums)))
+                where.append(and_(model.deleted_at.is_(None), in_list(model.project_ref_num, refnums)))
         elif resource == "schedules":
             events = {refs.events.get(o.get("event_id")) for o in live} - {None}
             if events:
-                where.append(and_(model.deleted_at.is_(None), in_(model.event_id, events)))
+                where.append(and_(model.deleted_at.is_(None), in_list(model.event_id, events)))
         else:
             where.append(and_(model.deleted_at.is_(None), model.external_id.is_(None),
                               model.idempotency_key.is_not(None)))
@@ -116,7 +116,7 @@ def page_rows(resource: str, model, items: list[dict], refs: Refs,
     if where is None or (only is not None and not only):
         return {}, []
     if only is not None:  # conditions checked again: the rows are locked as they are now
-        where = and_(in_(model.id, only), where)
+        where = and_(in_list(model.id, only), where)
     ids = {o["id"] for o in items if o.get("id")}
     live = [o for o in items if not o.get("deleted")]
     key = Candidates.KEYS.get(resource)
@@ -215,7 +215,7 @@ class NewRows:
         entries = history.created_entries(self.resource, [
             (record_id, by_ext[ext]) for record_id, ext in db.session.execute(
                 select(self.model.id, self.model.external_id)
-                .where(in_(self.model.external_id, list(by_ext))))])
+                .where(in_list(self.model.external_id, list(by_ext))))])
         history.write(db.session.connection(), entries)
 
 
