@@ -28,13 +28,13 @@ import fields
 import history
 import inputs
 import table_stats
+from bulk_rows import insert_rows
 from models import (
     Employee,
     Event,
     LocalTimeError,
     Schedule,
     SyncMixin,
-    copy_rows,
     day_holders,
     day_taken_words,
     db,
@@ -656,7 +656,7 @@ def _insert_events(chunk: list[dict]):
     if db.session.get_bind().dialect.name != "postgresql":
         return db.session.execute(insert(table).returning(table.c.id, table.c.project_ref_num),
                                   chunk).all()
-    if not copy_rows(table, chunk):
+    if not insert_rows(table, chunk):
         db.session.execute(insert(table), chunk)
     return db.session.execute(select(Event.id, Event.project_ref_num).where(
         Event.deleted_at.is_(None),

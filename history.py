@@ -20,7 +20,6 @@ Imports only models (and Flask for the request check).
 """
 from __future__ import annotations
 
-import json
 import uuid
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -32,7 +31,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Session
 
-from models import (Employee, Event, RecordHistory, Schedule, copy_rows, db, iso, utcnow,
+from bulk_rows import insert_rows
+from models import (Employee, Event, RecordHistory, Schedule, db, iso, utcnow,
                     workday_names)
 
 ACTIONS = ("created", "changed", "deleted", "restored")
@@ -143,38 +143,13 @@ def created_changes(resource: str, values: dict) -> dict:
             for name in TRACKED[resource] if (value := values.get(name)) is not None}
 
 
-_COLUMNS = ("resource", "record_id", "at", "action", "source", "actor", "ref", "changes")
-
-
 def write(connection, rows: list[dict]) -> None:
     """Insert history rows in one COPY on PostgreSQL, one driver-level executemany on
-    SQLite, else one SQLAlchemy executemany (nothing when there are none)."""
-    if not rows or copy_rows(RecordHistory.__table__, rows, connection):
+    SQLite (bulk_rows.insert_rows: the entry time, one value a batch, converted once),
+    else one SQLAlchemy executemany (nothing when there are none)."""
+    if not rows or insert_rows(RecordHistory.__table__, rows, connection):
         return
-    if connection.dialect.name == "sqlite":
-        _sqlite_executemany(connection, rows)
-    else:
-        connection.execute(insert(RecordHistory.__table__), rows)
-
-
-def _sqlite_executemany(connection, rows: list[dict]) -> None:
-    """The rows as tuples straight to sqlite3's executemany.  SQLAlchemy's per-row,
-    per-column bind processing was a third of a 20k-row import's history cost; here the
-    entry time (one value per batch) is converted once and `changes` is one json.dumps."""
-    table = RecordHistory.__table__
-    at_of = table.c.at.type._cached_bind_processor(connection.dialect)
-    dumps = connection.dialect._json_serializer or json.dumps
-    stored: dict = {}
-    params = []
-    for row in rows:
-        at = row["at"]
-        if at not in stored:
-            stored[at] = at_of(at)
-        params.append((row["resource"], row["record_id"], stored[at], row["action"],
-                       row["source"], row["actor"], row["ref"], dumps(row["changes"])))
-    connection.exec_driver_sql(
-        f"INSERT INTO {table.name} ({', '.join(_COLUMNS)}) "
-        f"VALUES ({', '.join('?' * len(_COLUMNS))})", params)
+    connection.execute(insert(RecordHistory.__table__), rows)
 
 
 def created_entries(resource: str, ids_values: Iterable[tuple[int, dict]]) -> list[dict]:

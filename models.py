@@ -40,7 +40,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -317,7 +316,7 @@ class Employee(SyncMixin, db.Model):
     # Availability (app-api.md "Availability"): local to this app, never pushed to the vendor.
     # `workdays`: a 7-bit mask, bit 0 = Monday … bit 6 = Sunday (date.weekday()); all seven
     # by default.  A server default only (no Python default), so that Core inserts and the
-    # COPY path (copy_rows) that leave it out keep working; None before a flush means 127.
+    # COPY path (bulk_rows.insert_rows) that leave it out keep working; None before a flush means 127.
     workdays: Mapped[int] = mapped_column(
         Integer, CheckConstraint("workdays BETWEEN 0 AND 127", name="ck_employees_workdays"),
         server_default=str(ALL_WORKDAYS))
@@ -767,36 +766,6 @@ EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 def is_email(text: str) -> bool:
     return EMAIL_PATTERN.fullmatch(text) is not None
-
-
-def copy_rows(table, rows: list[dict], connection=None) -> bool:
-    """Insert with COPY on PostgreSQL (psycopg 3), in the session's transaction (or the
-    given connection's); False elsewhere, or when a column with a default is left out
-    (executemany then).  A first pull's inserts were the largest part of its time on
-    PostgreSQL (pyinstrument); COPY sends a page as one stream instead of a statement
-    per row (a pull's and an import's history rows too)."""
-    connection = connection if connection is not None else db.session.connection()
-    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
-        return False
-    names = list(rows[0])
-    if any(c.default is not None and c.name not in names for c in table.columns) \
-            or any(list(row) != names for row in rows):
-        return False
-    dialect = connection.dialect
-    procs = [table.c[name].type._cached_bind_processor(dialect) for name in names]
-    quote = dialect.identifier_preparer.quote
-    sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
-    try:
-        with connection.connection.driver_connection.cursor() as cursor:
-            with cursor.copy(sql) as copy:
-                for row in rows:
-                    copy.write_row([proc(row[n]) if proc else row[n]
-                                    for n, proc in zip(names, procs)])
-    except Exception as exc:
-        if str(getattr(exc, "sqlstate", "") or "").startswith("23"):  # as an INSERT would say it
-            raise IntegrityError(sql, None, exc) from exc
-        raise
-    return True
 
 
 def in_list(column, values):

@@ -17,7 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 import history
 from local_days import local_day_of
-from models import (day_holders, RetiredVendorId, Schedule, app_tz, copy_rows, db,
+from bulk_rows import insert_rows
+from models import (day_holders, RetiredVendorId, Schedule, app_tz, db,
                     in_list, utcnow)
 
 from .mapping import normalize, rows_of, vendor_version
@@ -208,7 +209,7 @@ class NewRows:
         if self.model is Schedule:  # rows that left an employee's day go first
             db.session.flush()
         rows = [values for _, values, _ in items]
-        if not copy_rows(self.model.__table__, rows):
+        if not insert_rows(self.model.__table__, rows):
             db.session.execute(insert(self.model.__table__), rows)
         # their history: the new ids in one query, the entries in one COPY (or executemany)
         by_ext = {values["external_id"]: values for values in rows}
