@@ -19,6 +19,7 @@ IntegrityError as an INSERT would.
 """
 from __future__ import annotations
 
+from sqlalchemy import DateTime
 from sqlalchemy.exc import IntegrityError
 
 from models import db
@@ -61,25 +62,30 @@ def _copy(connection, table, names, procs, rows) -> None:
 
 
 def _executemany(connection, table, names, procs, rows) -> None:
-    converters = [_memo(proc) if proc else None for proc in procs]
-    params = [tuple(convert(row[n]) if convert else row[n]
-                    for n, convert in zip(names, converters)) for row in rows]
+    converters = [_memo(proc) if proc and _is_time(table.c[name].type) else proc
+                  for name, proc in zip(names, procs)]
+    columns = [[convert(row[n]) for row in rows] if convert else [row[n] for row in rows]
+               for n, convert in zip(names, converters)]  # column by column: no per-value test
+    params = list(zip(*columns))
     quote = connection.dialect.identifier_preparer.quote
     connection.exec_driver_sql(
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
         f"VALUES ({', '.join('?' * len(names))})", params)
 
 
+def _is_time(column_type) -> bool:
+    """A DateTime column, or a TypeDecorator over one (models.UTCDateTime)."""
+    return isinstance(getattr(column_type, "impl", column_type), DateTime)
+
+
 def _memo(proc):
-    """`proc`, remembering the values it has converted in this batch (hashable ones)."""
+    """`proc` for a time column, remembering what it converted in this batch: a run's or
+    an import's own timestamp (created, synced, updated) repeats on every row."""
     seen: dict = {}
 
     def convert(value):
-        try:
-            return seen[value]
-        except KeyError:
-            seen[value] = done = proc(value)
-            return done
-        except TypeError:  # unhashable (a dict for a JSON column)
-            return proc(value)
+        done = seen.get(value, seen)
+        if done is seen:
+            done = seen[value] = proc(value)
+        return done
     return convert
