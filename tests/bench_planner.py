@@ -94,9 +94,7 @@ def bench_core() -> dict:
                "total_seconds": round(total, 3), "exact_maximum": exact_maximum(problem)}
     print("core:", figures)
     target("solve (build, solve, read back)", figures["total_seconds"], 2.0, "s",
-           f"solver {figures['solver_seconds']} s; placed {figures['placed']} of the exact "
-           f"maximum {figures['exact_maximum']}: "
-           + ("met" if figures["placed"] == figures["exact_maximum"] else "MISSED"))
+           f"solver {figures['solver_seconds']} s; {placed_words(figures)}")
     return figures
 
 
@@ -137,9 +135,7 @@ def bench_db() -> dict:
                    "total_seconds": round(total, 3), "exact_maximum": exact_maximum(problem)}
     print("plan():", figures)
     target("plan() of 2,000 events x 300 employees", figures["total_seconds"], 2.0, "s",
-           f"solver {solver} s apart; placed {figures['placed']} of the exact maximum "
-           f"{figures['exact_maximum']}: "
-           + ("met" if figures["placed"] == figures["exact_maximum"] else "MISSED"))
+           f"solver {solver} s apart; {placed_words(figures)}")
     return figures
 
 
@@ -147,6 +143,12 @@ def target(what: str, value: float, limit: float, unit: str, note: str = "") -> 
     """One line: a figure against issue 21's target."""
     verdict = "met" if value < limit else "MISSED"
     print(f"  target: {what}: {value} {unit} (< {limit} {unit}) {verdict}" + (f"; {note}" if note else ""))
+
+
+def placed_words(figures: dict) -> str:
+    """The placed count against the exact maximum, with its verdict."""
+    verdict = "met" if figures["placed"] == figures["exact_maximum"] else "MISSED"
+    return f"placed {figures['placed']} of the exact maximum {figures['exact_maximum']}: {verdict}"
 
 
 def _database(app) -> str:
